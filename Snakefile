@@ -1,0 +1,25 @@
+# affectflow: social-media archives to affect features and models.
+#   snakemake --profile profiles/local            # this machine
+#   snakemake --profile profiles/slurm            # a SLURM cluster
+# Targets: ingest (more stages add their own targets; `all` runs everything).
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/dreaddit.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.ingest.input,

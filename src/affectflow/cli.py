@@ -1,0 +1,89 @@
+"""``affectflow``: the commands the Snakemake rules call, and the operator's tools.
+
+Each workflow rule runs one subcommand (thin rules); the subcommand parses its arguments and calls
+one library function. Stage commands take their config section as JSON (``--config-json``), passed
+by the rule, so a job run by hand is the same as the job Snakemake ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable
+
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int | None], str]] = {}
+
+
+def command(name: str, help: str, args: Callable[[argparse.ArgumentParser], None] = lambda p: None):
+    """Register ``run(namespace)`` as subcommand ``name``; ``args(parser)`` declares its arguments.
+
+    Subcommands live in :mod:`affectflow.commands`, one module per area, all imported here.
+    """
+
+    def deco(run):
+        COMMANDS[name] = (args, run, help)
+        return run
+
+    return deco
+
+
+def stage_config(args) -> dict:
+    """The config a stage runs with: ``--config-json`` from a rule, else config.yaml + ``--configfile``."""
+    from . import config as C
+
+    if getattr(args, "config_json", None):
+        return C.from_json(args.config_json)
+    return C.load(*getattr(args, "configfile", []) or [])
+
+
+def config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config-json", help="the config sections as JSON (what a rule passes)")
+    p.add_argument("--configfile", action="append", default=[], help="extra config files over config.yaml")
+
+
+def _load_commands() -> None:
+    import importlib
+    import pkgutil
+
+    from . import commands
+
+    for mod in pkgutil.iter_modules(commands.__path__):
+        importlib.import_module(f"{commands.__name__}.{mod.name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    _load_commands()
+    parser = argparse.ArgumentParser(prog="affectflow", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"affectflow {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (configure, run, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        configure(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        rc = args._run(args)
+    except Exception as exc:  # traceback for developers, then one clear last line for operators
+        log = logging.getLogger("affectflow")
+        log.debug("failed", exc_info=True)
+        if not args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        log.error("%s: %s", type(exc).__name__, exc)
+        return 1
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Configuration: one JSON schema (``workflow/schemas/config.schema.yaml``), typed views on top.
+
+The Snakefile and the CLI both go through :func:`validate`, which checks the merged config and
+fills in the schema's defaults, so a rule and a command run by hand see the same settings.
+Stages receive only the config sections they use (see :func:`section`), so changing one stage's
+settings does not invalidate another stage's outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _validator():
+    import jsonschema
+
+    base = jsonschema.Draft7Validator
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    cls = jsonschema.validators.extend(base, {"properties": set_defaults})
+    if not SCHEMA_PATH.is_file():
+        raise ConfigError(f"config schema not found at {SCHEMA_PATH}; install affectflow editable from its repository")
+    return cls(yaml.safe_load(SCHEMA_PATH.read_text()))
+
+
+def validate(cfg: dict) -> dict:
+    """Check ``cfg`` against the schema, filling defaults in place; raise ConfigError listing every problem."""
+    errors = sorted(_validator().iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines))
+    return cfg
+
+
+def merge(base: dict, override: Mapping) -> dict:
+    """Nested update, as Snakemake does for extra --configfile files."""
+    for k, v in override.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
+            merge(base[k], v)
+        else:
+            base[k] = copy.deepcopy(v)
+    return base
+
+
+def load(*configfiles: str | Path, base: str | Path | None = DEFAULT_CONFIG) -> dict:
+    """``config.yaml`` merged with each extra file in turn, validated, defaults filled."""
+    cfg: dict = {}
+    for f in ([base] if base else []) + list(configfiles):
+        data = yaml.safe_load(Path(f).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{f}: top level must be a mapping")
+        merge(cfg, data)
+    return validate(cfg)
+
+
+def section(cfg: Mapping, *keys: str) -> dict:
+    """The named top-level sections (plus ``results``), as passed to one stage."""
+    return {k: copy.deepcopy(cfg[k]) for k in ("results", *keys) if k in cfg}
+
+
+def to_json(cfg: Mapping) -> str:
+    return json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+
+
+def from_json(text: str) -> dict:
+    cfg = json.loads(text)
+    if not isinstance(cfg, dict):
+        raise ConfigError("--config-json must be a JSON object")
+    return cfg
+
+
+@dataclass(frozen=True)
+class InstagramConfig:
+    root: Path
+    metadata_zip: Path
+    images_zip: Path
+    mapping: Path
+    influencers: Path
+    shards: int
+    max_member_bytes: int
+    max_compression_ratio: float
+    row_group_rows: int
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> "InstagramConfig":
+        ig = cfg["instagram"]
+        root = Path(ig["root"])
+        return cls(
+            root=root,
+            metadata_zip=root / ig["metadata_zip"],
+            images_zip=root / ig["images_zip"],
+            mapping=root / ig["mapping"],
+            influencers=root / ig["influencers"],
+            shards=int(ig["shards"]),
+            max_member_bytes=int(ig["max_member_bytes"]),
+            max_compression_ratio=float(ig["max_compression_ratio"]),
+            row_group_rows=int(ig["row_group_rows"]),
+        )

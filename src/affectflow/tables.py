@@ -1,0 +1,183 @@
+"""Every table's schema, declared once. The join key across tables is ``post_id``.
+
+Stages import their schema from here; nothing else spells out column types. Embedding widths
+depend on the model, so embedding tables are functions of the dimension.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+STRING_LIST = pa.list_(pa.string())
+
+# -- Instagram: the ingestion plan (one row per post the archive or the mapping names) -------------
+PLAN_POSTS = pa.schema(
+    [
+        ("post_id", pa.string()),
+        ("shard", pa.int32()),
+        ("username", pa.string()),
+        ("json_file", pa.string()),
+        ("member", pa.string()),  # archive member name, null when the JSON is absent
+        ("disk", pa.int32()),
+        ("offset", pa.int64()),
+        ("compressed_size", pa.int64()),
+        ("uncompressed_size", pa.int64()),
+        ("method", pa.int16()),
+        ("crc", pa.uint32()),
+        ("flags", pa.uint16()),
+        ("category", pa.string()),
+        ("followers", pa.int64()),
+        ("in_mapping", pa.bool_()),
+        ("image_files", STRING_LIST),
+        ("missing_images", STRING_LIST),
+        ("plan_status", pa.string()),  # null, or the fault already known from names alone
+        ("plan_error", pa.string()),
+    ]
+)
+
+# -- Instagram: one row per mapped image that the image archive holds ------------------------------
+PLAN_IMAGES = pa.schema(
+    [
+        ("post_id", pa.string()),
+        ("shard", pa.int32()),
+        ("image_index", pa.int16()),
+        ("image_file", pa.string()),
+        ("member", pa.string()),
+        ("disk", pa.int32()),
+        ("offset", pa.int64()),
+        ("compressed_size", pa.int64()),
+        ("uncompressed_size", pa.int64()),
+        ("method", pa.int16()),
+        ("crc", pa.uint32()),
+        ("flags", pa.uint16()),
+    ]
+)
+
+# -- Instagram: parsed posts, one file per shard ---------------------------------------------------
+POSTS = pa.schema(
+    [
+        ("post_id", pa.string()),
+        ("username", pa.string()),
+        ("json_file", pa.string()),
+        ("media_id", pa.string()),
+        ("shortcode", pa.string()),
+        ("typename", pa.string()),
+        ("category", pa.string()),
+        ("followers", pa.int64()),
+        ("caption", pa.string()),
+        ("hashtags", STRING_LIST),
+        ("likes", pa.int64()),
+        ("comments", pa.int64()),
+        ("comments_text", pa.string()),
+        ("comments_shown", pa.int32()),
+        ("comments_source", pa.string()),
+        ("timestamp", pa.timestamp("ms", tz="UTC")),  # Parquet has no seconds unit
+        ("is_video", pa.bool_()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("aspect_ratio", pa.float32()),
+        ("is_verified", pa.bool_()),
+        ("is_private", pa.bool_()),
+        ("tagged_users", pa.int32()),
+        ("sponsored", pa.bool_()),
+        ("accessibility_caption", pa.string()),
+        ("location", pa.string()),
+        ("caption_length", pa.int32()),
+        ("image_files", STRING_LIST),
+        ("missing_images", STRING_LIST),
+        ("shard", pa.int32()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+
+# -- Instagram features (one file per shard each; join to POSTS on post_id) ------------------------
+def embedding(dim: int) -> pa.DataType:
+    """L2-normalised float32 vectors of a fixed width."""
+    return pa.list_(pa.float32(), dim)
+
+
+SENTIMENT = pa.schema(
+    [
+        ("post_id", pa.string()),
+        ("caption_sentiment", pa.string()),  # "POSITIVE" | "NEGATIVE"; null where the text is empty
+        ("caption_score", pa.float32()),  # probability of the predicted label
+        ("caption_truncated", pa.bool_()),  # text longer than the model's window was cut
+        ("comment_sentiment", pa.string()),
+        ("comment_score", pa.float32()),
+        ("comment_truncated", pa.bool_()),
+        ("status", pa.string()),  # the post's status, or the feature's own fault
+    ]
+)
+
+
+def text_embeddings(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("post_id", pa.string()),
+            ("embedding", embedding(dim)),  # null when the post has no text or was not parsed
+            ("truncated", pa.bool_()),
+            ("status", pa.string()),
+        ]
+    )
+
+
+def image_embeddings(dim: int) -> pa.Schema:
+    """One row per mapped image (present or missing) of every post."""
+    return pa.schema(
+        [
+            ("post_id", pa.string()),
+            ("image_file", pa.string()),
+            ("image_index", pa.int16()),
+            ("embedding", embedding(dim)),  # null when missing or unreadable: never a placeholder
+            ("status", pa.string()),
+            ("error", pa.string()),
+        ]
+    )
+
+
+def pooled_image_embeddings(dim: int) -> pa.Schema:
+    """One row per post: the mean of its readable images' embeddings, re-normalised."""
+    return pa.schema(
+        [
+            ("post_id", pa.string()),
+            ("embedding", embedding(dim)),  # null when the post has no readable image
+            ("n_images", pa.int16()),
+            ("n_embedded", pa.int16()),
+            ("status", pa.string()),
+        ]
+    )
+
+
+# -- Dreaddit ----------------------------------------------------------------------------------------
+DREADDIT_KEYS = [
+    ("post_id", pa.string()),  # "dreaddit-<id>": the CSV's unique row id
+    ("split", pa.string()),  # train | val | test
+    ("text", pa.string()),
+    ("label", pa.int8()),  # 1 = stress
+    ("subreddit", pa.string()),
+]
+
+DREADDIT_SYNTH = pa.schema(
+    [
+        ("post_id", pa.string()),
+        ("image_path", pa.string()),
+        ("prompt", pa.string()),
+        ("seed", pa.int64()),
+        ("model", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+
+def dreaddit_clip(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("post_id", pa.string()),
+            ("text_embedding", embedding(dim)),
+            ("image_embedding", embedding(dim)),  # null when the synthesized image is unusable
+            ("status", pa.string()),
+        ]
+    )

@@ -1,0 +1,1 @@
+# dreaddit stage: rules are added by its issue.

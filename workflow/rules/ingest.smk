@@ -1,0 +1,77 @@
+# Instagram ingestion: plan once, then one job per shard reading the split archive in place.
+from pathlib import Path
+
+IG_ROOT = Path(config["instagram"]["root"])
+
+
+rule instagram_plan:
+    """Central directories + mapping + influencers -> which posts exist, where, in which shard."""
+    input:
+        metadata=IG_ROOT / config["instagram"]["metadata_zip"],
+        images=IG_ROOT / config["instagram"]["images_zip"],
+        mapping=IG_ROOT / config["instagram"]["mapping"],
+        influencers=IG_ROOT / config["instagram"]["influencers"],
+    output:
+        posts=f"{RESULTS}/instagram/plan/posts.parquet",
+        images=f"{RESULTS}/instagram/plan/images.parquet",
+        summary=f"{RESULTS}/instagram/plan/plan.json",
+    params:
+        cfg=cfg_json("instagram"),
+    log:
+        f"{LOGS}/instagram/plan.log",
+    benchmark:
+        f"{LOGS}/benchmarks/instagram/plan.tsv"
+    threads: 2
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+    shell:
+        "{AF} instagram-plan --config-json {params.cfg:q} --posts {output.posts:q}"
+        " --images {output.images:q} --summary {output.summary:q} > {log:q} 2>&1"
+
+
+rule instagram_ingest:
+    """One shard: read its post JSON from the volumes, parse, write Parquet (status per post)."""
+    input:
+        plan=rules.instagram_plan.output.posts,
+        summary=rules.instagram_plan.output.summary,
+    output:
+        f"{RESULTS}/instagram/posts/shard-{{shard}}.parquet",
+    params:
+        cfg=cfg_json("instagram"),
+    log:
+        f"{LOGS}/instagram/ingest/shard-{{shard}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/instagram/ingest/shard-{{shard}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+    shell:
+        "{AF} instagram-ingest --config-json {params.cfg:q} --plan {input.plan:q}"
+        " --plan-summary {input.summary:q} --shard {wildcards.shard} --out {output:q} > {log:q} 2>&1"
+
+
+rule instagram_ingest_summary:
+    """Counts by status over all shards, plus the plan's counts (duplicates, volumes, ...)."""
+    input:
+        summary=rules.instagram_plan.output.summary,
+        shards=expand(f"{RESULTS}/instagram/posts/shard-{{shard}}.parquet", shard=IG_SHARDS),
+    output:
+        f"{RESULTS}/instagram/ingest_summary.json",
+    log:
+        f"{LOGS}/instagram/ingest_summary.log",
+    benchmark:
+        f"{LOGS}/benchmarks/instagram/ingest_summary.tsv"
+    localrule: True
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    shell:
+        "{AF} instagram-summary --plan-summary {input.summary:q} --out {output:q} {input.shards:q} > {log:q} 2>&1"
+
+
+rule ingest:
+    """Target: every posts shard and the ingestion summary."""
+    input:
+        rules.instagram_ingest_summary.output,

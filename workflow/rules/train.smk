@@ -1,0 +1,1 @@
+# train stage: rules are added by its issue.

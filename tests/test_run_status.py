@@ -131,6 +131,7 @@ def fake_repo(tmp_path: Path, extra: str = "") -> Path:
     (repo / "workflow/rules").mkdir(parents=True)
     (repo / "Snakefile").write_text("rule all:\n    input: 'x'\n")
     (repo / "workflow/rules/ingest.smk").write_text((REPO / "workflow/rules/ingest.smk").read_text() + extra)
+    (repo / "workflow/rules/models.smk").write_text((REPO / "workflow/rules/models.smk").read_text())
     return repo
 
 
@@ -156,12 +157,28 @@ def test_collect_counts_and_resume_commands(tmp_path):
     assert re.search(r"ingest\s+instagram_ingest\s+3\s+1\s+0\s+0\s+1\s+0\s+1", text)
     assert "instagram_ingest 00002: ShardVolumeError: shard 1" in text and "unlock" in text
 
+    (wd / ".snakemake/locks/0.input.lock").unlink()
+    write(wd / "res/instagram/ingest_summary.json")  # shards 1, 2 deleted by hand after the summary was made
+    st = R.collect(cfg, wd, profile=None, repo=fake_repo(tmp_path / "d"), queue={})
+    assert st.resume == ["snakemake --rerun-incomplete res/instagram/posts/shard-00001.parquet "
+                         "res/instagram/posts/shard-00002.parquet ingest"]
     for shard in ("00001", "00002"):
         write(wd / f"res/instagram/posts/shard-{shard}.parquet")
-    write(wd / "res/instagram/ingest_summary.json")
-    (wd / ".snakemake/locks/0.input.lock").unlink()
     st = R.collect(cfg, wd, profile=None, repo=fake_repo(tmp_path / "c"), queue={})
     assert st.all_done and st.resume == [] and "Everything is done." in R.format_status(st)
+
+
+def test_stages_not_started_are_not_resumed(tmp_path):
+    cfg = {"results": "res", "logs": "lg", "instagram": {"shards": 1},
+           "models": {"dir": "m", "clip": {"arch": "ViT-B-32"}, "sbert": {"id": "x/y"}}}
+    write(tmp_path / "res/instagram/plan/plan.json")
+    st = R.collect(cfg, tmp_path, profile=None, repo=fake_repo(tmp_path), queue={})
+    assert [j.label for j in st.stages["models"]["fetch_model"]] == ["clip", "sbert"]
+    assert st.resume == ["snakemake --rerun-incomplete ingest"] and st.not_started == ["fetch_models"]
+    assert "Not started yet (their targets): fetch_models" in R.format_status(st)
+    for key in ("clip", "sbert"):
+        write(tmp_path / f"m/.fetched/{key}.json")
+    assert R.collect(cfg, tmp_path, profile=None, repo=fake_repo(tmp_path / "b"), queue={}).not_started == []
 
 
 def test_orphaned_slurm_jobs_are_reported(tmp_path):

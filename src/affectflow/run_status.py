@@ -16,6 +16,11 @@ data and the whole workflow to load) and in well under a second:
   Parquet writer was left behind by a killed job;
 * *missing* otherwise (not run yet, or waiting for an upstream job).
 
+The resume command names the targets of the stages that have begun but not finished; stages with
+no job run yet are listed apart (a run of ``ingest`` alone is not asked to fetch models). When a
+stage's final outputs exist but some of its intermediate ones do not (deleted by hand), Snakemake
+would not rebuild those for the stage target, so the command names them as file targets too.
+
 Adding a stage: append a :class:`Stage` to :data:`STAGES` with one :class:`Step` per rule (output
 and log patterns exactly as in the rule, with ``{results}``, ``{logs}`` and the rule's wildcards;
 ``jobs`` yields the wildcard values per job from the config). ``tests/test_run_status.py`` checks
@@ -50,9 +55,18 @@ def instagram_shards(cfg: Mapping) -> list[Wildcards]:
     return [{"shard": f"{i:05d}"} for i in range(int(cfg["instagram"]["shards"]))]
 
 
+def model_keys(cfg: Mapping) -> list[Wildcards]:
+    """``MODEL_KEYS`` of workflow/rules/models.smk: the configured models."""
+    return [{"key": k} for k, v in cfg.get("models", {}).items() if isinstance(v, dict)]
+
+
 @dataclass(frozen=True)
 class Step:
-    """One rule: its outputs and log (patterns as in the rule), and its jobs' wildcard values."""
+    """One rule: its outputs and log, and its jobs' wildcard values.
+
+    Patterns are ``str.format`` templates over the config and the wildcards, written as in the
+    rule: ``{results}``, ``{logs}``, ``{models[dir]}``, ``{shard}``.
+    """
 
     rule: str
     outputs: tuple[str, ...]
@@ -70,6 +84,9 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
+    Stage("models", "fetch_models", (
+        Step("fetch_model", ("{models[dir]}/.fetched/{key}.json",), "{logs}/models/fetch_{key}.log", model_keys),
+    )),
     Stage("ingest", "ingest", (
         Step("instagram_plan",
              ("{results}/instagram/plan/posts.parquet", "{results}/instagram/plan/images.parquet",
@@ -118,6 +135,7 @@ class RunStatus:
     unregistered_rules: list[str]
     last_run_log: str | None
     resume: list[str]
+    not_started: list[str] = field(default_factory=list)  # targets of stages with no job run yet
 
     def counts(self, stage: str, rule: str) -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)
@@ -138,7 +156,7 @@ class RunStatus:
                        for s, rules in self.stages.items()],
             "locked": self.locked, "snakemake_pids": self.snakemake_pids, "orphan_jobs": self.orphan_jobs,
             "unregistered_rules": self.unregistered_rules, "last_run_log": self.last_run_log,
-            "resume": self.resume,
+            "resume": self.resume, "not_started": self.not_started,
         }
 
 
@@ -312,7 +330,7 @@ def profile_setting(profile: str | Path | None, key: str) -> str | None:
 
 
 def _fmt(pattern: str, cfg: Mapping, wildcards: Wildcards) -> str:
-    return pattern.format(results=cfg["results"], logs=cfg["logs"], **wildcards)
+    return pattern.format(**{**cfg, **wildcards})
 
 
 def job_status(step: Step, cfg: Mapping, wildcards: Wildcards, workdir: Path, markers: Mapping[str, str | None],
@@ -371,7 +389,8 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
     slurm_logdir = workdir / (profile_setting(profile, "slurm-logdir") or ".snakemake/slurm_logs")
     result: dict[str, dict[str, list[JobStatus]]] = {}
     registered: set[str] = set()
-    targets: list[str] = []
+    targets: list[str] = []  # stages begun and not finished: the run to resume
+    not_started: list[str] = []
     for stage in stages:
         registered.update(s.rule for s in stage.steps)
         steps = [s for s in stage.steps if s.rule in declared]
@@ -381,7 +400,17 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
             s.rule: [job_status(s, cfg, wc, workdir, markers, queue, slurm_logdir, bool(pids)) for wc in s.jobs(cfg)]
             for s in steps
         }
-        if any(j.state != DONE for jobs in result[stage.name].values() for j in jobs):
+        jobs = [j for js in result[stage.name].values() for j in js]
+        if not jobs:  # e.g. no models configured
+            del result[stage.name]
+        elif all(j.state == MISSING for j in jobs):
+            not_started.append(stage.target)
+        elif any(j.state != DONE for j in jobs):
+            last = result[stage.name].get(stage.steps[-1].rule, [])
+            if last and all(j.state == DONE for j in last):
+                # The stage's final outputs exist, so Snakemake would not rebuild the missing
+                # intermediate ones for the stage target alone (outputs deleted by hand): name them.
+                targets += [o for j in jobs if j.state != DONE for o in j.outputs]
             targets.append(stage.target)
     orphans = [] if pids else [{"comment": c, "job": jid, "state": st} for c, (jid, st) in sorted(queue.items())]
     locked = any((workdir / ".snakemake" / "locks").glob("*.lock"))
@@ -390,7 +419,7 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
         workdir=str(workdir.resolve()), results=str(cfg["results"]), logs=str(cfg["logs"]), stages=result,
         locked=locked, snakemake_pids=pids, orphan_jobs=orphans,
         unregistered_rules=sorted(r for r, has_out in declared.items() if has_out and r not in registered),
-        last_run_log=str(logs[-1]) if logs else None, resume=[])
+        last_run_log=str(logs[-1]) if logs else None, resume=[], not_started=not_started)
     status.resume = resume_commands(status, targets, profile, configfiles)
     return status
 
@@ -464,6 +493,8 @@ def format_status(s: RunStatus, max_lines: int = 20) -> str:
     if s.resume:
         out.append("Resume (only missing, failed and incomplete jobs run):")
         out += [f"  {c}" for c in s.resume]
-    elif s.stages:
+    if s.not_started:
+        out.append(f"Not started yet (their targets): {', '.join(s.not_started)}")
+    if not s.resume and not s.not_started and s.stages:
         out.append("Everything is done.")
     return "\n".join(out)

@@ -102,7 +102,7 @@ def test_job_states_from_evidence(tmp_path):
     tmp = write(out.parent / ".shard-00001.parquet.tmp-1234")
     slurm.unlink()
     j = state(tmp_path)
-    assert j.state == R.INCOMPLETE and j.leftovers == [str(tmp)]
+    assert j.state == R.INCOMPLETE and j.leftovers == [str(tmp.relative_to(tmp_path))]
 
     snakemake_marker(tmp_path, "res/instagram/posts/shard-00001.parquet")
     assert state(tmp_path).state == R.INCOMPLETE
@@ -166,6 +166,11 @@ def test_collect_counts_and_resume_commands(tmp_path):
         write(wd / f"res/instagram/posts/shard-{shard}.parquet")
     st = R.collect(cfg, wd, profile=None, repo=fake_repo(tmp_path / "c"), queue={})
     assert st.all_done and st.resume == [] and "Everything is done." in R.format_status(st)
+
+    write(wd / "res/instagram/posts/.shard-00001.parquet.tmp-99")  # an earlier attempt was killed mid-write
+    st = R.collect(cfg, wd, profile=None, repo=fake_repo(tmp_path / "e"), queue={})
+    assert st.all_done and st.leftovers == ["res/instagram/posts/.shard-00001.parquet.tmp-99"]
+    assert "Temporary files left by killed jobs (1;" in R.format_status(st)
 
 
 def test_stages_not_started_are_not_resumed(tmp_path):

@@ -184,20 +184,6 @@ def assert_same_results(results: Path, reference: Path, shards: int) -> None:
     assert {k: got[k] for k in SUMMARY_KEYS} == {k: ref[k] for k in SUMMARY_KEYS}
 
 
-_REFERENCES: dict[tuple[str, int], Path] = {}
-
-
-def local_reference(sample: Path, shards: int, tmp_factory) -> Path:
-    """The results of a run with profiles/local on the same sample and shard count (cached)."""
-    key = (str(sample), shards)
-    if key not in _REFERENCES:
-        d = tmp_factory.mktemp("local-reference")
-        cfg = write_config(d / "config.yaml", sample, shards)
-        run_snakemake(d, "ingest", configfile=cfg)
-        _REFERENCES[key] = d / "results"
-    return _REFERENCES[key]
-
-
 @pytest.fixture(scope="module")
 def sample24(tmp_path_factory) -> Path:
     """A larger sample (24 influencers, five volumes): with 4 shards, volume .z01 is read by shard 0 only."""
@@ -206,6 +192,28 @@ def sample24(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sample24")
     make_sample(out, SampleSpec(influencers=24))
     return out
+
+
+class LocalReference:
+    """``ingest`` with profiles/local on a sample, started at once and awaited when first compared."""
+
+    def __init__(self, sample: Path, shards: int, workdir: Path):
+        cfg = write_config(workdir / "config.yaml", sample, shards)
+        cmd = snakemake_cmd(workdir, "ingest", profiles=(REPO / "profiles" / "local",), configfile=cfg)
+        self.proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.results = workdir / "results"
+
+    def __call__(self) -> Path:
+        out, err = self.proc.communicate(timeout=300)
+        assert self.proc.returncode == 0, f"local reference run failed:\n{out[-2000:]}\n{err[-4000:]}"
+        return self.results
+
+
+@pytest.fixture(scope="module")
+def references(sample_dir, sample24, tmp_path_factory) -> dict[str, LocalReference]:
+    """The local runs the SLURM runs are compared with; they run while the SLURM tests wait on jobs."""
+    return {"sample-3": LocalReference(sample_dir, 3, tmp_path_factory.mktemp("local-3")),
+            "sample24-4": LocalReference(sample24, 4, tmp_path_factory.mktemp("local24-4"))}
 
 
 # -- the time-limit run starts first and runs in the background: SLURM enforces a time limit only
@@ -222,7 +230,7 @@ class Background:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def time_limit_run(slurm_cluster, sample_dir, tmp_path_factory):
+def time_limit_run(slurm_cluster, sample_dir, tmp_path_factory, references):
     """``ingest`` where shard 1's first attempt outlives its time limit.
 
     The overlay profile keeps every key of profiles/slurm and only gives instagram_ingest a
@@ -259,7 +267,7 @@ def time_limit_run(slurm_cluster, sample_dir, tmp_path_factory):
 # -- tests ---------------------------------------------------------------------------------------------
 
 
-def test_ingest_through_slurm_equals_local_run(sample_dir, tmp_path, tmp_path_factory):
+def test_ingest_through_slurm_equals_local_run(sample_dir, tmp_path, references):
     cfg = write_config(tmp_path / "config.yaml", sample_dir, 3)
     slurm_run(tmp_path, "ingest", configfile=cfg)
 
@@ -275,7 +283,7 @@ def test_ingest_through_slurm_equals_local_run(sample_dir, tmp_path, tmp_path_fa
     assert (shard["ReqCPUS"], shard["ReqMem"], shard["Timelimit"]) == ("1", "2000M", "01:00:00")
     assert not any("gres/gpu" in r["AllocTRES"] for v in jobs.values() for r in v)  # CPU rules ask for no GPU
 
-    assert_same_results(tmp_path / "results", local_reference(sample_dir, 3, tmp_path_factory), 3)
+    assert_same_results(tmp_path / "results", references["sample-3"](), 3)
     # Per rule and shard logs; SLURM's own job logs are removed for successful jobs.
     assert (tmp_path / "logs/instagram/ingest/shard-00002.log").read_text().strip()
     assert not list((tmp_path / "logs/slurm").rglob("*.log"))
@@ -287,23 +295,25 @@ def test_ingest_through_slurm_equals_local_run(sample_dir, tmp_path, tmp_path_fa
     assert len(sacct(tmp_path)) == 4
 
 
-def test_failed_shard_reruns_alone(sample24, tmp_path, tmp_path_factory):
+def test_failed_shard_reruns_alone(sample24, tmp_path, references):
     sample = tmp_path / "sample"
     shutil.copytree(sample24, sample)
     cfg = write_config(tmp_path / "config.yaml", sample, 4)
     plan = tmp_path / "results/instagram/plan/plan.json"
-    slurm_run(tmp_path, str(plan), configfile=cfg)
-    assert json.loads(plan.read_text())["shard_volumes"]["0"][0] == "posts_info.z01"
-    assert all("posts_info.z01" not in v for s, v in json.loads(plan.read_text())["shard_volumes"].items() if s != "0")
 
-    # The volume shard 0 needs is unreadable while the shards run (a flaky mount, a volume still
-    # being copied): shard 0 fails; the other shards finish. (--retries 0 saves two identical
-    # failures; the profile's retries are exercised by test_time_limit_retried_with_more_time.)
+    # The volume shard 0 needs becomes unreadable once the plan is made, while the shards run (a
+    # flaky mount, a volume being replaced): shard 0 fails; the other shards finish. (--retries 0
+    # saves two identical failures; test_time_limit_retried_with_more_time covers the retries.)
     volume = sample / "instagram/Post_metadata/posts_info.z01"
     hidden = tmp_path / "posts_info.z01"
-    volume.rename(hidden)
-    failed = slurm_run(tmp_path, "ingest", "--retries", "0", configfile=cfg, check=False)
-    assert failed.returncode != 0
+    run = subprocess.Popen(snakemake_cmd(tmp_path, "ingest", "--retries", "0", configfile=cfg), cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env())
+    wait_for(lambda: plan.exists() and plan.stat().st_size > 0, 120, "the plan", run, interval=0.05)
+    volume.rename(hidden)  # shard jobs start seconds later: submission and job start-up come first
+    out, err = run.communicate(timeout=300)
+    assert run.returncode != 0, out + err
+    assert json.loads(plan.read_text())["shard_volumes"]["0"][0] == "posts_info.z01"
+    assert all("posts_info.z01" not in v for s, v in json.loads(plan.read_text())["shard_volumes"].items() if s != "0")
     posts = tmp_path / "results/instagram/posts"
     assert sorted(p.name for p in posts.glob("*.parquet")) == [f"shard-0000{i}.parquet" for i in (1, 2, 3)]
     assert [r["State"] for r in jobs_by_comment(tmp_path)["rule_instagram_ingest_wildcards_00000"]] == ["FAILED"]
@@ -325,18 +335,18 @@ def test_failed_shard_reruns_alone(sample24, tmp_path, tmp_path_factory):
     new = sacct(tmp_path)[n_jobs:]
     assert [(r["Comment"], r["State"]) for r in new] == [("rule_instagram_ingest_wildcards_00000", "COMPLETED")]
     assert all(posts.joinpath(n).stat().st_mtime_ns == t for n, t in before.items())
-    assert_same_results(tmp_path / "results", local_reference(sample24, 4, tmp_path_factory), 4)
+    assert_same_results(tmp_path / "results", references["sample24-4"](), 4)
     assert ingest_done(affectflow_status(tmp_path, cfg))
 
 
-def test_killed_snakemake_and_job_resume(sample_dir, tmp_path, tmp_path_factory):
+def test_killed_snakemake_and_job_resume(sample_dir, tmp_path, references):
     """Everything dies at once (a login-node session and a compute node lost): the main Snakemake
     is SIGKILLed while shard 1's job is mid-write and shard 2's job is still running; then shard
     1's job processes are SIGKILLed too. Shard 2's job finishes on its own."""
     cfg = write_config(tmp_path / "config.yaml", sample_dir, 3)
     posts = tmp_path / "results/instagram/posts"
     m1, m2 = tmp_path / "stalled-1", tmp_path / "stalled-2"
-    stall = f"posts/shard-00001.parquet:600:{m1};posts/shard-00002.parquet:8:{m2}"
+    stall = f"posts/shard-00001.parquet:600:{m1};posts/shard-00002.parquet:15:{m2}"
     proc = subprocess.Popen(snakemake_cmd(tmp_path, "ingest", configfile=cfg), cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=run_env(stall), start_new_session=True)
     try:
@@ -346,6 +356,7 @@ def test_killed_snakemake_and_job_resume(sample_dir, tmp_path, tmp_path_factory)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    assert not (posts / "shard-00002.parquet").exists()  # shard 2's job outlives its Snakemake
     queue = subprocess.run(["squeue", "--noheader", "--format=%i|%k|%Z"], capture_output=True, text=True).stdout
     job1 = next(line.split("|")[0] for line in queue.splitlines()
                 if line.endswith(f"|rule_instagram_ingest_wildcards_00001|{tmp_path}"))
@@ -381,9 +392,10 @@ def test_killed_snakemake_and_job_resume(sample_dir, tmp_path, tmp_path_factory)
     new = sacct(tmp_path)[n_jobs:]
     assert [(r["Comment"], r["State"]) for r in new] == [("rule_instagram_ingest_wildcards_00001", "COMPLETED")]
     assert all((posts / n).stat().st_mtime_ns == t for n, t in before.items())
-    assert_same_results(tmp_path / "results", local_reference(sample_dir, 3, tmp_path_factory), 3)
+    assert_same_results(tmp_path / "results", references["sample-3"](), 3)
     after = affectflow_status(tmp_path, cfg)
     assert ingest_done(after) and not after["locked"]
+    assert after["leftovers"] == [str(leftovers[0])]  # reported, for the operator to delete
 
 
 def test_gpu_rules_get_a_gpu_cpu_rules_none(tmp_path):
@@ -404,7 +416,7 @@ def test_gpu_rules_get_a_gpu_cpu_rules_none(tmp_path):
     assert alloc["sentiment"]["gres/gpu"] == "1" and "gres/gpu" not in alloc["dreaddit_posts"]
 
 
-def test_time_limit_retried_with_more_time(time_limit_run, sample_dir, tmp_path_factory):
+def test_time_limit_retried_with_more_time(time_limit_run, references):
     rc, out, err = time_limit_run.wait(timeout=400)
     assert rc == 0, f"{out[-3000:]}\n{err[-6000:]}"
     wd = time_limit_run.workdir
@@ -414,4 +426,4 @@ def test_time_limit_retried_with_more_time(time_limit_run, sample_dir, tmp_path_
     for other in ("00000", "00002"):
         assert [r["State"] for r in jobs_by_comment(wd)[f"rule_instagram_ingest_wildcards_{other}"]] == ["COMPLETED"]
     assert "DUE TO TIME LIMIT" in err or "TIMEOUT" in err
-    assert_same_results(wd / "results", local_reference(sample_dir, 3, tmp_path_factory), 3)
+    assert_same_results(wd / "results", references["sample-3"](), 3)

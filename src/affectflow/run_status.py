@@ -144,6 +144,11 @@ class RunStatus:
         return out
 
     @property
+    def leftovers(self) -> list[str]:
+        """Temporary files of killed writers, beside outputs of any state."""
+        return [t for rules in self.stages.values() for jobs in rules.values() for j in jobs for t in j.leftovers]
+
+    @property
     def all_done(self) -> bool:
         return all(j.state == DONE for rules in self.stages.values() for jobs in rules.values() for j in jobs)
 
@@ -155,6 +160,7 @@ class RunStatus:
                                              for r, jobs in rules.items()]}
                        for s, rules in self.stages.items()],
             "locked": self.locked, "snakemake_pids": self.snakemake_pids, "orphan_jobs": self.orphan_jobs,
+            "leftovers": self.leftovers,
             "unregistered_rules": self.unregistered_rules, "last_run_log": self.last_run_log,
             "resume": self.resume, "not_started": self.not_started,
         }
@@ -239,12 +245,13 @@ def incomplete_markers(persistence: Path) -> dict[str, str | None]:
     return out
 
 
-def leftover_temp_files(output: Path) -> list[str]:
-    """Temporary files the atomic writers (``parquet_io``) leave only when their job was killed."""
-    d = output.parent
+def leftover_temp_files(output: str, workdir: Path) -> list[str]:
+    """Temporary files the atomic writers (``parquet_io``) leave only when their job was killed,
+    named like ``output`` (relative to the working directory, or absolute)."""
+    d = workdir / Path(output).parent
     if not d.is_dir():
         return []
-    return sorted(str(p) for p in d.glob(f".{output.name}.tmp-*"))
+    return sorted(str(Path(output).parent / p.name) for p in d.glob(f".{Path(output).name}.tmp-*"))
 
 
 def slurm_queue(workdir: Path) -> dict[str, tuple[str, str]]:
@@ -341,7 +348,7 @@ def job_status(step: Step, cfg: Mapping, wildcards: Wildcards, workdir: Path, ma
     j = JobStatus(step.rule, dict(wildcards), MISSING, outputs, log)
     paths = [workdir / o for o in outputs]
     present = [p.exists() for p in paths]
-    j.leftovers = [t for p in paths for t in leftover_temp_files(p)]
+    j.leftovers = [t for o in outputs for t in leftover_temp_files(o, workdir)]
     marked = [o for o in outputs if o in markers]
     queued = queue.get(slurm_comment(step.rule, wildcards))
     slurm_logs = sorted((slurm_logdir / f"rule_{step.rule}" / "_".join(wildcards.values())).glob("*.log"),
@@ -470,10 +477,11 @@ def format_status(s: RunStatus, max_lines: int = 20) -> str:
             out.append(head + (f": {j.reason}" if j.reason else ""))
             if state in (FAILED, INCOMPLETE):
                 out.append(f"      log: {j.log}" + (f"   SLURM log: {j.slurm_log}" if j.slurm_log else ""))
-            for t in j.leftovers:
-                out.append(f"      leftover: {t}")
         if len(sel) > max_lines:
             out.append(f"  ... and {len(sel) - max_lines} more (--json lists every job)")
+    if s.leftovers:
+        out += ["", f"Temporary files left by killed jobs ({len(s.leftovers)}; never read, safe to delete):"]
+        out += [f"  {t}" for t in s.leftovers[:max_lines]]
     if s.orphan_jobs:
         out += ["", "SLURM jobs of an earlier run are still in the queue (no Snakemake is watching them):"]
         out += [f"  {o['job']} {o['state']} {o['comment']}" for o in s.orphan_jobs[:max_lines]]

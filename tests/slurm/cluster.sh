@@ -5,7 +5,7 @@
 #   tests/slurm/cluster.sh stop     stop the daemons this script started (by their pid files)
 #   tests/slurm/cluster.sh status   exit 0 when the cluster answers and accounting works
 #
-# Idempotent and fast when the cluster is already up (~0.2 s). Needs root and apt (Debian 12:
+# Idempotent and fast when the cluster is already up (~1 s). Needs root and apt (Debian 12:
 # SLURM 22.05). No systemd: the daemons are started directly. The node advertises two stand-in
 # GPUs (GRES on dummy device files) so that GPU requests (`sbatch --gpus=1`) are scheduled as on a
 # real GPU node. Accounting is real, so `sacct` answers as on a production cluster, and the
@@ -78,6 +78,10 @@ case "${1:-start}" in
 esac
 
 [[ $(id -u) == 0 ]] || die "needs root (installs Debian packages and starts daemons); run as root or set AFFECTFLOW_SKIP_SLURM=1"
+# Never take over a real SLURM installation: only a configuration this script wrote is rewritten.
+if [[ -f $ETC/slurm.conf ]] && ! head -1 $ETC/slurm.conf | grep -q "Written by tests/slurm/cluster.sh"; then
+    die "$ETC/slurm.conf exists and was not written by this script: not touching a real SLURM set-up (set AFFECTFLOW_SKIP_SLURM=1 to skip the SLURM tests)"
+fi
 
 # -- packages ---------------------------------------------------------------------------------------
 installed() {

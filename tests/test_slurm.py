@@ -346,7 +346,7 @@ def test_killed_snakemake_and_job_resume(sample_dir, tmp_path, references):
     cfg = write_config(tmp_path / "config.yaml", sample_dir, 3)
     posts = tmp_path / "results/instagram/posts"
     m1, m2 = tmp_path / "stalled-1", tmp_path / "stalled-2"
-    stall = f"posts/shard-00001.parquet:600:{m1};posts/shard-00002.parquet:15:{m2}"
+    stall = f"posts/shard-00001.parquet:600:{m1};posts/shard-00002.parquet:12:{m2}"
     proc = subprocess.Popen(snakemake_cmd(tmp_path, "ingest", configfile=cfg), cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=run_env(stall), start_new_session=True)
     try:

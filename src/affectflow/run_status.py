@@ -245,13 +245,19 @@ def incomplete_markers(persistence: Path) -> dict[str, str | None]:
     return out
 
 
-def leftover_temp_files(output: str, workdir: Path) -> list[str]:
+def leftover_temp_files(output: str, workdir: Path, listings: dict[Path, list[str]] | None = None) -> list[str]:
     """Temporary files the atomic writers (``parquet_io``) leave only when their job was killed,
-    named like ``output`` (relative to the working directory, or absolute)."""
+    named like ``output`` (relative to the working directory, or absolute). ``listings`` caches
+    each folder's hidden temporary files, so thousands of shards in one folder cost one scan."""
     d = workdir / Path(output).parent
-    if not d.is_dir():
-        return []
-    return sorted(str(Path(output).parent / p.name) for p in d.glob(f".{Path(output).name}.tmp-*"))
+    listings = {} if listings is None else listings
+    if d not in listings:
+        try:
+            listings[d] = sorted(e.name for e in os.scandir(d) if e.name.startswith(".") and ".tmp-" in e.name)
+        except OSError:
+            listings[d] = []
+    prefix = f".{Path(output).name}.tmp-"
+    return [str(Path(output).parent / n) for n in listings[d] if n.startswith(prefix)]
 
 
 def slurm_queue(workdir: Path) -> dict[str, tuple[str, str]]:
@@ -341,14 +347,15 @@ def _fmt(pattern: str, cfg: Mapping, wildcards: Wildcards) -> str:
 
 
 def job_status(step: Step, cfg: Mapping, wildcards: Wildcards, workdir: Path, markers: Mapping[str, str | None],
-               queue: Mapping[str, tuple[str, str]], slurm_logdir: Path, snakemake_running: bool) -> JobStatus:
+               queue: Mapping[str, tuple[str, str]], slurm_logdir: Path, snakemake_running: bool,
+               listings: dict[Path, list[str]] | None = None) -> JobStatus:
     """The state of one job of ``step`` (see the module docstring for the rules)."""
     outputs = [_fmt(o, cfg, wildcards) for o in step.outputs]
     log = _fmt(step.log, cfg, wildcards)
     j = JobStatus(step.rule, dict(wildcards), MISSING, outputs, log)
     paths = [workdir / o for o in outputs]
     present = [p.exists() for p in paths]
-    j.leftovers = [t for o in outputs for t in leftover_temp_files(o, workdir)]
+    j.leftovers = [t for o in outputs for t in leftover_temp_files(o, workdir, listings)]
     marked = [o for o in outputs if o in markers]
     queued = queue.get(slurm_comment(step.rule, wildcards))
     slurm_logs = sorted((slurm_logdir / f"rule_{step.rule}" / "_".join(wildcards.values())).glob("*.log"),
@@ -395,6 +402,7 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
     pids = snakemake_processes(workdir)
     slurm_logdir = workdir / (profile_setting(profile, "slurm-logdir") or ".snakemake/slurm_logs")
     result: dict[str, dict[str, list[JobStatus]]] = {}
+    listings: dict[Path, list[str]] = {}
     registered: set[str] = set()
     targets: list[str] = []  # stages begun and not finished: the run to resume
     not_started: list[str] = []
@@ -404,7 +412,8 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
         if not steps:
             continue
         result[stage.name] = {
-            s.rule: [job_status(s, cfg, wc, workdir, markers, queue, slurm_logdir, bool(pids)) for wc in s.jobs(cfg)]
+            s.rule: [job_status(s, cfg, wc, workdir, markers, queue, slurm_logdir, bool(pids), listings)
+                     for wc in s.jobs(cfg)]
             for s in steps
         }
         jobs = [j for js in result[stage.name].values() for j in js]

@@ -33,4 +33,7 @@ def status(args):
         st = collect(cfg, ".", profile=args.profile, configfiles=args.configfile)
     finally:
         os.chdir(cwd)
-    print(json.dumps(st.to_dict(), indent=2) if args.json else format_status(st))
+    try:
+        print(json.dumps(st.to_dict(), indent=2) if args.json else format_status(st))
+    except BrokenPipeError:  # `affectflow status | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)

@@ -6,6 +6,11 @@ unreadable while a shard runs, a job SLURM kills at its time limit, job processe
 Snakemake SIGKILLed mid-write. The assertions read SLURM's accounting (``sacct``), the outputs
 and ``affectflow status``.
 
+The scenarios are independent (each has its own working directory, sample copy and SLURM jobs)
+and mostly wait on the scheduler, so they run side by side: the module fixture starts the selected
+ones in threads, and each test collects its scenario (its assertions raise there). The
+time-limit scenario alone needs over a minute, since SLURM enforces time limits in whole minutes.
+
 These tests need root and apt (CI has both). They fail loudly when the cluster cannot start; a
 developer without root can skip them with ``AFFECTFLOW_SKIP_SLURM=1`` (never set in CI).
 """
@@ -18,7 +23,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -66,13 +73,6 @@ def cancel_jobs(workdir: Path) -> None:
            if os.path.realpath(line.split("|")[-1]) == os.path.realpath(workdir)]
     if ids:
         subprocess.run(["scancel", *ids], check=False)
-
-
-@pytest.fixture(autouse=True)
-def _cancel_leftover_jobs(tmp_path):
-    yield
-    if shutil.which("squeue"):
-        cancel_jobs(tmp_path)
 
 
 def write_config(path: Path, sample: Path, shards: int) -> Path:
@@ -202,73 +202,53 @@ class LocalReference:
         cmd = snakemake_cmd(workdir, "ingest", profiles=(REPO / "profiles" / "local",), configfile=cfg)
         self.proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.results = workdir / "results"
+        self.lock = threading.Lock()
 
     def __call__(self) -> Path:
-        out, err = self.proc.communicate(timeout=300)
+        with self.lock:  # scenarios in several threads wait on the same run
+            out, err = self.proc.communicate(timeout=300)
         assert self.proc.returncode == 0, f"local reference run failed:\n{out[-2000:]}\n{err[-4000:]}"
         return self.results
 
 
+class Context:
+    """What the scenarios share: the samples and the local reference runs."""
+
+    def __init__(self, sample_dir: Path, sample24: Path, tmp_factory):
+        self.sample_dir, self.sample24 = sample_dir, sample24
+        self.reference = {"sample-3": LocalReference(sample_dir, 3, tmp_factory.mktemp("local-3")),
+                          "sample24-4": LocalReference(sample24, 4, tmp_factory.mktemp("local24-4"))}
+
+
+SCENARIOS: dict[str, callable] = {}
+
+
+def scenario(fn):
+    """Register ``fn(workdir, ctx)`` as the body of ``test_<name>``."""
+    SCENARIOS[fn.__name__.removeprefix("scenario_")] = fn
+    return fn
+
+
 @pytest.fixture(scope="module")
-def references(sample_dir, sample24, tmp_path_factory) -> dict[str, LocalReference]:
-    """The local runs the SLURM runs are compared with; they run while the SLURM tests wait on jobs."""
-    return {"sample-3": LocalReference(sample_dir, 3, tmp_path_factory.mktemp("local-3")),
-            "sample24-4": LocalReference(sample24, 4, tmp_path_factory.mktemp("local24-4"))}
-
-
-# -- the time-limit run starts first and runs in the background: SLURM enforces a time limit only
-#    after a full minute, so the other tests run meanwhile (test_time_limit_... collects it).
-
-
-class Background:
-    def __init__(self, proc: subprocess.Popen, workdir: Path, configfile: Path):
-        self.proc, self.workdir, self.configfile = proc, workdir, configfile
-
-    def wait(self, timeout: float) -> tuple[int, str, str]:
-        out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out, err
-
-
-@pytest.fixture(scope="module", autouse=True)
-def time_limit_run(slurm_cluster, sample_dir, tmp_path_factory, references):
-    """``ingest`` where shard 1's first attempt outlives its time limit.
-
-    The overlay profile keeps every key of profiles/slurm and only gives instagram_ingest a
-    runtime of ``attempt`` minutes (the profile's own expression is 60 * attempt): attempt 1 gets
-    1 minute and stalls past it, SLURM kills it (TIMEOUT), the profile's retries resubmit it with
-    2 minutes, and attempt 2 runs normally.
-    """
-    wd = tmp_path_factory.mktemp("slurm-time-limit")
-    cfg = write_config(wd / "config.yaml", sample_dir, 3)
-    profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
-    resources = profile["set-resources"]
-    assert resources["instagram_ingest"]["runtime"] == "60 * attempt"  # the expression scaled down here
-    resources["instagram_ingest"]["runtime"] = "1 * attempt"
-    overlay = wd / "overlay"
-    overlay.mkdir()
-    (overlay / "config.yaml").write_text(yaml.safe_dump({**yaml.safe_load((FAST / "config.yaml").read_text()),
-                                                         "set-resources": resources}))
-    stall = f"posts/shard-00001.parquet:600:{wd / 'stalled'}"
-    cmd = snakemake_cmd(wd, "ingest", profiles=(SLURM_PROFILE, overlay), configfile=cfg)
-    proc = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=run_env(stall), start_new_session=True)
-    bg = Background(proc, wd, cfg)
-    yield bg
-    if proc.poll() is None:  # the collecting test did not run: stop it (SIGINT: the plugin cancels its jobs)
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-    if shutil.which("squeue"):
+def scenarios(request, slurm_cluster, sample_dir, sample24, tmp_path_factory) -> dict[str, Future]:
+    """Start the scenarios of the selected tests side by side; each test collects its own."""
+    selected = {item.name.removeprefix("test_") for item in request.session.items}
+    ctx = Context(sample_dir, sample24, tmp_path_factory)
+    pool = ThreadPoolExecutor(max_workers=len(SCENARIOS))
+    workdirs = {name: tmp_path_factory.mktemp(name) for name in SCENARIOS if name in selected}
+    futures = {name: pool.submit(SCENARIOS[name], wd, ctx) for name, wd in workdirs.items()}
+    yield futures
+    pool.shutdown(wait=True)
+    for wd in workdirs.values():  # whatever a failed scenario left in the queue
         cancel_jobs(wd)
 
 
 # -- tests ---------------------------------------------------------------------------------------------
 
 
-def test_ingest_through_slurm_equals_local_run(sample_dir, tmp_path, references):
-    cfg = write_config(tmp_path / "config.yaml", sample_dir, 3)
+@scenario
+def scenario_ingest_through_slurm_equals_local_run(tmp_path: Path, ctx: Context):
+    cfg = write_config(tmp_path / "config.yaml", ctx.sample_dir, 3)
     slurm_run(tmp_path, "ingest", configfile=cfg)
 
     jobs = jobs_by_comment(tmp_path)
@@ -283,7 +263,7 @@ def test_ingest_through_slurm_equals_local_run(sample_dir, tmp_path, references)
     assert (shard["ReqCPUS"], shard["ReqMem"], shard["Timelimit"]) == ("1", "2000M", "01:00:00")
     assert not any("gres/gpu" in r["AllocTRES"] for v in jobs.values() for r in v)  # CPU rules ask for no GPU
 
-    assert_same_results(tmp_path / "results", references["sample-3"](), 3)
+    assert_same_results(tmp_path / "results", ctx.reference["sample-3"](), 3)
     # Per rule and shard logs; SLURM's own job logs are removed for successful jobs.
     assert (tmp_path / "logs/instagram/ingest/shard-00002.log").read_text().strip()
     assert not list((tmp_path / "logs/slurm").rglob("*.log"))
@@ -295,9 +275,10 @@ def test_ingest_through_slurm_equals_local_run(sample_dir, tmp_path, references)
     assert len(sacct(tmp_path)) == 4
 
 
-def test_failed_shard_reruns_alone(sample24, tmp_path, references):
+@scenario
+def scenario_failed_shard_reruns_alone(tmp_path: Path, ctx: Context):
     sample = tmp_path / "sample"
-    shutil.copytree(sample24, sample)
+    shutil.copytree(ctx.sample24, sample)
     cfg = write_config(tmp_path / "config.yaml", sample, 4)
     plan = tmp_path / "results/instagram/plan/plan.json"
 
@@ -335,18 +316,19 @@ def test_failed_shard_reruns_alone(sample24, tmp_path, references):
     new = sacct(tmp_path)[n_jobs:]
     assert [(r["Comment"], r["State"]) for r in new] == [("rule_instagram_ingest_wildcards_00000", "COMPLETED")]
     assert all(posts.joinpath(n).stat().st_mtime_ns == t for n, t in before.items())
-    assert_same_results(tmp_path / "results", references["sample24-4"](), 4)
+    assert_same_results(tmp_path / "results", ctx.reference["sample24-4"](), 4)
     assert ingest_done(affectflow_status(tmp_path, cfg))
 
 
-def test_killed_snakemake_and_job_resume(sample_dir, tmp_path, references):
+@scenario
+def scenario_killed_snakemake_and_job_resume(tmp_path: Path, ctx: Context):
     """Everything dies at once (a login-node session and a compute node lost): the main Snakemake
-    is SIGKILLed while shard 1's job is mid-write and shard 2's job is still running; then shard
-    1's job processes are SIGKILLed too. Shard 2's job finishes on its own."""
-    cfg = write_config(tmp_path / "config.yaml", sample_dir, 3)
+    is SIGKILLed while the jobs of shards 1 and 2 are both mid-write; then every process of shard
+    1's job is SIGKILLed too, and shard 2's job is let go: it finishes without its Snakemake."""
+    cfg = write_config(tmp_path / "config.yaml", ctx.sample_dir, 3)
     posts = tmp_path / "results/instagram/posts"
     m1, m2 = tmp_path / "stalled-1", tmp_path / "stalled-2"
-    stall = f"posts/shard-00001.parquet:600:{m1};posts/shard-00002.parquet:12:{m2}"
+    stall = f"posts/shard-00001.parquet:600:{m1};posts/shard-00002.parquet:600:{m2}"
     proc = subprocess.Popen(snakemake_cmd(tmp_path, "ingest", configfile=cfg), cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=run_env(stall), start_new_session=True)
     try:
@@ -369,6 +351,7 @@ def test_killed_snakemake_and_job_resume(sample_dir, tmp_path, references):
             os.kill(int(pid), signal.SIGKILL)
         except ProcessLookupError:
             pass
+    Path(f"{m2}.release").touch()  # shard 2's job, now without its Snakemake, finishes
     wait_for(lambda: all(r["State"] not in ("RUNNING", "PENDING", "COMPLETING") for r in sacct(tmp_path)), 90,
              "the jobs to end")
 
@@ -392,13 +375,14 @@ def test_killed_snakemake_and_job_resume(sample_dir, tmp_path, references):
     new = sacct(tmp_path)[n_jobs:]
     assert [(r["Comment"], r["State"]) for r in new] == [("rule_instagram_ingest_wildcards_00001", "COMPLETED")]
     assert all((posts / n).stat().st_mtime_ns == t for n, t in before.items())
-    assert_same_results(tmp_path / "results", references["sample-3"](), 3)
+    assert_same_results(tmp_path / "results", ctx.reference["sample-3"](), 3)
     after = affectflow_status(tmp_path, cfg)
     assert ingest_done(after) and not after["locked"]
     assert after["leftovers"] == [str(leftovers[0])]  # reported, for the operator to delete
 
 
-def test_gpu_rules_get_a_gpu_cpu_rules_none(tmp_path):
+@scenario
+def scenario_gpu_rules_get_a_gpu_cpu_rules_none(tmp_path: Path, ctx: Context):
     """The profile's per-rule resources reach sbatch: a GPU (seen inside the job), cpus, memory."""
     start(tmp_path)
     slurm_run(tmp_path, "probe_all", snakefile=REPO / "tests/slurm/resources_probe.smk")
@@ -416,14 +400,54 @@ def test_gpu_rules_get_a_gpu_cpu_rules_none(tmp_path):
     assert alloc["sentiment"]["gres/gpu"] == "1" and "gres/gpu" not in alloc["dreaddit_posts"]
 
 
-def test_time_limit_retried_with_more_time(time_limit_run, references):
-    rc, out, err = time_limit_run.wait(timeout=400)
-    assert rc == 0, f"{out[-3000:]}\n{err[-6000:]}"
-    wd = time_limit_run.workdir
+@scenario
+def scenario_time_limit_retried_with_more_time(wd: Path, ctx: Context):
+    """Shard 1's first attempt outlives its time limit; SLURM kills it; the retry gets more time.
+
+    The overlay profile keeps every key of profiles/slurm and only gives instagram_ingest a
+    runtime of ``attempt`` minutes instead of the profile's ``60 * attempt``: attempt 1 gets 1
+    minute and stalls past it, SLURM kills it (TIMEOUT), the profile's retries resubmit it with
+    2 minutes (and, by the same expressions, twice the memory), and attempt 2 runs normally.
+    """
+    cfg = write_config(wd / "config.yaml", ctx.sample_dir, 3)
+    profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
+    resources = profile["set-resources"]
+    assert resources["instagram_ingest"]["runtime"] == "60 * attempt"  # the expression scaled down here
+    resources["instagram_ingest"]["runtime"] = "1 * attempt"
+    overlay = wd / "overlay"
+    overlay.mkdir()
+    (overlay / "config.yaml").write_text(yaml.safe_dump({**yaml.safe_load((FAST / "config.yaml").read_text()),
+                                                         "set-resources": resources}))
+    stall = f"posts/shard-00001.parquet:600:{wd / 'stalled'}"
+    proc = slurm_run(wd, "ingest", profiles=(SLURM_PROFILE, overlay), configfile=cfg, stall=stall)
+
     attempts = jobs_by_comment(wd)["rule_instagram_ingest_wildcards_00001"]
     assert [(r["State"], r["Timelimit"], r["ReqMem"]) for r in attempts] == [
         ("TIMEOUT", "00:01:00", "2000M"), ("COMPLETED", "00:02:00", "4000M")]
     for other in ("00000", "00002"):
         assert [r["State"] for r in jobs_by_comment(wd)[f"rule_instagram_ingest_wildcards_{other}"]] == ["COMPLETED"]
-    assert "DUE TO TIME LIMIT" in err or "TIMEOUT" in err
-    assert_same_results(wd / "results", references["sample-3"](), 3)
+    assert "TIMEOUT" in proc.stderr
+    assert_same_results(wd / "results", ctx.reference["sample-3"](), 3)
+
+
+# -- the tests: one per scenario ------------------------------------------------------------------
+
+
+def test_ingest_through_slurm_equals_local_run(scenarios):
+    scenarios["ingest_through_slurm_equals_local_run"].result(timeout=600)
+
+
+def test_failed_shard_reruns_alone(scenarios):
+    scenarios["failed_shard_reruns_alone"].result(timeout=600)
+
+
+def test_killed_snakemake_and_job_resume(scenarios):
+    scenarios["killed_snakemake_and_job_resume"].result(timeout=600)
+
+
+def test_gpu_rules_get_a_gpu_cpu_rules_none(scenarios):
+    scenarios["gpu_rules_get_a_gpu_cpu_rules_none"].result(timeout=600)
+
+
+def test_time_limit_retried_with_more_time(scenarios):
+    scenarios["time_limit_retried_with_more_time"].result(timeout=600)

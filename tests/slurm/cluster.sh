@@ -68,6 +68,7 @@ stop_all() {
     stop_daemon /run/slurmctld.pid
     stop_daemon /run/slurmdbd.pid
     stop_daemon /run/mysqld/mysqld.pid
+    stop_daemon /run/munge/munged.pid
 }
 
 case "${1:-start}" in
@@ -103,9 +104,9 @@ fi
 
 # -- configuration ----------------------------------------------------------------------------------
 HOST=$(hostname -s)
-# Advertise at least 8 CPUs (SlurmdParameters=config_overrides): test jobs mostly sleep or wait,
-# and several test workflows share the node at once.
-CPUS=$(( $(nproc) > 8 ? $(nproc) : 8 ))
+# Advertise at least 16 CPUs (SlurmdParameters=config_overrides): test jobs mostly sleep or wait,
+# and the test scenarios share the node at once.
+CPUS=$(( $(nproc) > 16 ? $(nproc) : 16 ))
 MEM_MB=$(awk '/^MemTotal/ {print int($2 / 1024)}' /proc/meminfo)
 REAL_MB=$((MEM_MB > 4096 ? MEM_MB - 1024 : MEM_MB * 3 / 4))
 mkdir -p $ETC $STATE/slurmctld $STATE/slurmd $LOGDIR $RUNDIR /run/munge /run/mysqld

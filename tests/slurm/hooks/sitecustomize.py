@@ -8,8 +8,9 @@ variables below set this module does nothing.
 ``AFFECTFLOW_TEST_STALL="<output path suffix>:<seconds>:<marker file>[;...]"``: when an
 :class:`affectflow.parquet_io.ParquetWriter` whose target ends with the suffix has written its
 first batch (its temporary file exists and holds data, the final file does not), the process
-writes its pid to the marker file and sleeps. Only the first job to get there stalls (the marker
-exists afterwards), so a retried or rerun job runs normally. The tests use it to have a job
+writes its pid to the marker file and sleeps for the given seconds, or until a file named like the
+marker plus ``.release`` appears. Only the first job to get there stalls (the marker exists
+afterwards), so a retried or rerun job runs normally. The tests use it to have a job
 killed mid-write, killed by SLURM at its time limit, or outlive a killed Snakemake.
 
 ``AFFECTFLOW_TEST_STEADY_POLL=1``: snakemake-executor-plugin-slurm waits 10 s longer after every
@@ -63,7 +64,9 @@ def _stall_writes(spec: str) -> None:
 
                     with open(marker, "w") as f:
                         f.write(f"{os.getpid()}\n")
-                    time.sleep(float(seconds))
+                    end = time.monotonic() + float(seconds)
+                    while time.monotonic() < end and not os.path.exists(marker + ".release"):
+                        time.sleep(0.1)
 
         module.ParquetWriter.write = write
 

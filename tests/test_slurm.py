@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from affectflow.run_status import incomplete_markers
-from conftest import REPO, run_snakemake
+from conftest import REPO
 
 pytestmark = pytest.mark.slurm
 

@@ -170,8 +170,8 @@ def read_file(path: str | Path, official_split: str) -> tuple[pl.DataFrame, dict
     for c in COLUMNS:
         if c not in raw.columns:
             raw = raw.with_columns(pl.lit(None, pl.String).alias(c))
-    raw = raw.with_columns(pl.col(pl.String).str.strip_chars().replace("", None).name.keep())
-    raw = raw.with_columns(pl.Series("text", [r[header.index("text")] for r in records], pl.String))  # keep text as written
+    # blank fields are missing; the text is kept exactly as written (its blankness is judged later)
+    raw = raw.with_columns(pl.col(pl.String).exclude("text").str.strip_chars().replace("", None))
 
     num = lambda c: pl.col(c).cast(pl.Float64, strict=False)  # noqa: E731
     rng = pl.col("sentence_range").str.extract_groups(_RANGE.pattern)
@@ -283,7 +283,7 @@ def assign_split(df: pl.DataFrame, val_fraction: float, seed: int, group_by_post
     until the stratum's validation share reaches ``val_fraction`` of its rows.
     """
     split = df["official_split"].to_list()
-    train_idx = [i for i, s in enumerate(split) if s == "train" and df["label"][i] is not None]
+    train_idx = [i for i, (s, y) in enumerate(zip(split, df["label"].to_list())) if s == "train" and y is not None]
     if not train_idx or val_fraction <= 0:
         return pl.Series("split", split, pl.String)
     sub = df[train_idx]

@@ -203,10 +203,9 @@ class TableWriter:
             cols["status"].append(status)
             self.counts[status] = self.counts.get(status, 0) + 1
         emb = pa.list_(pa.float32(), self.dim)
-        arrays = {k: v for k, v in cols.items()}
         for k in ("text_embedding", "image_embedding"):
-            arrays[k] = pa.array([None if x is None else np.asarray(x, np.float32) for x in cols[k]], type=emb)
-        self.writer.write(pa.table(arrays))
+            cols[k] = pa.array([None if x is None else np.asarray(x, np.float32) for x in cols[k]], type=emb)
+        self.writer.write(pa.table(cols))
 
 
 def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, out: str | Path,

@@ -179,8 +179,8 @@ def load_pipeline(cfg: Mapping, path: Path, device, dtype):
         if slicing:
             pipe.enable_attention_slicing()
         pipe.unet.to(memory_format=torch.channels_last)
-        if syn["compile"]:
-            pipe.unet = torch.compile(pipe.unet, mode="max-autotune", fullgraph=True)
+        if syn["compile"]:  # default mode: no CUDA graphs, so the smaller last batch costs one recompile only
+            pipe.unet = torch.compile(pipe.unet, fullgraph=True)
     elif syn["attention_slicing"] == "on":
         pipe.enable_attention_slicing()
     return pipe

@@ -112,18 +112,32 @@ def _clip_bpe_tokenizer(out: Path, max_length: int = 77):
     return tok
 
 
+def save_sd_pipeline(out: Path, text_encoder, unet, vae) -> Path:
+    """Save a ``StableDiffusionPipeline`` folder around the given networks, with CLIP's tokenizer and
+    SD-Turbo's scheduler (Euler, trailing timesteps) and no safety checker, as SD-Turbo ships."""
+    import shutil
+
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    tok = _clip_bpe_tokenizer(out / "_tok")
+    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                   timestep_spacing="trailing", steps_offset=1)
+    StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tok, unet=unet, scheduler=sched,
+                            safety_checker=None, feature_extractor=None, requires_safety_checker=False).save_pretrained(out)
+    shutil.rmtree(out / "_tok", ignore_errors=True)
+    return out
+
+
 def build_diffusion(out: Path, seed: int = 0) -> Path:
-    """A Stable Diffusion pipeline of the real classes (UNet2DConditionModel, AutoencoderKL with four
-    blocks so latents are 1/8 of the image, CLIPTextModel, CLIPTokenizer, Euler with trailing
-    timesteps as SD-Turbo uses) and no safety checker, as SD-Turbo ships. 2 steps at 64x64 take
-    ~0.05 s on a CPU core."""
+    """A tiny Stable Diffusion pipeline of the real classes (UNet2DConditionModel, AutoencoderKL with
+    four blocks so latents are 1/8 of the image, CLIPTextModel, CLIPTokenizer with CLIP's vocabulary).
+    2 steps at 64x64 take ~0.05 s on a CPU core."""
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
-    tok = _clip_bpe_tokenizer(out / "_tok")
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=32, intermediate_size=64,
                                         num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=77,
                                         projection_dim=32))
     unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
@@ -134,15 +148,7 @@ def build_diffusion(out: Path, seed: int = 0) -> Path:
     vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8,
                         block_out_channels=(8, 16, 16, 16), sample_size=64,
                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                   timestep_spacing="trailing", steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=sched,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(out)
-    import shutil
-
-    shutil.rmtree(out / "_tok", ignore_errors=True)
-    return out
+    return save_sd_pipeline(out, text, unet, vae)
 
 
 def build_safety_checker(out: Path, seed: int = 0, threshold: float = 1.0) -> Path:

@@ -388,16 +388,16 @@ def scenario_gpu_rules_get_a_gpu_cpu_rules_none(tmp_path: Path, ctx: Context):
     slurm_run(tmp_path, "probe_all", snakefile=REPO / "tests/slurm/resources_probe.smk")
     profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
     gpu = json.loads((tmp_path / "probe/sentiment.json").read_text())
-    cpu = json.loads((tmp_path / "probe/dreaddit_posts.json").read_text())
+    cpu = json.loads((tmp_path / "probe/instagram_plan.json").read_text())
     assert gpu["SLURM_GPUS_ON_NODE"] == "1" and gpu["CUDA_VISIBLE_DEVICES"] == "0"
     assert cpu["SLURM_GPUS_ON_NODE"] is None and cpu["CUDA_VISIBLE_DEVICES"] is None
     jobs = jobs_by_comment(tmp_path)
     alloc = {rule: dict(kv.split("=") for kv in jobs[f"rule_{rule}"][0]["AllocTRES"].split(","))
-             for rule in ("sentiment", "dreaddit_posts")}
+             for rule in ("sentiment", "instagram_plan")}
     for rule in alloc:
         assert alloc[rule]["cpu"] == str(profile["set-threads"][rule])
         assert alloc[rule]["mem"] == f"{eval(profile['set-resources'][rule]['mem_mb'], {'attempt': 1})}M"
-    assert alloc["sentiment"]["gres/gpu"] == "1" and "gres/gpu" not in alloc["dreaddit_posts"]
+    assert alloc["sentiment"]["gres/gpu"] == "1" and "gres/gpu" not in alloc["instagram_plan"]
 
 
 @scenario

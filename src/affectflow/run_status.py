@@ -55,6 +55,11 @@ def instagram_shards(cfg: Mapping) -> list[Wildcards]:
     return [{"shard": f"{i:05d}"} for i in range(int(cfg["instagram"]["shards"]))]
 
 
+def dreaddit_shards(cfg: Mapping) -> list[Wildcards]:
+    """``DD_SHARDS`` of workflow/rules/dreaddit.smk."""
+    return [{"shard": f"{i:05d}"} for i in range(int(cfg["dreaddit"]["shards"]))]
+
+
 def model_keys(cfg: Mapping) -> list[Wildcards]:
     """``MODEL_KEYS`` of workflow/rules/models.smk: the configured models."""
     return [{"key": k} for k, v in cfg.get("models", {}).items() if isinstance(v, dict)]
@@ -97,7 +102,16 @@ STAGES: tuple[Stage, ...] = (
         Step("instagram_ingest_summary", ("{results}/instagram/ingest_summary.json",),
              "{logs}/instagram/ingest_summary.log"),
     )),
-    # features, dreaddit, train: their stages go here (see the module docstring).
+    Stage("dreaddit", "dreaddit", (
+        Step("dreaddit_posts", ("{results}/dreaddit/posts/posts.parquet", "{results}/dreaddit/posts_summary.json"),
+             "{logs}/dreaddit/posts.log"),
+        Step("synthesize_shard", ("{results}/dreaddit/synth/shard-{shard}.parquet",),
+             "{logs}/dreaddit/synthesize/shard-{shard}.log", dreaddit_shards),
+        Step("dreaddit_clip", ("{results}/dreaddit/clip/shard-{shard}.parquet",),
+             "{logs}/dreaddit/clip/shard-{shard}.log", dreaddit_shards),
+        Step("dreaddit_summary", ("{results}/dreaddit/summary.json",), "{logs}/dreaddit/summary.log"),
+    )),
+    # features, train: their stages go here (see the module docstring).
 )
 
 # -- states ----------------------------------------------------------------------------------------

@@ -104,11 +104,12 @@ fi
 
 # -- configuration ----------------------------------------------------------------------------------
 HOST=$(hostname -s)
-# Advertise at least 16 CPUs (SlurmdParameters=config_overrides): test jobs mostly sleep or wait,
-# and the test scenarios share the node at once.
+# Advertise at least 16 CPUs and 64 GB (SlurmdParameters=config_overrides; nothing enforces
+# either without cgroups): the test scenarios run side by side and request the profile's real
+# sizes (8 GB for the plan, 16 GB for a GPU rule), while their jobs use ~200 MB and mostly wait.
 CPUS=$(( $(nproc) > 16 ? $(nproc) : 16 ))
 MEM_MB=$(awk '/^MemTotal/ {print int($2 / 1024)}' /proc/meminfo)
-REAL_MB=$((MEM_MB > 4096 ? MEM_MB - 1024 : MEM_MB * 3 / 4))
+REAL_MB=$(( MEM_MB > 65536 ? MEM_MB - 1024 : 65536 ))
 mkdir -p $ETC $STATE/slurmctld $STATE/slurmd $LOGDIR $RUNDIR /run/munge /run/mysqld
 chown munge:munge /run/munge
 chown mysql:mysql /run/mysqld

@@ -1,5 +1,5 @@
 # Test-only workflow: two rules named like the workflow's, one GPU (`sentiment`) and one CPU
-# (`dreaddit_posts`), that record what SLURM gave their job. Run with --profile profiles/slurm,
+# (`instagram_plan`), that record what SLURM gave their job. Run with --profile profiles/slurm,
 # it shows that the profile's per-rule resources reach sbatch: a GPU for GPU rules only, and the
 # cpus and memory the profile names.
 import json
@@ -17,7 +17,7 @@ def record(path, rule, threads):
 rule probe_all:
     input:
         "probe/sentiment.json",
-        "probe/dreaddit_posts.json",
+        "probe/instagram_plan.json",
 
 
 rule sentiment:
@@ -27,8 +27,8 @@ rule sentiment:
         record(output[0], rule, threads)
 
 
-rule dreaddit_posts:
+rule instagram_plan:
     output:
-        "probe/dreaddit_posts.json",
+        "probe/instagram_plan.json",
     run:
         record(output[0], rule, threads)

@@ -3,7 +3,9 @@
 The plan (see :mod:`instagram_plan`) has already decided which posts belong to the shard and
 where each member's bytes are, in archive order, so the job is a sequential pass over a stretch
 of the volumes. Every planned post yields exactly one row, with ``status`` ``ok`` or the fault.
-Rows are written in row groups of ``row_group_rows``, so memory does not grow with shard size.
+Rows are processed and written in row groups of ``row_group_rows``, so memory does not grow with
+shard size. Per post, only the member read is a Python call; parsing and column building are
+Arrow operations over the whole row group (see :func:`post_parse.parse_posts`).
 """
 
 from __future__ import annotations
@@ -14,22 +16,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from . import status as S
 from .config import InstagramConfig
-from .instagram_plan import read_shard
-from .multizip import Member, MemberError, MultiVolumeZip, VolumeError
-from .parquet_io import ParquetWriter, parquet_files, provenance, write_json
-from .post_parse import PARSED_FIELDS, PostError, load_post, parse_post
+from .multizip import MemberError, MultiVolumeZip, VolumeError
+from .parquet_io import ParquetWriter, parquet_files, provenance, read_partition, write_json
+from .post_parse import PARSED_FIELDS, parse_posts
 from .tables import POSTS
 
 log = logging.getLogger(__name__)
 
-_PLAN_COLUMNS = ["post_id", "shard", "username", "json_file", "member", "disk", "offset", "compressed_size",
-                 "uncompressed_size", "method", "crc", "flags", "category", "followers", "in_mapping",
-                 "image_files", "missing_images", "plan_status", "plan_error"]
+_LOCATION = ["member", "disk", "offset", "compressed_size", "uncompressed_size", "method", "crc", "flags"]
 _CARRIED = ["post_id", "username", "json_file", "category", "followers", "image_files", "missing_images", "shard"]
+_PLAN_COLUMNS = [*_CARRIED, *_LOCATION, "in_mapping", "plan_status", "plan_error"]
 
 
 class ShardVolumeError(RuntimeError):
@@ -53,64 +54,68 @@ def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, sh
     ig = InstagramConfig.from_config(cfg)
     summary = json.loads(Path(plan_summary).read_text())
     check_shard_volumes(summary, shard)
-    plan = read_shard(plan_posts, shard, _PLAN_COLUMNS)
+    plan = read_partition(plan_posts, "shard", shard, _PLAN_COLUMNS)
     zf = MultiVolumeZip(ig.metadata_zip)
     prov = provenance("instagram_posts", cfg, shard=shard, sources=[str(p) for p in zf.volumes])
     counts: dict[str, int] = {}
-    t_read = t_parse = 0.0
+    timing = {"read": 0.0, "parse": 0.0, "write": 0.0}
     t0 = time.perf_counter()
     with zf, ParquetWriter(out, POSTS, prov, row_group_size=ig.row_group_rows) as writer:
         for start in range(0, plan.num_rows, ig.row_group_rows):
-            chunk = plan.slice(start, ig.row_group_rows).to_pydict()
-            cols: dict[str, list] = {k: chunk[k] for k in _CARRIED}
-            cols.update({k: [] for k in (*PARSED_FIELDS, "status", "error")})
-            parsed_cols = [cols[k] for k in PARSED_FIELDS]
-            for i in range(len(chunk["post_id"])):
-                status, error, row = chunk["plan_status"][i], chunk["plan_error"][i], None
-                if status in (None, S.MAPPING_MALFORMED):
-                    r0 = time.perf_counter()
-                    try:
-                        raw = zf.read(Member(chunk["member"][i], chunk["disk"][i], chunk["offset"][i],
-                                             chunk["compressed_size"][i], chunk["uncompressed_size"][i],
-                                             chunk["method"][i], chunk["crc"][i], chunk["flags"][i]),
-                                      max_size=ig.max_member_bytes)
-                        r1 = time.perf_counter()
-                        t_read += r1 - r0
-                        row = parse_post(load_post(raw))
-                        t_parse += time.perf_counter() - r1
-                        if status is None:
-                            status = S.OK if chunk["in_mapping"][i] else S.UNMAPPED
-                            error = None if status == S.OK else f"{chunk['member'][i]} has no row in the mapping file"
-                    except (MemberError, PostError) as exc:
-                        status, error, row = exc.status, f"{ig.metadata_zip.name}: {exc}", None
-                        if isinstance(exc, PostError):
-                            error = f"{chunk['member'][i]}: {exc}"
-                    except VolumeError as exc:
-                        raise ShardVolumeError(f"shard {shard}: {exc}") from exc
-                if row is None:
-                    for col in parsed_cols:
-                        col.append(None)
-                else:
-                    for col, key in zip(parsed_cols, PARSED_FIELDS):
-                        col.append(row[key])
-                cols["status"].append(status)
-                cols["error"].append(error)
-                counts[status] = counts.get(status, 0) + 1
-            writer.write(_to_table(cols))
+            table = ingest_rows(zf, plan.slice(start, ig.row_group_rows), ig, shard, timing)
+            t = time.perf_counter()
+            writer.write(table)
+            timing["write"] += time.perf_counter() - t
+            for vc in table["status"].value_counts().to_pylist():
+                counts[vc["values"]] = counts.get(vc["values"], 0) + vc["counts"]
     elapsed = time.perf_counter() - t0
-    log.info("shard %d: %d posts in %.2fs (read %.2fs, parse %.2fs) %s", shard, plan.num_rows, elapsed, t_read, t_parse, counts)
+    log.info("shard %d: %d posts in %.2fs (%.0f posts/s; read %.2fs, parse %.2fs, write %.2fs) %s", shard, plan.num_rows,
+             elapsed, plan.num_rows / max(elapsed, 1e-9), timing["read"], timing["parse"], timing["write"], counts)
     return counts
 
 
-def _to_table(cols: dict[str, list]) -> pa.Table:
-    arrays = {}
-    for field in POSTS:
-        vals = cols[field.name]
-        if field.name == "timestamp":
-            arrays[field.name] = pa.array(vals, pa.int64()).cast(pa.timestamp("s", tz="UTC")).cast(field.type)
-        else:
-            arrays[field.name] = pa.array(vals, field.type)
-    return pa.table(arrays, schema=POSTS)
+def ingest_rows(zf: MultiVolumeZip, plan: pa.Table, ig: InstagramConfig, shard: int, timing: dict[str, float]) -> pa.Table:
+    """Plan rows -> POSTS rows: read the members (the only per-post Python), parse in bulk, assemble."""
+    t = time.perf_counter()
+    n = plan.num_rows
+    status, error = plan["plan_status"].to_pylist(), plan["plan_error"].to_pylist()
+    location = [plan[c].to_pylist() for c in _LOCATION]
+    raws: list[bytes] = []
+    read_idx: list[int] = []
+    read, limit, archive = zf.read_at, ig.max_member_bytes, ig.metadata_zip.name
+    for i, loc in enumerate(zip(*location)):
+        if status[i] is not None and status[i] != S.MAPPING_MALFORMED:
+            continue  # known from the plan: missing JSON, unsafe name, too large (never inflated)
+        try:
+            raws.append(read(*loc, limit))
+            read_idx.append(i)
+        except MemberError as exc:
+            status[i], error[i] = exc.status, f"{archive}: {exc}"
+        except VolumeError as exc:
+            raise ShardVolumeError(f"shard {shard}: {exc}") from exc
+    t1 = time.perf_counter()
+    parsed, failures = parse_posts(raws)
+    members = location[0]
+    for j, st, msg in failures:
+        i = read_idx[j]
+        status[i], error[i] = st, f"{members[i]}: {msg}"
+    in_mapping = plan["in_mapping"].to_pylist()
+    for i in read_idx:
+        if status[i] is None:
+            if in_mapping[i]:
+                status[i] = S.OK
+            else:
+                status[i], error[i] = S.UNMAPPED, f"{members[i]} has no row in the mapping file"
+    where = np.full(n, -1, np.int64)
+    where[read_idx] = np.arange(len(read_idx))
+    parsed = parsed.take(pa.array(where, mask=where < 0))
+    cols = {k: plan[k] for k in _CARRIED}
+    cols.update({k: parsed[k] for k in PARSED_FIELDS})
+    cols["status"], cols["error"] = pa.array(status, pa.string()), pa.array(error, pa.string())
+    table = pa.table({f.name: cols[f.name] for f in POSTS}).cast(POSTS)
+    timing["read"] += t1 - t
+    timing["parse"] += time.perf_counter() - t1
+    return table
 
 
 def summarize(plan_summary: str | Path, shards: list[str | Path], out: str | Path) -> dict[str, Any]:

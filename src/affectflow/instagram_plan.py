@@ -26,7 +26,7 @@ import pyarrow as pa
 from . import status as S
 from .config import InstagramConfig
 from .multizip import MultiVolumeZip
-from .parquet_io import ParquetWriter, provenance, write_json
+from .parquet_io import ParquetWriter, provenance, read_partition, write_json
 from .tables import PLAN_IMAGES, PLAN_POSTS
 from .tsv import examples, read_fields
 
@@ -306,7 +306,5 @@ def _write_by_shard(path, df: pl.DataFrame, schema: pa.Schema, prov: dict, shard
 
 
 def read_shard(path: str | Path, shard: int, columns: list[str] | None = None) -> pa.Table:
-    """The plan rows of one shard (row-group statistics skip the others)."""
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path, columns=columns, filters=[("shard", "=", shard)])
+    """The plan rows of one shard: only that shard's row group is read (see ``parquet_io.read_partition``)."""
+    return read_partition(path, "shard", shard, columns)

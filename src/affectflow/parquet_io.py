@@ -147,3 +147,26 @@ def parquet_files(path: str | os.PathLike) -> list[Path]:
 def iter_batches(paths: Iterable[Path], columns: list[str] | None = None, batch_size: int = 65536):
     for p in paths:
         yield from pq.ParquetFile(p).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def read_partition(path: str | os.PathLike, key: str, value: Any, columns: list[str] | None = None) -> pa.Table:
+    """The rows of ``path`` where ``key == value``, reading only the row groups that can hold them.
+
+    Files written one row group per key value (the ingestion plan: one per shard) are read
+    for one key without touching the other groups' pages: the footer's min/max statistics pick
+    the groups, and a final filter drops any other rows a mixed group holds.
+    """
+    import pyarrow.compute as pc
+
+    pf = pq.ParquetFile(path)
+    md = pf.metadata
+    leaf = [md.schema.column(i).path for i in range(md.num_columns)].index(key)
+    groups = []
+    for g in range(md.num_row_groups):
+        stats = md.row_group(g).column(leaf).statistics
+        if stats is None or not stats.has_min_max or stats.min <= value <= stats.max:
+            groups.append(g)
+    read_cols = None if columns is None else list(dict.fromkeys([*columns, key]))
+    table = pf.read_row_groups(groups, columns=read_cols) if groups else pf.schema_arrow.empty_table().select(read_cols or pf.schema_arrow.names)
+    table = table.filter(pc.equal(table[key], pa.scalar(value, table.schema.field(key).type)))
+    return table.select(columns) if columns is not None else table

@@ -55,6 +55,9 @@ CALM_WORDS = ["grateful", "relaxed", "fine", "better", "thankful", "calm", "okay
 NEUTRAL = ["my landlord", "the rent", "my partner", "work", "my family", "the doctor", "school", "my car", "money"]
 
 
+MIN_POSTS = 51  # the planted faults sit at fixed post indices up to 50
+
+
 @dataclass
 class SampleSpec:
     seed: int = 0
@@ -213,6 +216,9 @@ def _node(rng: random.Random, user: str, media_id: str, cat: str, followers: int
 
 def make_instagram(out: Path, spec: SampleSpec) -> dict:
     """Write the Instagram sample under ``out``; return what was planted (for tests)."""
+    if spec.influencers * spec.posts_per_influencer < MIN_POSTS:
+        raise ValueError(f"the sample needs at least {MIN_POSTS} posts to plant every fault "
+                         f"(got {spec.influencers} influencers x {spec.posts_per_influencer} posts)")
     rng = random.Random(spec.seed)
     out.mkdir(parents=True, exist_ok=True)
     users = [f"{i:02d}_{rng.choice(['sunny', 'rocket', 'moss', 'lumen', 'pixel', 'atlas'])}{rng.choice(['girl', 'chef', 'trail', 'home', 'paws', 'fit'])}"

@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import status as S
 from .config import InstagramConfig
 from .multizip import MemberError, MultiVolumeZip, VolumeError
-from .parquet_io import ParquetWriter, parquet_files, provenance, read_partition, write_json
+from .parquet_io import ParquetWriter, parquet_files, provenance, read_columns, read_partition, write_json
 from .post_parse import PARSED_FIELDS, parse_posts
 from .tables import POSTS
 
@@ -37,14 +38,35 @@ class ShardVolumeError(RuntimeError):
     """The shard needs a volume that is missing or truncated."""
 
 
-def check_shard_volumes(plan_summary: dict, shard: int) -> None:
-    """Fail before reading anything when a volume this shard needs is missing or truncated."""
-    problems = plan_summary.get("volume_problems", {}).get("metadata", {})
+def check_shard_volumes(plan_summary: dict, shard: int, zf: MultiVolumeZip, plan_posts: str | Path) -> None:
+    """Fail before reading anything when a volume this shard needs is missing or truncated.
+
+    The plan's verdict on each volume is taken as long as the volume still has the size the plan
+    saw. A volume that changed since (replaced after a failed run, or damaged after planning) is
+    checked again here against every member location in the plan, so replacing a bad volume and
+    rerunning reruns only the shards that failed, without planning again.
+    """
+    seen = {Path(v["path"]).name: v for v in plan_summary["metadata_archive"]["volumes"]}
     needed = plan_summary.get("shard_volumes", {}).get(str(shard), [])
-    bad = [v for v in needed if v in problems]
-    if bad:
-        affected = plan_summary.get("shards_affected", {})
-        lines = [f"volume {v} is {problems[v]}; shards that need it: {affected.get(v, [shard])}" for v in bad]
+    problems: dict[str, str] = {}
+    changed = []
+    for name in needed:
+        disk = seen[name]["disk"]
+        path = zf.volumes[disk]
+        size = path.stat().st_size if path.exists() else None
+        if size is None:
+            problems[name] = "missing"
+        elif seen[name]["problem"] is not None or size != seen[name]["bytes"]:
+            changed.append(disk)
+    if changed and not problems:
+        locations = read_columns(plan_posts, ["member", "disk", "offset", "compressed_size"])
+        directory = locations.filter(pc.is_valid(locations["member"])).rename_columns(["name", "disk", "offset", "compressed_size"])
+        now = zf.check_volumes(directory)
+        problems = {zf.volumes[d].name: why for d, why in now.items() if zf.volumes[d].name in needed}
+        log.info("volumes %s changed since the plan; checked again: %s", [zf.volumes[d].name for d in changed], problems or "intact")
+    if problems:
+        users = {v: sorted(int(s) for s, names in plan_summary.get("shard_volumes", {}).items() if v in names) for v in problems}
+        lines = [f"volume {zf.volumes[seen[v]['disk']]} is {why}; shards that need it: {users[v]}" for v, why in problems.items()]
         raise ShardVolumeError(f"shard {shard} cannot be ingested:\n  " + "\n  ".join(lines)
                                + "\nReplace the volume, then rerun: only these shards run again.")
 
@@ -53,9 +75,9 @@ def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, sh
     """Parse shard ``shard`` of the plan into ``out`` (a :data:`tables.POSTS` file). Returns status counts."""
     ig = InstagramConfig.from_config(cfg)
     summary = json.loads(Path(plan_summary).read_text())
-    check_shard_volumes(summary, shard)
-    plan = read_partition(plan_posts, "shard", shard, _PLAN_COLUMNS)
     zf = MultiVolumeZip(ig.metadata_zip)
+    check_shard_volumes(summary, shard, zf, plan_posts)
+    plan = read_partition(plan_posts, "shard", shard, _PLAN_COLUMNS)
     prov = provenance("instagram_posts", cfg, shard=shard, sources=[str(p) for p in zf.volumes])
     counts: dict[str, int] = {}
     timing = {"read": 0.0, "parse": 0.0, "write": 0.0}

@@ -170,3 +170,8 @@ def read_partition(path: str | os.PathLike, key: str, value: Any, columns: list[
     table = pf.read_row_groups(groups, columns=read_cols) if groups else pf.schema_arrow.empty_table().select(read_cols or pf.schema_arrow.names)
     table = table.filter(pc.equal(table[key], pa.scalar(value, table.schema.field(key).type)))
     return table.select(columns) if columns is not None else table
+
+
+def read_columns(path: str | os.PathLike, columns: list[str]) -> pa.Table:
+    """Some columns of a whole file (every row group), without the dataset layer."""
+    return pq.ParquetFile(path).read(columns=columns)

@@ -15,10 +15,12 @@ tiny JPEGs, the mapping file and influencer list), then times:
 
 Peak RSS is measured per process (``os.wait4``), separately for the plan, the shard jobs and the
 alternative's loaders. It also times the central-directory parse on a synthetic directory of
-``--cd-entries`` entries (the real archives hold 10-13M).
+``--cd-entries`` entries (the real archives hold 10-13M), and the whole plan step on synthetic
+directories and mapping of ``--plan-posts`` posts (its memory per post sets the rule's mem_mb).
 
-    python benchmarks/bench_ingest.py --quick      # 5k and 20k posts, about a minute
+    python benchmarks/bench_ingest.py --quick      # 5k and 20k posts, about two minutes
     python benchmarks/bench_ingest.py              # 20k and 200k posts (goals are judged here)
+    python benchmarks/bench_ingest.py --sizes 20000 --plan-posts 10000000   # the plan at full scale
 
 Prints a table and writes ``benchmarks/out/ingest.json``.
 """
@@ -190,38 +192,62 @@ def alternative(data: Path, work: Path, workers: int) -> dict:
 
 
 # -- central directory at scale --------------------------------------------------------------------
-def write_big_directory(path: Path, entries: int) -> None:
-    """A single-volume ZIP64 archive of ``entries`` empty stored members, written vectorised.
-
-    Names have the real archive's shape (``info/<user>-<19 digits>.info``) and a fixed width,
-    so every record has the same size and numpy can lay them all out at once.
-    """
-    import numpy as np
-
-    name_len = len("info/00000_influencer-0000000000000000000.info")
-    users = np.char.zfill(np.char.mod("%d", np.arange(entries) // 300), 5)
-    ids = np.char.mod("%d", 1_100_000_000_000_000_000 + np.arange(entries, dtype=np.int64))
-    names = np.char.add(np.char.add(np.char.add("info/", users), np.char.add("_influencer-", ids)), ".info").astype(f"S{name_len}")
-    local = np.zeros(entries, dtype=[("sig", "<u4"), ("ver", "<u2"), ("flag", "<u2"), ("meth", "<u2"), ("time", "<u2"),
-                                      ("date", "<u2"), ("crc", "<u4"), ("cs", "<u4"), ("us", "<u4"), ("nlen", "<u2"),
-                                      ("xlen", "<u2"), ("name", f"S{name_len}")])
-    local["sig"], local["ver"], local["nlen"], local["name"] = 0x04034B50, 20, name_len, names
-    cd = np.zeros(entries, dtype=[("sig", "<u4"), ("vm", "<u2"), ("vn", "<u2"), ("flag", "<u2"), ("meth", "<u2"),
-                                   ("time", "<u2"), ("date", "<u2"), ("crc", "<u4"), ("cs", "<u4"), ("us", "<u4"),
-                                   ("nlen", "<u2"), ("xlen", "<u2"), ("clen", "<u2"), ("disk", "<u2"), ("ia", "<u2"),
-                                   ("ea", "<u4"), ("off", "<u4"), ("name", f"S{name_len}")])
-    cd["sig"], cd["vm"], cd["vn"], cd["nlen"], cd["name"] = 0x02014B50, 798, 20, name_len, names
-    cd["off"] = np.arange(entries, dtype=np.int64) * local.itemsize
-    cd_offset, cd_size = entries * local.itemsize, entries * cd.itemsize
+def write_big_directory(path: Path, names: "np.ndarray") -> None:
+    """A single-volume ZIP64 archive of empty stored members named ``names`` (fixed-width bytes),
+    written vectorised: every record has the same size, so numpy lays them all out at once."""
     import struct
 
-    tail = (struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, cd_size, cd_offset)
+    import numpy as np
+
+    n, width = len(names), names.dtype.itemsize
+    local = np.zeros(n, dtype=[("sig", "<u4"), ("ver", "<u2"), ("flag", "<u2"), ("meth", "<u2"), ("time", "<u2"),
+                                ("date", "<u2"), ("crc", "<u4"), ("cs", "<u4"), ("us", "<u4"), ("nlen", "<u2"),
+                                ("xlen", "<u2"), ("name", f"S{width}")])
+    local["sig"], local["ver"], local["nlen"], local["name"] = 0x04034B50, 20, width, names
+    cd = np.zeros(n, dtype=[("sig", "<u4"), ("vm", "<u2"), ("vn", "<u2"), ("flag", "<u2"), ("meth", "<u2"),
+                             ("time", "<u2"), ("date", "<u2"), ("crc", "<u4"), ("cs", "<u4"), ("us", "<u4"),
+                             ("nlen", "<u2"), ("xlen", "<u2"), ("clen", "<u2"), ("disk", "<u2"), ("ia", "<u2"),
+                             ("ea", "<u4"), ("off", "<u4"), ("name", f"S{width}")])
+    cd["sig"], cd["vm"], cd["vn"], cd["nlen"], cd["name"] = 0x02014B50, 798, 20, width, names
+    cd["off"] = np.arange(n, dtype=np.int64) * local.itemsize
+    cd_offset, cd_size = n * local.itemsize, n * cd.itemsize
+    tail = (struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, n, n, cd_size, cd_offset)
             + struct.pack("<4sLQL", b"PK\x06\x07", 0, cd_offset + cd_size, 1)
             + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
         fh.write(local.tobytes())
         fh.write(cd.tobytes())
         fh.write(tail)
+
+
+def _post_names(posts: int) -> tuple["np.ndarray", "np.ndarray"]:
+    """Users (``00000_influencer``, 300 posts each) and 19-digit post ids, as fixed-width bytes."""
+    import numpy as np
+
+    users = np.char.add(np.char.zfill(np.char.mod("%d", np.arange(posts) // 300), 5), "_influencer").astype("S16")
+    ids = np.char.mod("%d", 1_100_000_000_000_000_000 + np.arange(posts, dtype=np.int64) * 7919).astype("S19")
+    return users, ids
+
+
+def write_plan_inputs(root: Path, posts: int) -> None:
+    """The plan's inputs at scale, without post bodies: both archives' directories (one image per
+    post), the mapping file and the influencer list, in the published layout."""
+    import numpy as np
+
+    users, ids = _post_names(posts)
+    stem = np.char.add(np.char.add(users, b"-"), ids)
+    write_big_directory(root / "Post_metadata" / "posts_info.zip", np.char.add(np.char.add(b"info/", stem), b".info"))
+    write_big_directory(root / "Post_images" / "posts_image.zip", np.char.add(np.char.add(b"image/", stem), b".jpg"))
+    rows = np.char.add(np.char.add(np.char.add(users, b"\t"), np.char.add(ids, b".info\t['")), np.char.add(ids, b".jpg']\n"))
+    with open(root / "JSON-Image_files_mapping.txt", "wb") as fh:
+        fh.write(b"influencer_name\tJSON_PostMetadata_file_name\tImage_file_name\n")
+        for chunk in range(0, posts, 1 << 20):
+            fh.write(b"".join(rows[chunk : chunk + (1 << 20)].tolist()))
+    influencers = np.unique(users)
+    with open(root / "influencers.txt", "w") as fh:
+        fh.write("Username\tCategory\t#Followers\t#Followees\t#Posts\n" + "=" * 40 + "\n")
+        fh.writelines(f"{u.decode()}\tfood\t{1000 + i}\t10\t300\n" for i, u in enumerate(influencers))
 
 
 def _vm_hwm_mb() -> float:
@@ -254,14 +280,38 @@ def cd_probe(path: str) -> None:
 
 
 def central_directory(work: Path, entries: int) -> dict:
+    import numpy as np
+
+    users, ids = _post_names(entries)
     path = work / "big-directory.zip"
     t = time.perf_counter()
-    write_big_directory(path, entries)
+    write_big_directory(path, np.char.add(np.char.add(np.char.add(b"info/", users), np.char.add(b"-", ids)), b".info"))
     made = time.perf_counter() - t
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--cd-probe", str(path)],
                          check=True, capture_output=True, text=True, env=_env())
     path.unlink()
     return json.loads(out.stdout.strip().splitlines()[-1]) | {"write_s": made}
+
+
+def plan_at_scale(work: Path, posts: int, shards: int) -> dict:
+    """The plan step alone on ``posts`` posts (directories, mapping and influencers; no bodies)."""
+    from affectflow import config as C
+
+    root = work / f"plan-{posts}"
+    t = time.perf_counter()
+    write_plan_inputs(root / "data", posts)
+    made = time.perf_counter() - t
+    cfg = C.validate({"results": str(root / "results"), "instagram": {"root": str(root / "data"), "shards": shards}})
+    out = root / "results"
+    res = run_one([sys.executable, "-m", "affectflow", "instagram-plan", "--config-json", C.to_json(C.section(cfg, "instagram")),
+                   "--posts", str(out / "posts.parquet"), "--images", str(out / "images.parquet"),
+                   "--summary", str(out / "plan.json")], root, "plan")
+    summary = json.loads((out / "plan.json").read_text())
+    shutil.rmtree(root, ignore_errors=True)
+    if summary["posts"] != posts or summary["plan_status"].get("parse") != posts:
+        raise RuntimeError(f"plan at scale planned {summary['posts']} posts: {summary['plan_status']}")
+    return {"posts": posts, "shards": shards, "write_s": made, **res, "us_per_post": res["wall_s"] / posts * 1e6,
+            "cpu_us_per_post": res["cpu_s"] / posts * 1e6, "rss_kb_per_post": res["peak_rss_mb"] * 1024 / posts}
 
 
 # -- driver ----------------------------------------------------------------------------------------
@@ -304,6 +354,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="parallel processes (default: all cores)")
     p.add_argument("--split-size", default="16m", help="volume size for zip -s (default 16m)")
     p.add_argument("--cd-entries", type=int, default=None, help="central-directory scale test (default 4M, 1M with --quick)")
+    p.add_argument("--plan-posts", type=int, default=None,
+                   help="plan-at-scale test: posts in synthetic directories + mapping (default 2M, 500k with --quick; 0 skips)")
     p.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary folder)")
     p.add_argument("--keep", action="store_true", help="keep the generated data and outputs")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "ingest.json")
@@ -324,6 +376,7 @@ def main() -> None:
     sizes = args.sizes or ([5_000, 20_000] if args.quick else [20_000, 200_000])
     args.posts_per_shard = args.posts_per_shard or (2_500 if args.quick else 10_000)
     cd_entries = args.cd_entries or (1_000_000 if args.quick else 4_000_000)
+    plan_posts = (500_000 if args.quick else 2_000_000) if args.plan_posts is None else args.plan_posts
     root = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.workdir))
     try:
         results = []
@@ -349,6 +402,12 @@ def main() -> None:
         cd = central_directory(root, cd_entries)
         print(f"   {cd['us_per_entry']:.2f} us/entry ({cd['parse_s']:.2f}s, {cd['cd_mb']:.0f} MB directory), "
               f"+ names split in {cd['read_directory_s']:.2f}s; peak RSS {cd['peak_rss_mb']:.0f} MB")
+        scale = None
+        if plan_posts:
+            print(f"-- plan of {plan_posts:,} posts (directories and mapping only)", flush=True)
+            scale = plan_at_scale(root, plan_posts, max(1, plan_posts // args.posts_per_shard))
+            print(f"   {scale['wall_s']:.1f}s wall, {scale['cpu_us_per_post']:.1f} us CPU per post; "
+                  f"peak RSS {scale['peak_rss_mb']:,.0f} MB ({scale['rss_kb_per_post']:.2f} KB per post)")
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -369,6 +428,7 @@ def main() -> None:
         "posts_per_shard": args.posts_per_shard,
         "sizes": results,
         "central_directory": cd,
+        "plan_at_scale": scale,
         "goals": goals,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -290,3 +290,55 @@ def test_shard_failing_mid_read_leaves_no_output(run, tmp_path, monkeypatch):
     with pytest.raises(ShardVolumeError, match="posts_info.z01 is missing"):
         ingest_shard(cfg, plan_dir / "posts.parquet", plan_dir / "plan.json", 0, out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_damaged_members_get_their_status(sample_copy, tmp_path):
+    """Member-level faults patched into a copy of the sample: a corrupt deflate stream, an
+    encrypted flag, an unknown method and a name without ``<user>-``: each post gets its status."""
+    from affectflow.sample import rename_member
+
+    ig = sample_copy / "instagram"
+    last = ig / "Post_metadata" / "posts_info.zip"
+    with MultiVolumeZip(last) as zf:
+        members = [m for m in zf.members() if m.method == 8 and not m.name.startswith("../")]
+        volumes = zf.volumes
+        cd_disk, cd_offset = zf.cd_disk, zf.cd_offset
+        corrupt, encrypted, unknown, renamed = members[5], members[6], members[7], members[8]
+        hdr = bytes(zf._read_span(corrupt.disk, corrupt.offset, 30))
+    nlen, xlen = int.from_bytes(hdr[26:28], "little"), int.from_bytes(hdr[28:30], "little")
+    vol = bytearray(volumes[corrupt.disk].read_bytes())
+    start = corrupt.offset + 30 + nlen + xlen
+    assert start + corrupt.compressed_size <= len(vol)
+    for k in range(10, 20):  # overwrite a stretch in the middle of the deflate stream
+        vol[start + corrupt.compressed_size // 2 + k] ^= 0x5A
+    volumes[corrupt.disk].write_bytes(bytes(vol))
+    cd_vol = bytearray(volumes[cd_disk].read_bytes())
+    for m, patch in ((encrypted, lambda e: e.__setitem__(slice(8, 10), (1).to_bytes(2, "little"))),
+                     (unknown, lambda e: e.__setitem__(slice(10, 12), (99).to_bytes(2, "little")))):
+        pos = cd_vol.index(m.name.encode(), cd_offset) - 46
+        entry = cd_vol[pos : pos + 46]
+        patch(entry)
+        cd_vol[pos : pos + 46] = entry
+    volumes[cd_disk].write_bytes(bytes(cd_vol))
+    bad_name = renamed.name.replace("-", "_", 1)
+    rename_member(volumes, renamed.name, bad_name)
+
+    cfg = C.validate({"results": str(tmp_path), "instagram": {"root": str(ig), "shards": 2}})
+    plan(cfg, tmp_path / "p.parquet", tmp_path / "i.parquet", tmp_path / "p.json")
+    for s in range(2):
+        ingest_shard(cfg, tmp_path / "p.parquet", tmp_path / "p.json", s, tmp_path / f"{s}.parquet")
+    posts = pl.read_parquet(tmp_path / "[01].parquet")
+
+    def pid(m):
+        return m.name.split("/", 1)[1].rsplit(".", 1)[0]
+
+    row = _row(posts, pid(corrupt))
+    assert row["status"] == "read_error" and row["error"].startswith(f"posts_info.zip: {corrupt.name}: ")
+    row = _row(posts, pid(encrypted))
+    assert row["status"] == "unsupported" and "encrypted" in row["error"]
+    row = _row(posts, pid(unknown))
+    assert row["status"] == "unsupported" and "compression method 99" in row["error"]
+    row = _row(posts, f"member:{bad_name}")
+    assert row["status"] == "bad_member_name" and bad_name in row["error"]
+    assert _row(posts, pid(renamed))["status"] == "json_missing"  # its mapping row no longer finds it
+    assert posts["post_id"].is_unique().all()

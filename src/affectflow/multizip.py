@@ -30,7 +30,6 @@ ZIP64_EOCD_SIG = b"PK\x06\x06"
 CDIR_SIG = b"PK\x01\x02"
 LOCAL_SIG = b"PK\x03\x04"
 
-_CDIR = struct.Struct("<4s6H3L5H2L")  # 46 bytes
 _LOCAL_SHORT = struct.Struct("<4s22x2H")  # signature, name length, extra length
 _EOCD = struct.Struct("<4s4H2LH")  # 22 bytes
 _Z64LOC = struct.Struct("<4sLQL")  # 20 bytes

@@ -236,7 +236,6 @@ def _check_utf8(blob: bytes) -> None:
 
 def _first(lists: pa.Array) -> pa.Array:
     """Element 0 of each list, null where the list is null or empty."""
-    import numpy as np
     import pyarrow.compute as pc
 
     has = pc.fill_null(pc.greater(pc.list_value_length(lists), 0), False).to_numpy(zero_copy_only=False)
@@ -353,7 +352,7 @@ def _parse(raws: list[bytes], idx: list[int], parts: list[pa.Table], failures: l
     block = _read_block([raws[i] for i in idx])
     if block is not None:
         table, is_post = _columns(block)
-        if pc_all(is_post):
+        if _all_true(is_post):
             parts.append(table)
             return
         mask = is_post.to_pylist()
@@ -377,7 +376,7 @@ def _parse(raws: list[bytes], idx: list[int], parts: list[pa.Table], failures: l
     _parse(raws, idx[mid:], parts, failures)
 
 
-def pc_all(mask: pa.Array) -> bool:
+def _all_true(mask: pa.Array) -> bool:
     import pyarrow.compute as pc
 
     return bool(pc.all(mask).as_py()) if len(mask) else True

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import arrays as A
 from . import status as S
 from .config import InstagramConfig
 from .multizip import MemberError, MultiVolumeZip, VolumeError
@@ -130,10 +131,10 @@ def ingest_rows(zf: MultiVolumeZip, plan: pa.Table, ig: InstagramConfig, shard: 
                 status[i], error[i] = S.UNMAPPED, f"{members[i]} has no row in the mapping file"
     where = np.full(n, -1, np.int64)
     where[read_idx] = np.arange(len(read_idx))
-    parsed = parsed.take(pa.array(where, mask=where < 0))
+    parsed = A.take_or_null(parsed, where)
     cols = {k: plan[k] for k in _CARRIED}
     cols.update({k: parsed[k] for k in PARSED_FIELDS})
-    cols["status"], cols["error"] = pa.array(status, pa.string()), pa.array(error, pa.string())
+    cols["status"], cols["error"] = A.strings(status), A.strings(error)
     table = pa.table({f.name: cols[f.name] for f in POSTS}).cast(POSTS)
     timing["read"] += t1 - t
     timing["parse"] += time.perf_counter() - t1

@@ -156,8 +156,6 @@ def read_partition(path: str | os.PathLike, key: str, value: Any, columns: list[
     for one key without touching the other groups' pages: the footer's min/max statistics pick
     the groups, and a final filter drops any other rows a mixed group holds.
     """
-    import pyarrow.compute as pc
-
     pf = pq.ParquetFile(path)
     md = pf.metadata
     leaf = [md.schema.column(i).path for i in range(md.num_columns)].index(key)
@@ -168,7 +166,13 @@ def read_partition(path: str | os.PathLike, key: str, value: Any, columns: list[
             groups.append(g)
     read_cols = None if columns is None else list(dict.fromkeys([*columns, key]))
     table = pf.read_row_groups(groups, columns=read_cols) if groups else pf.schema_arrow.empty_table().select(read_cols or pf.schema_arrow.names)
-    table = table.filter(pc.equal(table[key], pa.scalar(value, table.schema.field(key).type)))
+    import pyarrow.compute as pc
+
+    from .arrays import scalar
+
+    match = pc.equal(table[key], scalar(value, table.schema.field(key).type))
+    if not pc.all(match).as_py():  # a group that also holds other keys
+        table = table.filter(match)
     return table.select(columns) if columns is not None else table
 
 

@@ -26,9 +26,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
+from . import arrays as A
 from . import status as S
 from .tables import POSTS
 
@@ -178,9 +180,20 @@ def parse_post(node: dict) -> dict[str, Any]:
 
 def rows_to_table(rows: list[dict | None]) -> pa.Table:
     """:func:`parse_post` results (``None`` for a post that was not parsed) as a PARSED_SCHEMA table."""
-    return pa.table({f.name: pa.array([None if r is None else r[f.name] for r in rows],
-                                      pa.int64() if f.name == "timestamp" else f.type)
-                     for f in PARSED_SCHEMA}).cast(PARSED_SCHEMA)
+    cols = {}
+    for field in PARSED_SCHEMA:
+        vals = [None if r is None else r[field.name] for r in rows]
+        mask = np.fromiter((v is None for v in vals), bool, len(vals))
+        if pa.types.is_string(field.type):
+            cols[field.name] = A.strings(vals)
+        elif pa.types.is_list(field.type):
+            cols[field.name] = A.string_lists(vals)
+        elif pa.types.is_boolean(field.type):
+            cols[field.name] = A.booleans(np.fromiter((bool(v) for v in vals), bool, len(vals)), mask)
+        else:
+            numeric = pa.int64() if pa.types.is_timestamp(field.type) else field.type
+            cols[field.name] = A.numbers(np.array([0 if v is None else v for v in vals]), numeric, mask)
+    return pa.table(cols).cast(PARSED_SCHEMA)
 
 
 # -- a block of posts in Arrow (hot path) ---------------------------------------------------------
@@ -209,6 +222,7 @@ def _json_schema() -> pa.Schema:
 JSON_SCHEMA = _json_schema()
 MEDIA_TYPE = pa.struct([JSON_SCHEMA.field(i) for i in range(JSON_SCHEMA.get_field_index("graphql"))])
 LEAF = 32  # blocks this small that the reader rejects are parsed post by post
+_ZERO, _FALSE, _NEWLINE = A.scalar(0, pa.int64()), A.scalar(False, pa.bool_()), A.scalar("\n", pa.string())
 
 
 def _read_block(raws: list[bytes]) -> pa.Table | None:
@@ -230,7 +244,8 @@ def _read_block(raws: list[bytes]) -> pa.Table | None:
 
 def _check_utf8(blob: bytes) -> None:
     """Raise ``ArrowInvalid`` unless ``blob`` is UTF-8 (Arrow's SIMD check: ~50x ``bytes.decode``)."""
-    offsets = pa.array([0, len(blob)], pa.int64()).buffers()[1]
+
+    offsets = pa.py_buffer(np.array([0, len(blob)], np.int64))
     pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(blob)]).cast(pa.large_string())
 
 
@@ -238,37 +253,35 @@ def _first(lists: pa.Array) -> pa.Array:
     """Element 0 of each list, null where the list is null or empty."""
     import pyarrow.compute as pc
 
-    has = pc.fill_null(pc.greater(pc.list_value_length(lists), 0), False).to_numpy(zero_copy_only=False)
-    starts = lists.offsets.to_numpy()[:-1]
-    return lists.values.take(pa.array(starts, pa.int64(), mask=~has))
+    has = A.to_numpy(pc.fill_null(pc.list_value_length(lists), A.scalar(0, pa.int32()))) > 0
+    starts = A.to_numpy(lists.offsets)[:-1]
+    return lists.values.take(A.numbers(starts, pa.int64(), ~has))
 
 
 def _nonempty_texts(edges: pa.Array, n: int) -> tuple[pa.Array, "np.ndarray"]:
     """Per row: the non-empty ``node.text`` strings of ``edges`` joined by newlines, and their number."""
-    import numpy as np
     import pyarrow.compute as pc
 
     flat = pc.list_flatten(edges)
     parents = pc.list_parent_indices(edges)
-    texts = pc.struct_field(flat, ["node", "text"]) if len(flat) else pa.array([], pa.string())
-    keep = pc.fill_null(pc.greater(pc.utf8_length(texts), 0), False)
-    kept, owners = texts.filter(keep), parents.filter(keep).to_numpy(zero_copy_only=False)
+    texts = pc.struct_field(flat, ["node", "text"]) if len(flat) else pa.nulls(0, pa.string())
+    keep = pc.fill_null(pc.greater(pc.utf8_length(texts), _ZERO), _FALSE)
+    kept, owners = texts.filter(keep), A.to_numpy(parents.filter(keep))
     counts = np.bincount(owners, minlength=n).astype(np.int32)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), kept), "\n")
+    joined = pc.binary_join(pa.ListArray.from_arrays(A.numbers(offsets, pa.int32()), kept), _NEWLINE)
     return joined, counts
 
 
 def _in_range(arr: pa.Array, bounds: tuple[int, int]) -> pa.Array:
     import pyarrow.compute as pc
 
-    ok = pc.and_(pc.greater_equal(arr, bounds[0]), pc.less(arr, bounds[1]))
-    return pc.if_else(ok, arr, pa.scalar(None, arr.type))
+    ok = pc.and_(pc.greater_equal(arr, A.scalar(bounds[0], arr.type)), pc.less(arr, A.scalar(bounds[1], arr.type)))
+    return pc.if_else(ok, arr, A.scalar(None, arr.type))
 
 
 def _columns(table: pa.Table) -> tuple[pa.Table, pa.Array]:
     """PARSED_SCHEMA columns for every row of a reader table, and a mask of rows that are posts."""
-    import numpy as np
     import pyarrow.compute as pc
 
     t = table.combine_chunks()
@@ -278,47 +291,47 @@ def _columns(table: pa.Table) -> tuple[pa.Table, pa.Array]:
     wrapped = [pc.struct_field(col(path[0]), list(path[1:])) if len(path) > 1 else col(path[0]) for path in WRAPPERS]
     media = pc.coalesce(*wrapped, top)
     f = lambda *path: pc.struct_field(media, list(path))  # noqa: E731
-    null_str = pa.scalar(None, pa.string())
+    null_str = A.scalar(None, pa.string())
 
     is_post = pc.or_(pc.or_(pc.is_valid(f("id")), pc.is_valid(f("shortcode"))),
                      pc.or_(pc.or_(pc.is_valid(f("__typename")), pc.is_valid(f("edge_media_to_caption"))),
                             pc.is_valid(f("owner"))))
-    caption = pc.fill_null(pc.struct_field(_first(f("edge_media_to_caption", "edges")), ["node", "text"]), "")
+    caption = pc.fill_null(pc.struct_field(_first(f("edge_media_to_caption", "edges")), ["node", "text"]), A.scalar("", pa.string()))
 
     source, count, edges = pa.nulls(n, pa.string()), pa.nulls(n, pa.int64()), None
     for key in reversed(COMMENT_KEYS):  # the first present key wins
         block = f(key)
         present = pc.is_valid(block)
-        source = pc.if_else(present, pa.scalar(key), source)
+        source = pc.if_else(present, A.scalar(key, pa.string()), source)
         count = pc.if_else(present, pc.struct_field(block, ["count"]), count)
         blk_edges = pc.struct_field(block, ["edges"])
         edges = blk_edges if edges is None else pc.if_else(present, blk_edges, edges)
     joined, shown = _nonempty_texts(edges, n)
     comments_text = pc.if_else(pc.is_valid(source), joined, null_str)
-    shown = pa.array(np.where(pc.is_valid(source).to_numpy(zero_copy_only=False), shown, 0), pa.int32())
+    shown = A.numbers(np.where(A.to_numpy(pc.is_valid(source)), shown, 0), pa.int32())
 
     preview = f("edge_media_preview_like")
     likes = pc.if_else(pc.is_valid(preview), pc.struct_field(preview, ["count"]), f("edge_liked_by", "count"))
     ts = _in_range(f("taken_at_timestamp"), (-MAX_TIMESTAMP + 1, MAX_TIMESTAMP))
     width, height = _in_range(f("dimensions", "width"), INT32), _in_range(f("dimensions", "height"), INT32)
-    both = pc.and_(pc.not_equal(width, 0), pc.not_equal(height, 0))
-    aspect = pc.if_else(both, pc.divide(pc.cast(width, pa.float64()), pc.cast(height, pa.float64())), pa.scalar(None, pa.float64()))
+    both = pc.and_(pc.not_equal(width, _ZERO), pc.not_equal(height, _ZERO))
+    aspect = pc.if_else(both, pc.divide(pc.cast(width, pa.float64()), pc.cast(height, pa.float64())), A.scalar(None, pa.float64()))
 
     sponsor_edges = f("edge_media_to_sponsor_user", "edges")
-    signals = [f("is_ad"), f("is_paid_partnership"), pc.greater(pc.list_value_length(sponsor_edges), 0)]
-    any_true = pc.or_(pc.or_(pc.fill_null(signals[0], False), pc.fill_null(signals[1], False)), pc.fill_null(signals[2], False))
+    signals = [f("is_ad"), f("is_paid_partnership"), pc.greater(pc.list_value_length(sponsor_edges), A.scalar(0, pa.int32()))]
+    any_true = pc.or_(pc.or_(pc.fill_null(signals[0], _FALSE), pc.fill_null(signals[1], _FALSE)), pc.fill_null(signals[2], _FALSE))
     any_known = pc.or_(pc.or_(pc.is_valid(signals[0]), pc.is_valid(signals[1])), pc.is_valid(signals[2]))
-    sponsored = pc.if_else(any_known, any_true, pa.scalar(None, pa.bool_()))
+    sponsored = pc.if_else(any_known, any_true, A.scalar(None, pa.bool_()))
 
     captions = caption.to_pylist()
-    hashtags = pa.array([[h.lower() for h in HASHTAG.findall(c)] if "#" in c else [] for c in captions], POSTS.field("hashtags").type)
+    hashtags = A.string_lists([[h.lower() for h in HASHTAG.findall(c)] if "#" in c else [] for c in captions])
     cols = {
         "media_id": f("id"), "shortcode": f("shortcode"), "typename": f("__typename"),
         "caption": caption, "hashtags": hashtags, "likes": likes, "comments": count,
         "comments_text": comments_text, "comments_shown": shown, "comments_source": source,
-        "timestamp": pc.multiply(ts, 1000), "is_video": f("is_video"), "width": width, "height": height,
+        "timestamp": pc.multiply(ts, A.scalar(1000, pa.int64())), "is_video": f("is_video"), "width": width, "height": height,
         "aspect_ratio": aspect, "is_verified": f("owner", "is_verified"), "is_private": f("owner", "is_private"),
-        "tagged_users": pc.fill_null(pc.list_value_length(f("edge_media_to_tagged_user", "edges")), 0),
+        "tagged_users": pc.fill_null(pc.list_value_length(f("edge_media_to_tagged_user", "edges")), A.scalar(0, pa.int32())),
         "sponsored": sponsored, "accessibility_caption": f("accessibility_caption"),
         "location": f("location", "name"), "caption_length": pc.utf8_length(caption),
     }
@@ -339,11 +352,10 @@ def parse_posts(raws: list[bytes]) -> tuple[pa.Table, list[tuple[int, str, str]]
     if len(good) == len(raws):
         return parsed, sorted(failures)
     # put the rows back in input order, nulls for the empty files
-    import numpy as np
 
     where = np.full(len(raws), -1, np.int64)
     where[good] = np.arange(len(good))
-    return parsed.take(pa.array(where, mask=where < 0)), sorted(failures)
+    return A.take_or_null(parsed, where), sorted(failures)
 
 
 def _parse(raws: list[bytes], idx: list[int], parts: list[pa.Table], failures: list) -> None:
@@ -384,7 +396,6 @@ def _all_true(mask: pa.Array) -> bool:
 
 def _null_where(table: pa.Table, keep: pa.Array) -> pa.Table:
     """Rows where ``keep`` is false become all-null (a post that failed carries no fields)."""
-    import numpy as np
 
-    mask = ~keep.to_numpy(zero_copy_only=False)
-    return table.take(pa.array(np.arange(table.num_rows), mask=mask))
+    index = np.arange(table.num_rows)
+    return A.take_or_null(table, np.where(A.to_numpy(keep), index, -1))

@@ -197,15 +197,17 @@ class MultiVolumeZip:
         import numpy as np
         import pyarrow.compute as pc
 
+        from .arrays import to_numpy
+
         sizes = self.volume_sizes()
         problems: dict[int, str] = {d: "missing" for d, s in enumerate(sizes) if s is None}
         if directory is not None and directory.num_rows:
             present = np.asarray([sz is not None for sz in sizes])
             starts = np.concatenate([[0], np.cumsum([sz or 0 for sz in sizes])]).astype(np.int64)
-            disk = np.append(directory["disk"].to_numpy().astype(np.int64), self.cd_disk)
-            offset = np.append(directory["offset"].to_numpy().astype(np.int64), self.cd_offset)
-            length = np.append(30 + pc.binary_length(directory["name"]).to_numpy().astype(np.int64)
-                               + directory["compressed_size"].to_numpy().astype(np.int64), 0)
+            disk = np.append(to_numpy(directory["disk"]).astype(np.int64), self.cd_disk)
+            offset = np.append(to_numpy(directory["offset"]).astype(np.int64), self.cd_offset)
+            length = np.append(30 + to_numpy(pc.binary_length(directory["name"])).astype(np.int64)
+                               + to_numpy(directory["compressed_size"]).astype(np.int64), 0)
             order = np.lexsort((offset, disk))
             dk, begin, ln = disk[order], starts[disk[order]] + offset[order], length[order]
             # compare each member with the next only where every volume between them is present
@@ -412,6 +414,8 @@ def parse_central_directory(buf, n: int, where: str = "archive") -> "pa.Table":
     import numpy as np
     import pyarrow as pa
 
+    from .arrays import numbers
+
     length = len(buf)
     pos = _entry_positions(buf, n, where)
     u8 = np.frombuffer(buf, np.uint8)
@@ -443,7 +447,7 @@ def parse_central_directory(buf, n: int, where: str = "archive") -> "pa.Table":
     cols = {"name": names, "disk": disk.astype(np.int32), "offset": offset, "compressed_size": csize,
             "uncompressed_size": usize, "method": method.astype(np.int16), "crc": crc, "flags": flags}
     types = (pa.string(), pa.int32(), pa.int64(), pa.int64(), pa.int64(), pa.int16(), pa.uint32(), pa.uint16())
-    return pa.table({k: v if k == "name" else pa.array(v, type=t) for (k, v), t in zip(cols.items(), types)})
+    return pa.table({k: v if k == "name" else numbers(v, t) for (k, v), t in zip(cols.items(), types)})
 
 
 def _names(buf, u8, start, nlen, flags) -> "pa.Array":

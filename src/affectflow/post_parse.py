@@ -104,8 +104,11 @@ def unwrap(obj: Any) -> dict:
     raise PostError(S.JSON_INVALID, f"top-level JSON is {type(obj).__name__}, not an object")
 
 
+_WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")
+
+
 def _blank(raw: bytes) -> bool:
-    return not raw or (raw[:1].isspace() and not raw.strip())
+    return not raw or (raw[0] in _WHITESPACE and not raw.strip())
 
 
 NOT_A_POST = "JSON object has none of the media fields (id, shortcode, owner, ...)"
@@ -226,12 +229,21 @@ _ZERO, _FALSE, _NEWLINE = A.scalar(0, pa.int64()), A.scalar(False, pa.bool_()), 
 
 
 def _read_block(raws: list[bytes]) -> pa.Table | None:
-    """One Arrow JSON read of ``raws`` (one post per line), or None when the reader rejects it."""
+    """One Arrow JSON read of ``raws`` (one post per line), or None when the reader rejects it.
+
+    Pretty-printed posts break the one-post-per-line framing; JSON allows a newline only as
+    whitespace, so the block is read once more with newlines made spaces before giving up.
+    """
+    blob = b"\n".join(raws)
+    table = _read_lines(blob, len(raws))
+    if table is None and (b"\r" in blob or blob.count(b"\n") != len(raws) - 1):
+        table = _read_lines(b"\n".join(r.replace(b"\n", b" ").replace(b"\r", b" ") for r in raws), len(raws))
+    return table
+
+
+def _read_lines(blob: bytes, rows: int) -> pa.Table | None:
     import pyarrow.json as pj
 
-    blob = b"\n".join(raws)
-    if blob.count(b"\n") != len(raws) - 1 or b"\r" in blob:  # pretty-printed posts: newlines are whitespace
-        blob = b"\n".join(r.replace(b"\n", b" ").replace(b"\r", b" ") for r in raws)
     try:
         _check_utf8(blob)  # orjson rejects invalid UTF-8 anywhere; the reader only checks kept fields
         table = pj.read_json(pa.BufferReader(blob),
@@ -239,7 +251,7 @@ def _read_block(raws: list[bytes]) -> pa.Table | None:
                              parse_options=pj.ParseOptions(explicit_schema=JSON_SCHEMA, unexpected_field_behavior="ignore"))
     except pa.ArrowException:
         return None
-    return table if table.num_rows == len(raws) else None  # a line held two objects
+    return table if table.num_rows == rows else None  # a line held two objects, or a post spans lines
 
 
 def _check_utf8(blob: bytes) -> None:

@@ -18,7 +18,7 @@ alternative's loaders. It also times the central-directory parse on a synthetic 
 ``--cd-entries`` entries (the real archives hold 10-13M), and the whole plan step on synthetic
 directories and mapping of ``--plan-posts`` posts (its memory per post sets the rule's mem_mb).
 
-    python benchmarks/bench_ingest.py --quick      # 5k and 20k posts, about two minutes
+    python benchmarks/bench_ingest.py --quick      # 5k and 20k posts, about a minute
     python benchmarks/bench_ingest.py              # 20k and 200k posts (goals are judged here)
     python benchmarks/bench_ingest.py --sizes 20000 --plan-posts 10000000   # the plan at full scale
 

@@ -147,3 +147,35 @@ def parquet_files(path: str | os.PathLike) -> list[Path]:
 def iter_batches(paths: Iterable[Path], columns: list[str] | None = None, batch_size: int = 65536):
     for p in paths:
         yield from pq.ParquetFile(p).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def read_partition(path: str | os.PathLike, key: str, value: Any, columns: list[str] | None = None) -> pa.Table:
+    """The rows of ``path`` where ``key == value``, reading only the row groups that can hold them.
+
+    Files written one row group per key value (the ingestion plan: one per shard) are read
+    for one key without touching the other groups' pages: the footer's min/max statistics pick
+    the groups, and a final filter drops any other rows a mixed group holds.
+    """
+    pf = pq.ParquetFile(path)
+    md = pf.metadata
+    leaf = [md.schema.column(i).path for i in range(md.num_columns)].index(key)
+    groups = []
+    for g in range(md.num_row_groups):
+        stats = md.row_group(g).column(leaf).statistics
+        if stats is None or not stats.has_min_max or stats.min <= value <= stats.max:
+            groups.append(g)
+    read_cols = None if columns is None else list(dict.fromkeys([*columns, key]))
+    table = pf.read_row_groups(groups, columns=read_cols) if groups else pf.schema_arrow.empty_table().select(read_cols or pf.schema_arrow.names)
+    import pyarrow.compute as pc
+
+    from .arrays import scalar
+
+    match = pc.equal(table[key], scalar(value, table.schema.field(key).type))
+    if not pc.all(match).as_py():  # a group that also holds other keys
+        table = table.filter(match)
+    return table.select(columns) if columns is not None else table
+
+
+def read_columns(path: str | os.PathLike, columns: list[str]) -> pa.Table:
+    """Some columns of a whole file (every row group), without the dataset layer."""
+    return pq.ParquetFile(path).read(columns=columns)

@@ -65,6 +65,13 @@ def _tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def _publish(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` onto ``path``, then sweep temporaries that killed writers of ``path`` left."""
+    os.replace(tmp, path)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
+
+
 class ParquetWriter:
     """Stream record batches into ``path`` atomically.
 
@@ -102,7 +109,7 @@ class ParquetWriter:
             self._writer.close()
         finally:
             if exc_type is None:
-                os.replace(self._tmp, self.path)
+                _publish(self._tmp, self.path)
             else:
                 self._tmp.unlink(missing_ok=True)
 
@@ -132,7 +139,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    _publish(tmp, path)
     return path
 
 

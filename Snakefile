@@ -1,7 +1,7 @@
 # affectflow: social-media archives to affect features and models.
 #   snakemake --profile profiles/local            # this machine
 #   snakemake --profile profiles/slurm            # a SLURM cluster
-# Targets: ingest (more stages add their own targets; `all` runs everything).
+# Targets: ingest, features (more stages add their own targets; `all` runs everything).
 
 from snakemake.utils import min_version
 
@@ -24,3 +24,4 @@ rule all:
     default_target: True
     input:
         rules.ingest.input,
+        rules.features.input,

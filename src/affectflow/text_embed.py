@@ -85,7 +85,7 @@ def text_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, out: s
     device, dtype = setup_torch(fcfg, threads or tcfg.threads)
     st, model_prov = load_sbert(cfg, device, dtype)
     max_length = min(tcfg.max_length or st.max_seq_length, st.max_seq_length)
-    dim = st.get_sentence_embedding_dimension()
+    dim = int((getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension)())
     schema = text_embeddings(dim)
     posts = read_posts(posts_path, ["caption", "comments_text"]).with_columns(post_text())
     prov = provenance("instagram_text_embeddings", cfg, shard=shard, source=str(posts_path),

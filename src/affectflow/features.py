@@ -108,6 +108,9 @@ def setup_torch(fcfg: FeaturesConfig, threads: int):
     threads = max(int(threads), 1)
     torch.set_num_threads(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true" if threads > 1 else "false")
+    # the Rust tokenizer's pool would otherwise size itself to the whole node, not the job's cores
+    os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
+    os.environ.setdefault("RAYON_RS_NUM_CPUS", str(threads))
     device, dtype = device_and_dtype(fcfg.device, fcfg.precision, cpu_bf16=True)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -20,7 +20,7 @@ import pyarrow as pa
 from .features import (FeaturesConfig, autocast, dtype_name, prepare_model, read_posts, setup_torch, text_status,
                        to_device)
 from .models import HFModel, check_tokenizer, provenance_of, resolve
-from .parquet_io import ParquetWriter, provenance
+from .parquet_io import provenance
 from .tables import SENTIMENT
 from .text_batches import TextResults, TextTokenizer, run_text_stage
 
@@ -96,15 +96,8 @@ def sentiment_shard(cfg: Mapping[str, Any], posts_path: str | Path, out: str | P
     posts = read_posts(posts_path, list(TEXT_COLUMNS))
     prov = provenance("instagram_sentiment", cfg, shard=shard, source=str(posts_path),
                       model=model_prov | {"max_length": max_length}, device=str(device), dtype=dtype_name(dtype))
-    counts: dict[str, int] = {}
-    with ParquetWriter(out, SENTIMENT, prov) as writer:
-        def emit(res: TextResults) -> None:
-            table = sentiment_table(res, labels)
-            for s, n in pl.from_arrow(table.select(["status"])).group_by("status").len().iter_rows():
-                counts[s] = counts.get(s, 0) + n
-            writer.write(table)
-
-        stats = run_text_stage(posts, TEXT_COLUMNS, TextTokenizer(tok, max_length), scfg, classify(net, device, dtype),
-                               emit, device, name="sentiment")
+    stats, counts = run_text_stage(posts, TEXT_COLUMNS, TextTokenizer(tok, max_length), scfg,
+                                   classify(net, device, dtype), lambda res: sentiment_table(res, labels), out,
+                                   SENTIMENT, prov, device, "sentiment")
     log.info("sentiment: %d posts -> %s; %s", posts.height, out, counts)
     return {"posts": posts.height, "by_status": counts, "max_length": max_length, **stats.as_dict()}

@@ -16,13 +16,16 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 import polars as pl
 
 from .features import clean_text, mostly_non_latin, parsed
 from .runner import RunStats, run
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -220,10 +223,22 @@ class WindowWriter:
 
 
 def run_text_stage(posts: pl.DataFrame, text_columns: Sequence[str], tok: TextTokenizer, cfg, infer: Callable,
-                   emit: Callable[[TextResults], None], device, name: str) -> RunStats:
-    """Drive a shard's texts through ``infer`` (one batch of features -> numpy) into ``emit``."""
+                   to_table: Callable[[TextResults], "pa.Table"], out, schema, prov, device,
+                   name: str) -> tuple[RunStats, dict[str, int]]:
+    """Drive a shard's texts through ``infer`` (batch of features -> numpy); each finished window
+    becomes a table (``to_table``) appended to ``out``. Returns timings and status counts."""
+    from .parquet_io import ParquetWriter
+
+    counts: dict[str, int] = {}
     reader = read_windows(posts, text_columns, tok, cfg.window, cfg.batch_size, cfg.max_tokens,
                           pin=device.type == "cuda")
-    writer = WindowWriter(len(text_columns), emit)
     mapper = lambda b: infer(b.features) if len(b) else None  # noqa: E731
-    return run(reader, mapper, writer, name=name, log_every=20)
+    with ParquetWriter(out, schema, prov) as writer:
+        def emit(res: TextResults) -> None:
+            table = to_table(res)
+            for s, n in pl.from_arrow(table.select(["status"])).group_by("status").len().iter_rows():
+                counts[s] = counts.get(s, 0) + n
+            writer.write(table)
+
+        stats = run(reader, mapper, WindowWriter(len(text_columns), emit), name=name, log_every=20)
+    return stats, counts

@@ -20,7 +20,7 @@ import pyarrow as pa
 from .features import (FeaturesConfig, autocast, dtype_name, prepare_model, read_posts, setup_torch, text_status,
                        to_device)
 from .models import HFModel, check_tokenizer, provenance_of, resolve
-from .parquet_io import ParquetWriter, provenance
+from .parquet_io import provenance
 from .tables import text_embeddings
 from .text_batches import TextResults, TextTokenizer, run_text_stage
 
@@ -86,20 +86,12 @@ def text_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, out: s
     st, model_prov = load_sbert(cfg, device, dtype)
     max_length = min(tcfg.max_length or st.max_seq_length, st.max_seq_length)
     dim = int((getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension)())
-    schema = text_embeddings(dim)
     posts = read_posts(posts_path, ["caption", "comments_text"]).with_columns(post_text())
     prov = provenance("instagram_text_embeddings", cfg, shard=shard, source=str(posts_path),
                       model=model_prov | {"max_length": max_length, "dim": dim}, device=str(device),
                       dtype=dtype_name(dtype))
-    counts: dict[str, int] = {}
-    with ParquetWriter(out, schema, prov) as writer:
-        def emit(res: TextResults) -> None:
-            table = text_embedding_table(res, dim)
-            for s, n in pl.from_arrow(table.select(["status"])).group_by("status").len().iter_rows():
-                counts[s] = counts.get(s, 0) + n
-            writer.write(table)
-
-        stats = run_text_stage(posts, ["text"], TextTokenizer(st.tokenizer, max_length), tcfg,
-                               embed_with(st, device, dtype), emit, device, name="text_embeddings")
+    stats, counts = run_text_stage(posts, ["text"], TextTokenizer(st.tokenizer, max_length), tcfg,
+                                   embed_with(st, device, dtype), lambda res: text_embedding_table(res, dim), out,
+                                   text_embeddings(dim), prov, device, "text_embeddings")
     log.info("text embeddings: %d posts -> %s (dim %d); %s", posts.height, out, dim, counts)
     return {"posts": posts.height, "by_status": counts, "dim": dim, "max_length": max_length, **stats.as_dict()}

@@ -116,7 +116,7 @@ class ImageWriter:
         self.image_file = images["image_file"].to_numpy()
         self.image_index = images["image_index"].to_numpy()
         self.post_row = images["post_row"].to_numpy().astype(np.int64)
-        self.sums = np.zeros((n_posts, dim), np.float64)
+        self.sums = np.zeros((n_posts, dim), np.float32)  # a few unit vectors per post: float32 is plenty
         self.counts = np.zeros(n_posts, np.int64)
         self.by_status: dict[str, int] = {}
 

@@ -77,7 +77,6 @@ class TextBatch:
     window: Window
     index: np.ndarray  # positions of the batch's texts in the window
     features: dict[str, Any]  # input_ids, attention_mask (+ token_type_ids): CPU tensors
-    last: bool
 
     def __len__(self) -> int:
         return len(self.index)
@@ -120,18 +119,18 @@ def _prepare(window: Window, texts: list[str], tok: TextTokenizer, batch_size: i
         window.truncated = np.zeros(0, bool)
         window.known = np.zeros(0, bool)
         window.pending = 1
-        return [TextBatch(window, np.zeros(0, np.int64), {}, True)]
+        return [TextBatch(window, np.zeros(0, np.int64), {})]  # still one batch: the window's rows get written
     ids, lengths, truncated = tok.encode(texts)
     window.truncated = truncated
     window.known = np.zeros(len(texts), bool)
     groups = length_batches(lengths, batch_size, max_tokens)
     batches = []
-    for k, index in enumerate(groups):
+    for index in groups:
         feats = _pad(ids, index, tok, pin)
         ids_arr = feats["input_ids"].numpy()
         known = ~np.isin(ids_arr, tok.special) & (feats["attention_mask"].numpy() == 1)
         window.known[index] = known.any(axis=1)
-        batches.append(TextBatch(window, index, feats, k == len(groups) - 1))
+        batches.append(TextBatch(window, index, feats))
     window.pending = len(batches)
     return batches
 

@@ -49,14 +49,20 @@ def by_id(path):
     return df, {r["post_id"]: r for r in df.iter_rows(named=True)}
 
 
-def test_length_batches_respect_both_limits_and_cover_every_text():
-    lengths = np.array([5, 300, 12, 12, 7, 512, 1, 40])
-    batches = length_batches(lengths, batch_size=3, max_tokens=600)
+def test_length_batches_respect_the_limits_and_cover_every_text():
+    rng = np.random.default_rng(0)
+    lengths = np.concatenate([rng.integers(5, 40, 500), [300, 512, 512, 260, 90]])
+    batches = length_batches(lengths, batch_size=32, max_tokens=4096)
     seen = np.concatenate(batches)
     assert sorted(seen.tolist()) == list(range(len(lengths)))
     assert lengths[seen].tolist() == sorted(lengths.tolist(), reverse=True)  # longest first
     for b in batches:
-        assert len(b) <= 3 and len(b) * lengths[b].max() <= 600 or len(b) == 1
+        longest = lengths[b].max()
+        assert len(b) <= 32 and (len(b) * longest <= 4096 or len(b) == 1)
+        assert lengths[b].min() >= longest - max(8, 0.2 * longest)  # little padding
+    assert max(len(b) for b in batches) == 32  # dense lengths still fill whole batches
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    assert padded < 1.15 * lengths.sum()
 
 
 def test_tokenizer_truncates_and_flags_without_touching_the_model_tokenizer(sample_cfg):

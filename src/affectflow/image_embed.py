@@ -195,19 +195,19 @@ def image_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, plan_
                     lambda b: encode(b["pixels"]), sink, size=lambda b: len(b["status"]), name="image_embeddings",
                     log_every=20)
         not_parsed = pl.format("post not parsed ({}): image not embedded", pl.col("post_status"))
-        writer.write(_passthrough_rows(skipped, dim, pl.col("post_status"), not_parsed))
-        writer.write(_passthrough_rows(
-            missing, dim,
-            pl.when(parsed(pl.col("post_status"))).then(pl.lit(S.MISSING)).otherwise(pl.col("post_status")),
-            pl.when(parsed(pl.col("post_status")))
-            .then(pl.format("{}-{}: mapped, but not in {}", pl.col("username"), pl.col("image_file"),
-                            pl.lit(ig.images_zip.name)))
-            .otherwise(not_parsed)))
-    by_status = dict(sink.by_status)
-    for df, st in ((skipped, "post_status"), (missing, "post_status")):
-        for s, n in df.group_by(st).len().iter_rows():
-            key = s if df is skipped or s not in S.PARSED else S.MISSING
-            by_status[key] = by_status.get(key, 0) + n
+        post_ok = parsed(pl.col("post_status"))
+        rest = [
+            _passthrough_rows(skipped, dim, pl.col("post_status"), not_parsed),
+            _passthrough_rows(missing, dim, pl.when(post_ok).then(pl.lit(S.MISSING)).otherwise(pl.col("post_status")),
+                              pl.when(post_ok).then(pl.format("{}-{}: mapped, but not in {}", pl.col("username"),
+                                                              pl.col("image_file"), pl.lit(ig.images_zip.name)))
+                              .otherwise(not_parsed)),
+        ]
+        by_status = dict(sink.by_status)
+        for table in rest:
+            writer.write(table)
+            for s in table["status"].to_pylist():
+                by_status[s] = by_status.get(s, 0) + 1
     pooled = pooled_table(posts, sink.sums, sink.counts, dim)
     with ParquetWriter(pooled_out, pooled_image_embeddings(dim), prov | {"table": "instagram_image_pooled"}) as w:
         w.write(pooled)

@@ -55,7 +55,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 GOALS_GPU = {"sentiment": 15_000, "text_mpnet": 8_000, "image": 4_000}  # items/s on an H100
 GOAL_CPU_RATIO = 2.0
 SIZES = {"quick": {"posts": 80, "images": 24}, "full": {"posts": 800, "images": 240}}
-H, W = 1350, 1080
+H, W = 1350, 1080  # --image-size changes them (the published dataset's images average 14.6 KB: smaller)
 
 
 # -- assets -----------------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def build_posts(out: Path, n: int, n_images: int, minilm: Path, seed: int = 0) -
 
 
 def photo(seed: int, noise) -> bytes:
-    """A 1080x1350 photo-like JPEG at quality 85 (~250 KB): gradient, shapes, sensor-like noise."""
+    """A photo-like JPEG at quality 85 (1080x1350: ~250 KB): gradient, shapes, sensor-like noise."""
     import numpy as np
     from PIL import Image, ImageDraw
 
@@ -169,11 +169,12 @@ def build_archive(out: Path, n_images: int) -> tuple[Path, Path]:
     from affectflow.multizip import MultiVolumeZip
     from affectflow.sample import split_zip
 
-    archive = out / f"images-{n_images}" / "posts_image.zip"
-    plan = out / f"images-{n_images}" / "images.parquet"
+    folder = out / (f"images-{n_images}" + ("" if (W, H) == (1080, 1350) else f"-{W}x{H}"))
+    archive = folder / "posts_image.zip"
+    plan = folder / "images.parquet"
     if plan.is_file():
         return archive, plan
-    staging = out / f"images-{n_images}" / "staging"
+    staging = folder / "staging"
     (staging / "image").mkdir(parents=True, exist_ok=True)
     noise = np.random.default_rng(0).normal(0, 7, (H * 2, W * 2, 3)).astype(np.int16)
     members = []
@@ -417,17 +418,21 @@ def main() -> None:
     p.add_argument("--workers", default="auto", help="our decode workers (auto: threads/4 on CPU, threads-1 on GPU)")
     p.add_argument("--stages", nargs="*", default=["sentiment", "text_mpnet", "text_minilm", "image"])
     p.add_argument("--rounds", type=int, default=3, help="round-robin repetitions; the best round counts")
+    p.add_argument("--image-size", default="1080x1350", help="WxH of the benchmark JPEGs (quality 85)")
     p.add_argument("--variant", help=argparse.SUPPRESS)
     p.add_argument("--build", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.variant:
         print(json.dumps(run_variant(json.loads(args.variant))))
         return
+    global W, H
     if args.build:
         b = json.loads(args.build)
+        W, H = b["image_size"]
         print(json.dumps(build_assets(Path(b["work"]), b["posts"], b["images"], b["images_stage"])))
         return
 
+    W, H = (int(v) for v in args.image_size.lower().split("x"))
     mode = "quick" if args.quick else "full"
     gpu = args.device.startswith("cuda")
     n_posts = args.posts or SIZES[mode]["posts"] * (20 if gpu else 1)
@@ -435,7 +440,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     assets = child("--build", {"work": str(args.work), "posts": n_posts, "images": n_images,
-                               "images_stage": "image" in args.stages})
+                               "images_stage": "image" in args.stages, "image_size": [W, H]})
     print(f"assets ready in {time.perf_counter() - t0:.0f}s: {n_posts} posts, {n_images} images ({args.work})", flush=True)
 
     workers = args.workers if args.workers == "auto" else int(args.workers)
@@ -481,6 +486,7 @@ def main() -> None:
     if gpu:
         machine["gpu"] = first.get("gpu")
     summary = {"mode": mode, "machine": machine, "posts": n_posts, "images": n_images, "rounds": args.rounds,
+               "image_size": [W, H],
                "settings": {k: base[k] for k in ("text_batch", "image_batch", "workers", "threads")}, "stages": results}
     print("\nbest round of each; items per second of wall time [per CPU-second], ratio to naive")
     print(f"{'stage':12s} {'naive':>18s} {'ours fp32':>28s} {'ours auto':>28s}")
@@ -495,7 +501,8 @@ def main() -> None:
             print(f"{'':12s} decode only, one process: draft {r['decode_draft']['items_per_s']:.1f}/s "
                   f"[{r['decode_draft']['items_per_cpu_s']:.1f}/cpu-s], full-size {r['decode_full']['items_per_s']:.1f}/s "
                   f"[{r['decode_full']['items_per_cpu_s']:.1f}/cpu-s]")
-    name = "features" + ("-quick" if args.quick else "") + ("-cuda" if gpu else "")
+    name = "features" + ("-quick" if args.quick else "") + ("-cuda" if gpu else "") + (
+        "" if (W, H) == (1080, 1350) else f"-{W}x{H}")
     out = REPO / "benchmarks/out" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")

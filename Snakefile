@@ -1,7 +1,7 @@
 # affectflow: social-media archives to affect features and models.
 #   snakemake --profile profiles/local            # this machine
 #   snakemake --profile profiles/slurm            # a SLURM cluster
-# Targets: ingest, synthesize, dreaddit (more stages add their own targets; `all` runs everything).
+# Targets: ingest, features, synthesize, dreaddit (more stages add their own targets; `all` runs everything).
 
 from snakemake.utils import min_version
 
@@ -25,3 +25,4 @@ rule all:
     input:
         rules.ingest.input,
         rules.dreaddit.input,
+        rules.features.input,

@@ -111,7 +111,18 @@ STAGES: tuple[Stage, ...] = (
              "{logs}/dreaddit/clip/shard-{shard}.log", dreaddit_shards),
         Step("dreaddit_summary", ("{results}/dreaddit/summary.json",), "{logs}/dreaddit/summary.log"),
     )),
-    # features, train: their stages go here (see the module docstring).
+    Stage("features", "features", (
+        Step("sentiment", ("{results}/instagram/sentiment/shard-{shard}.parquet",),
+             "{logs}/instagram/sentiment/shard-{shard}.log", instagram_shards),
+        Step("text_embeddings", ("{results}/instagram/text_embeddings/shard-{shard}.parquet",),
+             "{logs}/instagram/text_embeddings/shard-{shard}.log", instagram_shards),
+        Step("image_embeddings", ("{results}/instagram/image_embeddings/shard-{shard}.parquet",
+                                  "{results}/instagram/image_pooled/shard-{shard}.parquet"),
+             "{logs}/instagram/image_embeddings/shard-{shard}.log", instagram_shards),
+        Step("features_summary", ("{results}/instagram/features_summary.json",),
+             "{logs}/instagram/features_summary.log"),
+    )),
+    # train: its stage goes here (see the module docstring).
 )
 
 # -- states ----------------------------------------------------------------------------------------

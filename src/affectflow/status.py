@@ -43,3 +43,16 @@ DREADDIT_HAS_TEXT = frozenset({OK, ID_INVALID, DUPLICATE_ID, LABEL_INVALID, FEAT
 BLOCKED = "blocked"  # the safety checker flagged the image: none is kept
 SYNTH_FAILED = "synth_failed"  # the pipeline returned a non-finite image (e.g. fp16 overflow in the VAE)
 IMAGE_UNREADABLE = "image_unreadable"  # the indexed image could not be opened for CLIP
+# Feature stages (sentiment, text and image embeddings). A post that was not parsed keeps its own
+# status in every feature table, with null features. The states below are the features' own.
+NO_TEXT = "no_text"  # nothing the text model can read: empty, whitespace, or only unknown tokens (emoji)
+NON_LATIN = "non_latin"  # scored, but most letters are not Latin script: an English model is unreliable
+CONVERTED = "converted"  # a readable image that is not an RGB JPEG (PNG data, CMYK, grayscale): embedded after conversion to RGB
+MISSING = "missing"  # mapped image absent from the image archive
+EMPTY = "empty"  # zero-byte image member
+CORRUPT = "corrupt"  # not an image, or truncated / undecodable data
+NO_IMAGE = "no_image"  # pooled: the post has no embedded image (none mapped, or none readable)
+# (an image whose header claims more pixels than features.image.max_pixels gets TOO_LARGE)
+
+TEXT_STATUSES = (OK, NO_TEXT, NON_LATIN)
+IMAGE_STATUSES = (OK, CONVERTED, MISSING, EMPTY, CORRUPT, TOO_LARGE, READ_ERROR, UNSUPPORTED)

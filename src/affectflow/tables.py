@@ -133,6 +133,10 @@ def image_embeddings(dim: int) -> pa.Schema:
             ("embedding", embedding(dim)),  # null when missing or unreadable: never a placeholder
             ("status", pa.string()),
             ("error", pa.string()),
+            ("format", pa.string()),  # what the bytes are (JPEG, PNG ...), null when unreadable
+            ("mode", pa.string()),  # PIL mode as stored (RGB, L, CMYK, RGBA ...), before conversion to RGB
+            ("width", pa.int32()),  # as stored
+            ("height", pa.int32()),
         ]
     )
 

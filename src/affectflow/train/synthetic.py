@@ -1,0 +1,124 @@
+"""Feature tables with planted signal, written to the upstream stages' contract paths and schemas.
+
+The training stage is tested (and benchmarked at scale) without GPUs or model weights: these
+writers produce exactly what the feature and Dreaddit stages produce — same paths, same schemas
+from :mod:`affectflow.tables`, one row per post, nulls where the contract puts them — with
+embeddings that carry a known amount of signal about the target, so a test can tell a model that
+learns from one that does not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from .. import status as S
+from .. import tables
+from ..parquet_io import provenance, write_table
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _fsl(x: np.ndarray, valid: np.ndarray) -> pa.Array:
+    dim = x.shape[1]
+    arr = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), dim)
+    return pa.FixedSizeListArray.from_arrays(arr.values, dim, mask=pa.array(~valid))
+
+
+def planted(rng: np.random.Generator, signal: np.ndarray, dim: int, strength: float) -> np.ndarray:
+    """Unit vectors whose first coordinate is ``strength * signal`` plus noise."""
+    x = rng.normal(size=(len(signal), dim))
+    x[:, 0] += strength * signal
+    return _unit(x)
+
+
+def instagram_features(results: str | Path, text_dim: int = 32, image_dim: int = 24, seed: int = 0,
+                       strength: float = 3.0, comment_weight: float = 2.0) -> list[str]:
+    """Sentiment, text and pooled image embeddings for every posts shard under ``results``.
+
+    Signal: the log engagement rate of each post (standardised), planted in both embeddings.
+    Nulls as the contract has them: no text embedding for an empty caption or an unparsed post, no
+    pooled image for videos and unparsed posts. Returns the shard ids written.
+    """
+    results = Path(results)
+    shards = sorted(results.glob("instagram/posts/shard-*.parquet"))
+    if not shards:
+        raise FileNotFoundError(f"{results}/instagram/posts: no shards; run ingest first")
+    rng = np.random.default_rng(seed)
+    written = []
+    for path in shards:
+        shard = path.stem.split("-")[1]
+        posts = pl.read_parquet(path)
+        parsed = posts["status"].is_in(sorted(S.PARSED)).to_numpy()
+        y = (posts.select(((pl.col("likes") + comment_weight * pl.col("comments")).cast(pl.Float64).log1p()
+                           - pl.col("followers").cast(pl.Float64).log1p()).fill_null(0.0)).to_series().to_numpy())
+        z = (y - y[parsed].mean()) / (y[parsed].std() + 1e-9) if parsed.any() else y
+        has_text = parsed & (posts["caption"].fill_null("").str.len_chars() > 0).to_numpy()
+        has_image = parsed & ~posts["is_video"].fill_null(True).to_numpy()
+        n = posts.height
+        ids = posts["post_id"].to_arrow()
+        status = posts["status"].to_arrow()
+        pos = rng.random(n) < 0.5
+        sent_label = np.where(pos, "POSITIVE", "NEGATIVE").astype(object)
+        sent_label[~has_text] = None
+        score = rng.uniform(0.5, 1.0, n).astype(np.float32)
+        sentiment = pa.table({
+            "post_id": ids, "caption_sentiment": pa.array(sent_label, pa.string()),
+            "caption_score": pa.array(score, mask=~has_text), "caption_truncated": pa.array(np.zeros(n, bool)),
+            "comment_sentiment": pa.array(sent_label, pa.string()), "comment_score": pa.array(score, mask=~has_text),
+            "comment_truncated": pa.array(np.zeros(n, bool)), "status": status})
+        prov = provenance("synthetic", None, generator="affectflow.train.synthetic", seed=seed)
+        write_table(results / f"instagram/sentiment/shard-{shard}.parquet", sentiment, tables.SENTIMENT, prov)
+        xt = planted(rng, z, text_dim, strength)
+        write_table(results / f"instagram/text_embeddings/shard-{shard}.parquet", pa.table({
+            "post_id": ids, "embedding": _fsl(xt, has_text), "truncated": pa.array(np.zeros(n, bool)), "status": status}),
+            tables.text_embeddings(text_dim), prov)
+        xi = planted(rng, z, image_dim, strength / 2)
+        n_img = posts["image_files"].list.len().fill_null(0).to_numpy().astype(np.int16)
+        write_table(results / f"instagram/image_pooled/shard-{shard}.parquet", pa.table({
+            "post_id": ids, "embedding": _fsl(xi, has_image), "n_images": pa.array(n_img),
+            "n_embedded": pa.array(np.where(has_image, n_img, 0).astype(np.int16)), "status": status}),
+            tables.pooled_image_embeddings(image_dim), prov)
+        written.append(shard)
+    return written
+
+
+def dreaddit_features(results: str | Path, dreaddit_dir: str | Path, shards: int = 2, dim: int = 16,
+                      seed: int = 0, text_strength: float = 3.0, image_strength: float = 0.0,
+                      val_fraction: float = 0.2) -> None:
+    """``{results}/dreaddit/posts.parquet`` (val carved from train) and CLIP shards with planted signal.
+
+    The image embedding carries ``image_strength`` of the label (0 by default: an image made from
+    the text alone, with nothing leaked); every 7th post has no usable image.
+    """
+    results, dreaddit_dir = Path(results), Path(dreaddit_dir)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for split, name in (("train", "dreaddit-train.csv"), ("test", "dreaddit-test.csv")):
+        df = pl.read_csv(dreaddit_dir / name, columns=["id", "text", "label", "subreddit"], infer_schema_length=0)
+        frames.append(df.with_columns(pl.lit(split).alias("split")))
+    df = pl.concat(frames).with_columns(
+        ("dreaddit-" + pl.col("id")).alias("post_id"), pl.col("label").cast(pl.Int8))
+    is_train = (df["split"] == "train").to_numpy()
+    val = is_train & (rng.random(df.height) < val_fraction)
+    df = df.with_columns(pl.Series("split", np.where(val, "val", df["split"].to_numpy())))
+    posts = df.select([name for name, _ in tables.DREADDIT_KEYS]).to_arrow()
+    prov = provenance("synthetic", None, generator="affectflow.train.synthetic", seed=seed)
+    write_table(results / "dreaddit/posts.parquet", posts, pa.schema(tables.DREADDIT_KEYS), prov)
+    sign = df["label"].to_numpy().astype(np.float64) * 2 - 1
+    xt = planted(rng, sign, dim, text_strength)
+    xi = planted(rng, sign, dim, image_strength)
+    has_image = np.arange(df.height) % 7 != 3
+    bounds = np.linspace(0, df.height, shards + 1).astype(int)
+    for k in range(shards):
+        sl = slice(bounds[k], bounds[k + 1])
+        n = bounds[k + 1] - bounds[k]
+        write_table(results / f"dreaddit/clip/shard-{k:05d}.parquet", pa.table({
+            "post_id": posts["post_id"][sl], "text_embedding": _fsl(xt[sl], np.ones(n, bool)),
+            "image_embedding": _fsl(xi[sl], has_image[sl]), "status": pa.array([S.OK] * n)}),
+            tables.dreaddit_clip(dim), prov)

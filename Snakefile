@@ -1,7 +1,8 @@
 # affectflow: social-media archives to affect features and models.
 #   snakemake --profile profiles/local            # this machine
 #   snakemake --profile profiles/slurm            # a SLURM cluster
-# Targets: ingest (more stages add their own targets; `all` runs everything).
+# Targets: ingest, train, report_assets (more stages add their own; `all` runs everything).
+# Report:  snakemake --report results/report.html   (after a run; same --configfile)
 
 from snakemake.utils import min_version
 
@@ -23,3 +24,5 @@ rule all:
     default_target: True
     input:
         rules.ingest.input,
+        rules.train.input,
+        rules.report.output,

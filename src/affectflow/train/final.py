@@ -170,7 +170,7 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
             "checkpoints": ckpts,
         }
         if weights:
-            models[name]["attention_mean"] = dict(zip(mods, np.mean(weights, axis=0).round(4).tolist()))
+            models[name]["attention_mean"] = {m: round(float(w), 4) for m, w in zip(mods, np.mean(weights, axis=0))}
         mean_preds[name] = preds.mean(axis=0)
         pred_tables.append(_pred_table(rows, name, chosen["trials"], preds, kind))
 
@@ -203,6 +203,7 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
         "config_digest": config_digest(cfg.get("train", {})),
         "bootstrap": {"resamples": tc.bootstrap_resamples, "level": tc.bootstrap_level,
                       "of": "the mean over seeds, resampling test rows"},
+        "model_order": list(models),
         "models": models,
         "baselines": {("train_mean" if kind == "regression" else "majority"):
                       _baseline(kind, y, selection["train_target"], cats, tc)},

@@ -122,3 +122,60 @@ def dreaddit_features(results: str | Path, dreaddit_dir: str | Path, shards: int
             "post_id": posts["post_id"][sl], "text_embedding": _fsl(xt[sl], np.ones(n, bool)),
             "image_embedding": _fsl(xi[sl], has_image[sl]), "status": pa.array([S.OK] * n)}),
             tables.dreaddit_clip(dim), prov)
+
+
+def dreaddit_images(results: str | Path, size: int = 32, seed: int = 0, shards: int = 2) -> None:
+    """Synthesis index + small PNGs for every post of ``{results}/dreaddit/posts.parquet`` (contract
+    paths; every 7th post gets a ``blocked``-style status and no image)."""
+    from PIL import Image
+
+    results = Path(results)
+    posts = pl.read_parquet(results / "dreaddit/posts.parquet", columns=["post_id", "label"])
+    rng = np.random.default_rng(seed)
+    img_dir = results / "dreaddit/images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    paths, statuses = [], []
+    for k, pid in enumerate(posts["post_id"].to_list()):
+        if k % 7 == 3:
+            paths.append(None)
+            statuses.append("blocked")
+            continue
+        p = img_dir / f"{pid}.png"
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+        statuses.append(S.OK)
+    n = posts.height
+    bounds = np.linspace(0, n, shards + 1).astype(int)
+    prov = provenance("synthetic", None, generator="affectflow.train.synthetic", seed=seed)
+    for k in range(shards):
+        sl = slice(bounds[k], bounds[k + 1])
+        m = bounds[k + 1] - bounds[k]
+        write_table(results / f"dreaddit/synth/shard-{k:05d}.parquet", pa.table({
+            "post_id": posts["post_id"].to_arrow()[sl], "image_path": pa.array(paths[sl], pa.string()),
+            "prompt": pa.array(["a photo"] * m), "seed": pa.array(np.arange(m, dtype=np.int64)),
+            "model": pa.array(["synthetic"] * m), "status": pa.array(statuses[sl]),
+            "error": pa.nulls(m, pa.string())}), tables.DREADDIT_SYNTH, prov)
+
+
+def tiny_clip(folder: str | Path, embed_dim: int = 16, image_size: int = 32, seed: int = 0) -> str:
+    """A random-weight open_clip model in a ``local-dir:`` folder (config + safetensors), built offline.
+
+    The vocabulary stays 49408 so open_clip's bundled BPE tokenizer fits it. Returns the model id.
+    """
+    import json
+
+    import torch
+    from open_clip.model import CLIP
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = {"model_cfg": {"embed_dim": embed_dim,
+                         "vision_cfg": {"image_size": image_size, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+                         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}},
+           "preprocess_cfg": {"mean": [0.481, 0.458, 0.408], "std": [0.269, 0.261, 0.276]}}
+    (folder / "open_clip_config.json").write_text(json.dumps(cfg))
+    torch.manual_seed(seed)
+    model = CLIP(**cfg["model_cfg"])
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    return f"local-dir:{folder}"

@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 demo: setup
 	$(BIN)/affectflow sample demo/data
+	$(BIN)/affectflow tiny-models demo/models
 	$(BIN)/snakemake $(TARGET) --profile $(PROFILE) --configfile demo/config.yaml
 
 test: setup

@@ -14,6 +14,7 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/models.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/dreaddit.smk"
 include: "workflow/rules/train.smk"

@@ -109,12 +109,13 @@ rule finetune_stress:
     input:
         posts=f"{RESULTS}/dreaddit/posts.parquet",
         synth=expand(f"{RESULTS}/dreaddit/synth/shard-{{shard}}.parquet", shard=DD_SHARDS),
+        model=model_stamp("clip"),
     output:
         result=f"{STRESS}/finetune/seed-{{seed}}/result.json",
         predictions=f"{STRESS}/finetune/seed-{{seed}}/test_predictions.parquet",
         model=f"{STRESS}/finetune/seed-{{seed}}/model.safetensors",
     params:
-        cfg=cfg_json("results", "train"),
+        cfg=cfg_json("train", "models"),
         out=f"{STRESS}/finetune/seed-{{seed}}",
     wildcard_constraints:
         seed=r"\d+",

@@ -70,8 +70,6 @@ class SplitFractions:
 @dataclass(frozen=True)
 class FinetuneConfig:
     enabled: bool
-    model: str
-    pretrained: str | None
     epochs: int
     lr: float
     head_lr: float

@@ -25,7 +25,7 @@ from ..parquet_io import config_digest, provenance, write_json, write_table
 from .arrays import DataError, SplitData, open_split
 from .config import TrainConfig
 from .evaluation import (CLASS_METRICS, REG_METRICS, bootstrap_classification, bootstrap_regression,
-                         classification_metrics, confusion, regression_metrics, summarize_seeds)
+                         classification_metrics, regression_metrics, summarize_seeds)
 from .models import modalities_of
 from .plots import confusion_matrices, pred_vs_actual
 
@@ -98,7 +98,7 @@ def _baseline(kind: str, y: np.ndarray, train_target: Mapping[str, float], cats:
     return _summarise(kind, y, np.full((1, len(y)), const), cats, tc)
 
 
-def load_finetune(paths: Sequence[str | Path], test: SplitData) -> tuple[dict[str, Any], np.ndarray, list[dict]]:
+def load_finetune(paths: Sequence[str | Path], test: SplitData) -> tuple[np.ndarray, list[dict]]:
     """Fine-tuning results (one folder per seed, test scored by its own rule) aligned to ``test``'s rows."""
     rows = test.rows(["post_id"])
     preds, results = [], []
@@ -114,7 +114,7 @@ def load_finetune(paths: Sequence[str | Path], test: SplitData) -> tuple[dict[st
                             f"e.g. {joined.filter(pl.col('prediction').is_null())['post_id'].head(3).to_list()}")
         preds.append(joined["prediction"].to_numpy())
         results.append(res)
-    return {}, np.stack(preds), results
+    return np.stack(preds), results
 
 
 def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, test_dir: str | Path,
@@ -175,7 +175,7 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
         pred_tables.append(_pred_table(rows, name, chosen["trials"], preds, kind))
 
     if finetune:
-        _, ft_preds, ft_results = load_finetune(finetune, test.data)
+        ft_preds, ft_results = load_finetune(finetune, test.data)
         for r in ft_results:
             test.scored.append(f"clip_finetune/seed{r['seed']}")  # scored once, by its own rule
         models["clip_finetune"] = {

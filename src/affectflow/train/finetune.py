@@ -6,12 +6,12 @@ where a post has no usable image) and outputs stress / no stress. Everything tra
 then is the test split loaded, scored once, and its predictions written for the final rule.
 
 GPU: bf16 autocast, pinned memory, image decoding in DataLoader workers. CPU (tests, the demo with
-a tiny CLIP): fp32, same code.
+a tiny CLIP): fp32, same code. The CLIP is ``models.clip`` (the one the Dreaddit CLIP features
+use), loaded offline through :func:`affectflow.models.load_clip`.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -35,28 +35,6 @@ from .evaluation import better, classification_metrics
 from .trainer import pick_device, seed_everything
 
 log = logging.getLogger(__name__)
-
-
-def clip_spec(cfg: Mapping[str, Any]) -> tuple[str, str | None]:
-    """(open_clip model id, pretrained) to fine-tune: the train config's, else the Dreaddit CLIP stage's."""
-    ft = TrainConfig.from_config(cfg).finetune
-    if ft.model:
-        return ft.model, ft.pretrained
-    raise DataError("train.stress.finetune.model is not set (an open_clip name with pretrained, "
-                    "hf-hub:org/repo or local-dir:/path)")
-
-
-def load_clip(model_id: str, pretrained: str | None):
-    """open_clip model, train/eval transforms and tokenizer, loaded offline; a clear error otherwise."""
-    import open_clip
-
-    try:
-        model, pre_train, pre_val = open_clip.create_model_and_transforms(model_id, pretrained=pretrained)
-        tokenizer = open_clip.get_tokenizer(model_id)
-    except Exception as exc:
-        raise RuntimeError(f"cannot load CLIP {model_id!r} (pretrained={pretrained!r}) offline: {exc}. "
-                           f"Fetch it on a login node first (see the README's models section).") from exc
-    return model, pre_train, pre_val, tokenizer
 
 
 class StressCLIP(nn.Module):
@@ -152,8 +130,11 @@ def finetune(cfg: Mapping[str, Any], seed: int, posts_path: str | Path, synth_pa
     device = pick_device(tc.device)
     seed_everything(seed, threads)
     torch.use_deterministic_algorithms(False)  # CLIP's attention kernels have no deterministic CUDA path
-    model_id, pretrained = clip_spec(cfg)
-    clip, pre_train, pre_val, tokenizer = load_clip(model_id, pretrained)
+    from ..models import ClipModel, load_clip
+
+    clip, pre_val, tokenizer, clip_prov = load_clip(cfg, ClipModel.from_config(cfg), device="cpu")
+    pre_train = pre_val  # no augmentation: the images are synthetic renderings of the text
+    model_id = f"{clip_prov.get('arch')}/{clip_prov.get('pretrained')}"
     embed_dim = int(clip.text_projection.shape[1]) if hasattr(clip, "text_projection") and clip.text_projection is not None \
         else int(clip.encode_text(tokenizer(["x"])).shape[-1])
     model = StressCLIP(clip, embed_dim).to(device)
@@ -220,11 +201,11 @@ def finetune(cfg: Mapping[str, Any], seed: int, posts_path: str | Path, synth_pa
     tmp = ckpt.with_name(f".{ckpt.name}.tmp-{os.getpid()}")
     state = {k: v.contiguous() for k, v in best[2].items()}
     save_file(state, str(tmp), metadata={"affectflow": json.dumps({
-        "task": "stress", "model": "clip_finetune", "clip": model_id, "pretrained": pretrained, "seed": seed,
+        "task": "stress", "model": "clip_finetune", "clip": clip_prov, "seed": seed,
         "params": params, "best_epoch": best[1], "selected_on": "val", "data_digest": digest,
         "config_digest": config_digest(cfg.get("train", {}))}, default=str)})
     os.replace(tmp, ckpt)
-    result = {"task": "stress", "model": model_id, "pretrained": pretrained, "seed": seed, "params": params,
+    result = {"task": "stress", "model": model_id, "clip": clip_prov, "seed": seed, "params": params,
               "selected_on": "val", "select_metric": metric, "val_score": best[0], "val_metrics": best[3],
               "best_epoch": best[1], "history": history, "rows": {"train": train.height, "val": val.height, "test": test.height},
               "images_missing": int(rows["image_file"].null_count()), "device": str(device), "precision": precision,

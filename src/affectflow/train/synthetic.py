@@ -156,26 +156,3 @@ def dreaddit_images(results: str | Path, size: int = 32, seed: int = 0, shards: 
             "model": pa.array(["synthetic"] * m), "status": pa.array(statuses[sl]),
             "error": pa.nulls(m, pa.string())}), tables.DREADDIT_SYNTH, prov)
 
-
-def tiny_clip(folder: str | Path, embed_dim: int = 16, image_size: int = 32, seed: int = 0) -> str:
-    """A random-weight open_clip model in a ``local-dir:`` folder (config + safetensors), built offline.
-
-    The vocabulary stays 49408 so open_clip's bundled BPE tokenizer fits it. Returns the model id.
-    """
-    import json
-
-    import torch
-    from open_clip.model import CLIP
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = {"model_cfg": {"embed_dim": embed_dim,
-                         "vision_cfg": {"image_size": image_size, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
-                         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}},
-           "preprocess_cfg": {"mean": [0.481, 0.458, 0.408], "std": [0.269, 0.261, 0.276]}}
-    (folder / "open_clip_config.json").write_text(json.dumps(cfg))
-    torch.manual_seed(seed)
-    model = CLIP(**cfg["model_cfg"])
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
-    return f"local-dir:{folder}"

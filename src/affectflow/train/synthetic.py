@@ -156,3 +156,63 @@ def dreaddit_images(results: str | Path, size: int = 32, seed: int = 0, shards: 
             "model": pa.array(["synthetic"] * m), "status": pa.array(statuses[sl]),
             "error": pa.nulls(m, pa.string())}), tables.DREADDIT_SYNTH, prov)
 
+
+
+def split_folders(out: str | Path, task: str, rows: dict[str, int], dims: dict[str, int] | None = None,
+                  seed: int = 0, strength: dict[str, float] | None = None, missing: float = 0.1) -> dict[str, Path]:
+    """Split folders written directly (no feature tables): ``rows`` per split, planted signal.
+
+    For tests and benchmarks of the trainer at any size. ``strength`` per modality (0: no signal);
+    a ``missing`` fraction of each optional modality is absent. Groups are disjoint across splits.
+    """
+    from .arrays import Modality, SplitWriter
+
+    if task == "engagement":
+        dims = dims or {"text": 32, "image": 24, "metadata": 8}
+        strength = strength or {"text": 2.0, "image": 1.0, "metadata": 0.5}
+    else:
+        dims = dims or {"text": 32, "image": 32}
+        strength = strength or {"text": 2.0, "image": 0.0}
+    rng = np.random.default_rng(seed)
+    mods = [Modality(m, d, "float32" if m == "metadata" else "float16") for m, d in dims.items()]
+    folders = {}
+    for split, n in rows.items():
+        if task == "engagement":
+            z = rng.normal(size=n)
+            y = (z * 0.8 - 3.5).astype(np.float32)
+        else:
+            y = rng.integers(0, 2, n)
+            z = y * 2.0 - 1
+        x, mask = {}, {}
+        for m, d in dims.items():
+            x[m] = planted(rng, z, d, strength.get(m, 0.0)) if m != "metadata" else (
+                rng.normal(size=(n, d)) + np.outer(strength.get(m, 0.0) * z, np.eye(d)[0])).astype(np.float32)
+            mask[m] = np.ones(n, bool) if m in ("metadata",) or (m == "text" and task == "stress") else rng.random(n) >= missing
+            x[m][~mask[m]] = 0
+        groups = [f"{split}-g{i % max(1, n // 10)}" for i in range(n)]
+        cats = [("fashion", "food", "travel")[i % 3] for i in range(n)]
+        table = pa.table({"post_id": [f"{split}-{i}" for i in range(n)], "split": [split] * n, "group": groups,
+                          "category": cats, "target": pa.array(np.asarray(y, np.float32))})
+        w = SplitWriter(Path(out) / split, split, n, mods, "float32" if task == "engagement" else "int64", task,
+                        provenance("synthetic", None))
+        w.write(x, mask, y, table)
+        w.close()
+        folders[split] = Path(out) / split
+    return folders
+
+
+def ingest_sample(sample_dir: str | Path, results: str | Path, shards: int = 3) -> list[Path]:
+    """The real ingestion (plan, every shard, summary) of a sample into ``results``, without Snakemake."""
+    from .. import config as C
+    from ..instagram_ingest import ingest_shard, summarize
+    from ..instagram_plan import plan
+
+    results = Path(results)
+    cfg = C.validate({"results": str(results), "instagram": {"root": str(Path(sample_dir) / "instagram"), "shards": shards}})
+    plan_dir = results / "instagram/plan"
+    plan(cfg, plan_dir / "posts.parquet", plan_dir / "images.parquet", plan_dir / "plan.json")
+    out = [results / f"instagram/posts/shard-{k:05d}.parquet" for k in range(shards)]
+    for k, p in enumerate(out):
+        ingest_shard(cfg, plan_dir / "posts.parquet", plan_dir / "plan.json", k, p)
+    summarize(plan_dir / "plan.json", out, results / "instagram/ingest_summary.json")
+    return out

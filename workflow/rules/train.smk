@@ -7,10 +7,14 @@ TRAIN_SEEDS = config["train"]["seeds"]
 FINETUNE = config["train"]["stress"]["finetune"]["enabled"]
 _SWEEP = config["train"]["sweep"]
 
+TEXT_ENCODER = config["train"]["stress"]["text_encoder"]
+
 try:
     DD_SHARDS
 except NameError:  # defined by the Dreaddit stage; until it lands, from its config section
     DD_SHARDS = [f"{i:05d}" for i in range(int(config.get("dreaddit", {}).get("shards", 1)))]
+# The Dreaddit posts table, as the Dreaddit stage's rule names it.
+DD_POSTS = rules.dreaddit_posts.output.posts if hasattr(rules, "dreaddit_posts") else f"{RESULTS}/dreaddit/posts/posts.parquet"
 
 
 def sweep_threads(wildcards):
@@ -49,11 +53,34 @@ rule engagement_dataset:
         " --out {params.out:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
+rule stress_text_embeddings:
+    """Dreaddit texts through the sentence encoder of models.text_embedding (train.stress.text_encoder)."""
+    input:
+        posts=DD_POSTS,
+        model=model_stamp("text_embedding"),
+    output:
+        f"{STRESS}/text_embeddings.parquet",
+    params:
+        cfg=cfg_json("train", "models"),
+    log:
+        f"{LOGS}/train/stress_text_embeddings.log",
+    benchmark:
+        f"{LOGS}/benchmarks/train/stress_text_embeddings.tsv"
+    threads: 2
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+    shell:
+        "{AF} train-stress-text --config-json {params.cfg:q} --posts {input.posts:q} --out {output:q}"
+        " --threads {threads} > {log:q} 2>&1"
+
+
 rule stress_dataset:
     """Dreaddit posts (train/val/test) + CLIP text and image embeddings -> split folders."""
     input:
-        posts=f"{RESULTS}/dreaddit/posts.parquet",
+        posts=DD_POSTS,
         clip=expand(f"{RESULTS}/dreaddit/clip/shard-{{shard}}.parquet", shard=DD_SHARDS),
+        text=[f"{STRESS}/text_embeddings.parquet"] if TEXT_ENCODER == "text_embedding" else [],
     output:
         train=directory(f"{STRESS}/data/train"),
         val=directory(f"{STRESS}/data/val"),
@@ -73,7 +100,7 @@ rule stress_dataset:
         runtime=lambda wc, attempt: 30 * attempt,
     shell:
         "{AF} train-stress-dataset --config-json {params.cfg:q} --posts {input.posts:q} --clip {input.clip:q}"
-        " --out {params.out:q} --summary {output.summary:q} > {log:q} 2>&1"
+        " --text {input.text:q} --out {params.out:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
 for _task, _root in (("engagement", ENG), ("stress", STRESS)):
@@ -107,7 +134,7 @@ for _task, _root in (("engagement", ENG), ("stress", STRESS)):
 rule finetune_stress:
     """GPU: fine-tune CLIP with a stress head for one seed; epoch chosen on val, then test scored once."""
     input:
-        posts=f"{RESULTS}/dreaddit/posts.parquet",
+        posts=DD_POSTS,
         synth=expand(f"{RESULTS}/dreaddit/synth/shard-{{shard}}.parquet", shard=DD_SHARDS),
         model=model_stamp("clip"),
     output:

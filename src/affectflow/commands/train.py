@@ -28,6 +28,8 @@ def _stress_dataset_args(p):
     config_args(p)
     p.add_argument("--posts", required=True, type=Path, help="the Dreaddit posts table (with its split column)")
     p.add_argument("--clip", nargs="+", required=True, type=Path, help="Dreaddit CLIP shards")
+    p.add_argument("--text", nargs="?", const=None, default=None, type=Path,
+                   help="sentence-encoder text features (train.stress.text_encoder: text_embedding)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--summary", required=True, type=Path)
 
@@ -36,7 +38,24 @@ def _stress_dataset_args(p):
 def stress_dataset(args):
     from ..train.stress_data import build
 
-    build(stage_config(args), args.posts, args.clip, args.out, args.summary)
+    text = args.text if args.text and str(args.text) not in ("", ".") else None
+    build(stage_config(args), args.posts, args.clip, args.out, args.summary, text_path=text)
+
+
+def _stress_text_args(p):
+    config_args(p)
+    p.add_argument("--posts", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=64)
+
+
+@command("train-stress-text", "encode the Dreaddit texts with models.text_embedding (stress text features)",
+         _stress_text_args)
+def stress_text(args):
+    from ..train.stress_text import build
+
+    print(build(stage_config(args), args.posts, args.out, threads=args.threads, batch_size=args.batch_size))
 
 
 def _sweep_args(p):

@@ -28,7 +28,7 @@ from torch import nn
 
 from .. import status as S
 from .. import tables
-from ..parquet_io import config_digest, parquet_files, provenance, write_json, write_table
+from ..parquet_io import config_digest, provenance, write_json, write_table
 from .arrays import DataError
 from .config import TrainConfig
 from .evaluation import better, classification_metrics
@@ -81,8 +81,10 @@ def _image_size(model: nn.Module) -> int:
 
 def read_rows(posts_path: str | Path, synth_paths: Sequence[str | Path], results: str | Path) -> pl.DataFrame:
     """Dreaddit posts with the file of their synthesized image (null when unusable)."""
-    files = parquet_files(posts_path)
-    posts = pl.concat([pl.read_parquet(f, columns=["post_id", "split", "text", "label"]) for f in files])
+    from .stress_data import read_posts
+
+    posts, _ = read_posts(Path(posts_path))  # the rows the frozen-feature heads train on, same checks
+    posts = posts.select("post_id", "split", "text", "label")
     synth = pl.concat([pl.read_parquet(p, columns=["post_id", "image_path", "status"]) for p in synth_paths])
     df = posts.join(synth, on="post_id", how="left", maintain_order="left")
 

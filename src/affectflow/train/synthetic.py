@@ -91,7 +91,7 @@ def instagram_features(results: str | Path, text_dim: int = 32, image_dim: int =
 def dreaddit_features(results: str | Path, dreaddit_dir: str | Path, shards: int = 2, dim: int = 16,
                       seed: int = 0, text_strength: float = 3.0, image_strength: float = 0.0,
                       val_fraction: float = 0.2) -> None:
-    """``{results}/dreaddit/posts.parquet`` (val carved from train) and CLIP shards with planted signal.
+    """``{results}/dreaddit/posts/posts.parquet`` (val carved from train) and CLIP shards with planted signal.
 
     The image embedding carries ``image_strength`` of the label (0 by default: an image made from
     the text alone, with nothing leaked); every 7th post has no usable image.
@@ -107,10 +107,15 @@ def dreaddit_features(results: str | Path, dreaddit_dir: str | Path, shards: int
     is_train = (df["split"] == "train").to_numpy()
     val = is_train & (rng.random(df.height) < val_fraction)
     df = df.with_columns(pl.Series("split", np.where(val, "val", df["split"].to_numpy())))
-    posts = df.select([name for name, _ in tables.DREADDIT_KEYS]).to_arrow()
+    # one row the Dreaddit stage would keep with a fault status and no label
+    df = df.with_columns(pl.lit(S.OK).alias("status"))
+    df = df.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(None).otherwise(pl.col("label")).alias("label"),
+                         pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("label_invalid")).otherwise(pl.col("status")).alias("status"))
+    schema = pa.schema(tables.DREADDIT_KEYS + [("status", pa.string())])
+    posts = df.select(schema.names).to_arrow()
     prov = provenance("synthetic", None, generator="affectflow.train.synthetic", seed=seed)
-    write_table(results / "dreaddit/posts.parquet", posts, pa.schema(tables.DREADDIT_KEYS), prov)
-    sign = df["label"].to_numpy().astype(np.float64) * 2 - 1
+    write_table(results / "dreaddit/posts/posts.parquet", posts, schema, prov)
+    sign = df["label"].fill_null(0).to_numpy().astype(np.float64) * 2 - 1
     xt = planted(rng, sign, dim, text_strength)
     xi = planted(rng, sign, dim, image_strength)
     has_image = np.arange(df.height) % 7 != 3
@@ -125,12 +130,12 @@ def dreaddit_features(results: str | Path, dreaddit_dir: str | Path, shards: int
 
 
 def dreaddit_images(results: str | Path, size: int = 32, seed: int = 0, shards: int = 2) -> None:
-    """Synthesis index + small PNGs for every post of ``{results}/dreaddit/posts.parquet`` (contract
+    """Synthesis index + small PNGs for every post of ``{results}/dreaddit/posts/posts.parquet`` (contract
     paths; every 7th post gets a ``blocked``-style status and no image)."""
     from PIL import Image
 
     results = Path(results)
-    posts = pl.read_parquet(results / "dreaddit/posts.parquet", columns=["post_id", "label"])
+    posts = pl.read_parquet(results / "dreaddit/posts/posts.parquet", columns=["post_id"])
     rng = np.random.default_rng(seed)
     img_dir = results / "dreaddit/images"
     img_dir.mkdir(parents=True, exist_ok=True)

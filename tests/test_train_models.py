@@ -18,20 +18,21 @@ FAST = {"train": {"seeds": [0, 1, 2], "sweep": {"executor": "debug"},
                   "bootstrap": {"resamples": 200}}}
 
 
-@pytest.fixture(scope="module")
-def stress_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("stress")
-    synthetic.split_folders(out / "data", "stress", {"train": 300, "val": 100, "test": 120})
+def _folders(tmp_path_factory, task):
+    out = tmp_path_factory.mktemp(task)
+    synthetic.split_folders(out / "data", task, {"train": 300, "val": 100, "test": 120})
     (out / "data/dataset.json").write_text(json.dumps({"digests": {"test": open_split(out / "data/test").digest}}))
     return out
+
+
+@pytest.fixture(scope="module")
+def stress_data(tmp_path_factory):
+    return _folders(tmp_path_factory, "stress")
 
 
 @pytest.fixture(scope="module")
 def eng_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("eng")
-    synthetic.split_folders(out / "data", "engagement", {"train": 300, "val": 100, "test": 120})
-    (out / "data/dataset.json").write_text(json.dumps({"digests": {"test": open_split(out / "data/test").digest}}))
-    return out
+    return _folders(tmp_path_factory, "engagement")
 
 
 def fit(task, root, model="fusion", seed=0, cfg=FAST, **kw):
@@ -66,24 +67,18 @@ def test_fit_refuses_the_test_split(stress_data):
                     open_split(stress_data / "data/test"))
 
 
-def test_constant_target_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("array, value, model, error", [
+    ("y.npy", 1.5, "text", "target is constant"),
+    ("mask_image.npy", False, "image", "'image' is missing for all 50 train rows"),
+])
+def test_untrainable_train_split_is_a_clear_error(tmp_path, array, value, model, error):
     folders = synthetic.split_folders(tmp_path, "engagement", {"train": 50, "val": 20})
-    y = np.load(folders["train"] / "y.npy", mmap_mode="r+")
-    y[:] = 1.5
-    y.flush()
+    a = np.load(folders["train"] / array, mmap_mode="r+")
+    a[:] = value
+    a.flush()
     tc = TrainConfig.from_config(FAST)
-    with pytest.raises(DataError, match="target is constant"):
-        trainer.fit(tc.engagement, "text", tc.engagement.grid_points()[0], 0, open_split(folders["train"]), open_split(folders["val"]))
-
-
-def test_modality_missing_everywhere_is_a_clear_error(tmp_path):
-    folders = synthetic.split_folders(tmp_path, "engagement", {"train": 50, "val": 20})
-    m = np.load(folders["train"] / "mask_image.npy", mmap_mode="r+")
-    m[:] = False
-    m.flush()
-    tc = TrainConfig.from_config(FAST)
-    with pytest.raises(DataError, match="'image' is missing for all 50 train rows"):
-        trainer.fit(tc.engagement, "image", tc.engagement.grid_points()[0], 0, open_split(folders["train"]), open_split(folders["val"]))
+    with pytest.raises(DataError, match=error):
+        trainer.fit(tc.engagement, model, tc.engagement.grid_points()[0], 0, open_split(folders["train"]), open_split(folders["val"]))
 
 
 def test_empty_split_is_a_clear_error(tmp_path):

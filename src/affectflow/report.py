@@ -172,22 +172,14 @@ def rule_benchmarks_html(df: pl.DataFrame) -> str:
 
 
 def rule_benchmarks_png(df: pl.DataFrame, path: str | Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .train.plots import _plt, save_figure
 
     top = df.head(20)
-    fig, ax = plt.subplots(figsize=(7, 0.3 * max(top.height, 3) + 1))
+    fig, ax = _plt().subplots(figsize=(7, 0.3 * max(top.height, 3) + 1))
     ax.barh(top["rule"].to_list()[::-1], top["total_s"].to_list()[::-1], color="#4c78a8")
     ax.set_xlabel("wall seconds, summed over jobs")
     ax.set_title("Where the time went (rules)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def benchmark_figures_html(files: Sequence[str | Path]) -> str:

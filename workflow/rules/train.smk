@@ -14,7 +14,10 @@ try:
 except NameError:  # defined by the Dreaddit stage; until it lands, from its config section
     DD_SHARDS = [f"{i:05d}" for i in range(int(config.get("dreaddit", {}).get("shards", 1)))]
 # The Dreaddit posts table, as the Dreaddit stage's rule names it.
-DD_POSTS = rules.dreaddit_posts.output.posts if hasattr(rules, "dreaddit_posts") else f"{RESULTS}/dreaddit/posts/posts.parquet"
+try:
+    DD_POSTS = rules.dreaddit_posts.output.posts
+except Exception:  # WorkflowError: the Dreaddit stage has not landed
+    DD_POSTS = f"{RESULTS}/dreaddit/posts/posts.parquet"
 
 
 def sweep_threads(wildcards):
@@ -122,6 +125,8 @@ for _task, _root in (("engagement", ENG), ("stress", STRESS)):
             f"{LOGS}/train/{_task}_sweep.log",
         benchmark:
             f"{LOGS}/benchmarks/train/{_task}_sweep.tsv"
+        # with the slurm executor the rule only submits the array and waits: keep it off the queue
+        localrule: _SWEEP["executor"] == "slurm"
         threads: sweep_threads
         resources:
             mem_mb=lambda wc, attempt: 8000 * attempt,

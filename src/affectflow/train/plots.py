@@ -17,6 +17,17 @@ def _plt():
     return plt
 
 
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out, write (PNG, parent folders made) and close ``fig``."""
+    plt = _plt()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def pred_vs_actual(path: str | Path, y: np.ndarray, preds: Mapping[str, np.ndarray], title: str,
                    max_points: int = 20000, seed: int = 0) -> Path:
     """One panel per model: seed-mean prediction against the actual score (a sample of points)."""
@@ -37,12 +48,7 @@ def pred_vs_actual(path: str | Path, y: np.ndarray, preds: Mapping[str, np.ndarr
         ax.set_xlabel("actual")
     axes[0][0].set_ylabel("predicted (mean over seeds)")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def confusion_matrices(path: str | Path, matrices: Mapping[str, np.ndarray], title: str,
@@ -64,9 +70,4 @@ def confusion_matrices(path: str | Path, matrices: Mapping[str, np.ndarray], tit
         ax.set_xlabel("predicted", fontsize=8)
     axes[0][0].set_ylabel("true", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -140,6 +140,25 @@ def test_sweep_resumes_finished_trials(stress_data):
     assert run_sweep(stress_data, "stress", changed)["trials_run_now"] == 18
 
 
+def test_growing_the_grid_keeps_finished_trials(stress_data):
+    run_sweep(stress_data, "stress")
+    more = json.loads(json.dumps(FAST))
+    more["train"]["stress"]["grid"]["lr"] = [0.003, 0.0003, 0.001]
+    assert run_sweep(stress_data, "stress", more)["trials_run_now"] == 3 * 3  # only the new grid point, per model and seed
+
+
+@pytest.mark.parametrize("executor", ["debug", "local"])
+def test_launch_reports_every_failed_task_after_the_others_finish(tmp_path, executor):
+    import math
+
+    from affectflow.train.config import SweepConfig
+
+    cfg = SweepConfig(executor=executor, max_parallel_jobs=2, timeout_min=5)
+    assert sweep.launch(math.sqrt, [4.0, 9.0], cfg, tmp_path) == [2.0, 3.0]
+    with pytest.raises(RuntimeError, match=r"1 of 3 sweep task\(s\) failed:\n  task .*ValueError"):
+        sweep.launch(math.sqrt, [4.0, -1.0, 9.0], cfg, tmp_path)
+
+
 def test_final_scores_test_once_per_model_and_seed(stress_data):
     run_sweep(stress_data, "stress")
     arrays.ACCESS_LOG.clear()

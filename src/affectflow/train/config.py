@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 @dataclass(frozen=True)
 class SweepConfig:
-    executor: str = "local"
+    executor: str = "auto"
     trials_per_job: int = 8
     max_parallel_jobs: int = 2
     cpus_per_job: int = 1
@@ -23,6 +23,14 @@ class SweepConfig:
     @classmethod
     def from_dict(cls, d: Mapping) -> "SweepConfig":
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    def resolved(self, snakemake_executor: str | None = None) -> "SweepConfig":
+        """``auto`` made concrete: SLURM arrays when Snakemake itself runs on SLURM, else local."""
+        if self.executor != "auto":
+            return self
+        import dataclasses
+
+        return dataclasses.replace(self, executor="slurm" if snakemake_executor == "slurm" else "local")
 
 
 @dataclass(frozen=True)

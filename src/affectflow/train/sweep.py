@@ -12,6 +12,7 @@ task per item, results out in order. ``executor`` is ``local`` (processes on thi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -65,6 +66,7 @@ def launch(fn: Callable[[Any], Any], items: Sequence[Any], sweep: SweepConfig, f
     items = list(items)
     if not items:
         return []
+    sweep = sweep.resolved()
     if sweep.executor == "debug":
         results, errors = [], []
         for k, it in enumerate(items):
@@ -211,13 +213,15 @@ def _target_summary(y: np.ndarray, kind: str) -> dict[str, float]:
 
 
 def run_sweep(cfg: Mapping[str, Any], task: str, train_dir: str | Path, val_dir: str | Path, out_dir: str | Path,
-              threads: int = 1) -> dict[str, Any]:
+              threads: int = 1, executor: str | None = None) -> dict[str, Any]:
     """Plan, run (resuming) and select; write ``trials.parquet`` and ``selection.json`` under ``out_dir``.
 
-    Reads the train and val split folders only: the test split is not an argument.
+    Reads the train and val split folders only: the test split is not an argument. ``executor``
+    (the rule passes Snakemake's own) resolves ``train.sweep.executor: auto``.
     """
     t0 = time.perf_counter()
     tc = TrainConfig.from_config(cfg)
+    tc = dataclasses.replace(tc, sweep=tc.sweep.resolved(executor))
     head = tc.head(task)
     out_dir = Path(out_dir)
     train, val = open_split(train_dir, "train"), open_split(val_dir, "val")

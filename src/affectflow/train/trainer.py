@@ -30,7 +30,7 @@ from .evaluation import better, classification_metrics, regression_metrics
 from .models import AffectHead, modalities_of
 
 log = logging.getLogger(__name__)
-STATS_CHUNK = 65536
+STATS_CHUNK_BYTES = 32 << 20  # bounds the memory of the input-statistics pass
 PREDICT_BATCH = 8192
 
 
@@ -54,12 +54,13 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
 def _moments(data: SplitData, m: str) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std of modality ``m`` over the rows where it is present (streamed in chunks)."""
     dim = data.modalities[m].dim
+    rows = max(256, STATS_CHUNK_BYTES // (8 * dim))
     s, ss, n = np.zeros(dim), np.zeros(dim), 0
-    for a in range(0, data.n, STATS_CHUNK):
-        x = np.asarray(data.x[m][a:a + STATS_CHUNK], np.float64)
-        x = x[np.asarray(data.mask[m][a:a + STATS_CHUNK])]
+    for a in range(0, data.n, rows):
+        x = np.asarray(data.x[m][a:a + rows], np.float64)
+        x = x[np.asarray(data.mask[m][a:a + rows])]
         s += x.sum(0)
-        ss += (x**2).sum(0)
+        ss += np.einsum("ij,ij->j", x, x)
         n += len(x)
     if n == 0:
         raise DataError(f"{data.folder}: modality {m!r} is missing for all {data.n} {data.split} rows "

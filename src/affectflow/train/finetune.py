@@ -5,6 +5,9 @@ where a post has no usable image) and outputs stress / no stress. Everything tra
 ``lr``, the head at ``head_lr``. The epoch kept is the one with the best validation score; only
 then is the test split loaded, scored once, and its predictions written for the final rule.
 
+The text tower reads the first 77 tokens of each post (open_clip's own truncation; the frozen
+features of the Dreaddit CLIP stage average windows over the whole text instead).
+
 GPU: bf16 autocast, pinned memory, image decoding in DataLoader workers. CPU (tests, the demo with
 a tiny CLIP): fp32, same code. The CLIP is ``models.clip`` (the one the Dreaddit CLIP features
 use), loaded offline through :func:`affectflow.models.load_clip`.

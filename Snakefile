@@ -1,7 +1,7 @@
 # affectflow: social-media archives to affect features and models.
 #   snakemake --profile profiles/local            # this machine
 #   snakemake --profile profiles/slurm            # a SLURM cluster
-# Targets: ingest, train, report_assets (more stages add their own; `all` runs everything).
+# Targets: ingest, synthesize, dreaddit, train, report (more stages add their own; `all` runs everything).
 # Report:  snakemake --report results/report.html   (after a run; same --configfile)
 
 from snakemake.utils import min_version
@@ -25,5 +25,6 @@ rule all:
     default_target: True
     input:
         rules.ingest.input,
+        rules.dreaddit.input,
         rules.train.input,
         rules.report.output,

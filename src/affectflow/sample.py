@@ -360,20 +360,43 @@ def _dreaddit_rows(rng: random.Random, n: int, start_id: int, test: bool) -> lis
 
 
 def make_dreaddit(out: Path, spec: SampleSpec) -> dict:
-    """A Dreaddit-form CSV pair with the real files' quirks (column order, floats, newlines)."""
+    """A Dreaddit-form CSV pair with the real files' quirks (column order, floats, newlines), plus a
+    few malformed records that the posts stage must label rather than drop: a label that is not
+    0/1, an empty label, an empty text, an unparsable feature, a reused id, and a record with one
+    field too many (an unquoted comma). ``planted`` says which (by file and ``id``)."""
     from .dreaddit_columns import COLUMNS
 
     rng = random.Random(spec.seed + 1)
     out.mkdir(parents=True, exist_ok=True)
     train = _dreaddit_rows(rng, spec.dreaddit_train, 100, test=False)
     test = _dreaddit_rows(rng, spec.dreaddit_test, 5000, test=True)
+    planted: dict[str, list] = {"label_invalid": [], "text_missing": [], "feature_invalid": [], "duplicate_id": [],
+                                "row_malformed": [], "in_both_files": []}
+    if len(train) > 20 and len(test) > 8:
+        train[5]["label"] = ""
+        test[4]["label"] = "stressed"
+        planted["label_invalid"] += [("train", train[5]["id"]), ("test", test[4]["id"])]
+        train[11]["text"] = "   "
+        planted["text_missing"].append(("train", train[11]["id"]))
+        train[17]["lex_liwc_Tone"] = "n/a"
+        planted["feature_invalid"].append(("train", train[17]["id"]))
+        train[20]["id"] = train[19]["id"]  # the second row with this id gets a file:line post_id
+        planted["duplicate_id"].append(("train", train[20]["id"]))
+        test[2]["text"] = train[3]["text"]  # as three texts in the real files: flagged, not dropped
+        planted["in_both_files"] = [("train", train[3]["id"]), ("test", test[2]["id"])]
     test_cols = ["id"] + [c for c in COLUMNS if c != "id"]  # the test file puts id first
     for path, rows, cols in ((out / "dreaddit-train.csv", train, COLUMNS), (out / "dreaddit-test.csv", test, test_cols)):
         with open(path, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=cols)
             w.writeheader()
             w.writerows(rows)
-    return {"train": len(train), "test": len(test)}
+    if len(test) > 8:
+        bad = dict(test[-1], id=9999, text="I can't cope, really")
+        line = ",".join(str(bad[c]) for c in test_cols)  # unquoted comma in the text: one field too many
+        with open(out / "dreaddit-test.csv", "a", newline="") as fh:
+            fh.write(line + "\r\n")
+        planted["row_malformed"].append(("test", 9999))
+    return {"train": len(train), "test": len(test) + bool(planted["row_malformed"]), "planted": planted}
 
 
 def make_sample(out: str | Path, spec: SampleSpec | None = None) -> dict:

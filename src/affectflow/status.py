@@ -26,3 +26,20 @@ POST_STATUSES = (
     OK, UNMAPPED, JSON_MISSING, JSON_EMPTY, JSON_CORRUPT, JSON_INVALID, TOO_LARGE,
     READ_ERROR, UNSUPPORTED, UNSAFE_NAME, BAD_NAME, MAPPING_MALFORMED,
 )
+
+# Dreaddit posts (one row per CSV record; the first fault in this order wins, `error` lists all)
+ROW_MALFORMED = "row_malformed"  # field count differs from the header: no field is trusted
+ID_INVALID = "id_invalid"  # `id` missing or not an integer: post_id falls back to file and line
+DUPLICATE_ID = "duplicate_id"  # `id` seen on an earlier row: post_id falls back to file and line
+TEXT_MISSING = "text_missing"  # empty or blank text: no prompt, no image, no text embedding
+LABEL_INVALID = "label_invalid"  # label not 0/1: kept out of the split's stratification and of training
+FEATURE_INVALID = "feature_invalid"  # a numeric feature or sentence_range did not parse (value null)
+
+DREADDIT_STATUSES = (OK, ROW_MALFORMED, ID_INVALID, DUPLICATE_ID, TEXT_MISSING, LABEL_INVALID, FEATURE_INVALID)
+# Rows whose text is trusted: synthesis and CLIP run on them (an image is a function of the text alone).
+DREADDIT_HAS_TEXT = frozenset({OK, ID_INVALID, DUPLICATE_ID, LABEL_INVALID, FEATURE_INVALID})
+
+# Dreaddit synthesis and CLIP
+BLOCKED = "blocked"  # the safety checker flagged the image: none is kept
+SYNTH_FAILED = "synth_failed"  # the pipeline returned a non-finite image (e.g. fp16 overflow in the VAE)
+IMAGE_UNREADABLE = "image_unreadable"  # the indexed image could not be opened for CLIP

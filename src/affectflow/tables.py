@@ -159,11 +159,43 @@ DREADDIT_KEYS = [
     ("subreddit", pa.string()),
 ]
 
+
+
+def _dreaddit_posts() -> pa.Schema:
+    """Dreaddit rows as read from the two CSVs: the keys, the original numeric features, and where
+    each row came from. Integer-valued counts stay integers; the rest are float64 as in the files."""
+    from .dreaddit_columns import FEATURES, INT_FEATURES
+
+    features = [(c, pa.int64() if c in INT_FEATURES else pa.float64()) for c in FEATURES]
+    return pa.schema(
+        DREADDIT_KEYS
+        + [
+            ("reddit_post_id", pa.string()),  # the CSV's post_id: the Reddit post, repeated across sentence ranges
+            ("dreaddit_id", pa.int64()),  # the CSV's id (null when invalid)
+            ("sentence_start", pa.int32()),  # sentence_range "(a, b)" or "[a, b]" -> a, b
+            ("sentence_end", pa.int32()),
+        ]
+        + features
+        + [
+            ("official_split", pa.string()),  # train | test: the file the row came from
+            ("source_file", pa.string()),
+            ("source_line", pa.int32()),  # first line of the CSV record (1 = header)
+            ("in_both_files", pa.bool_()),  # the same text is also in the other official file
+            ("duplicate_text", pa.bool_()),  # the same text appears on another row (either file)
+            ("status", pa.string()),
+            ("error", pa.string()),
+        ]
+    )
+
+
+DREADDIT_POSTS = _dreaddit_posts()
+
 DREADDIT_SYNTH = pa.schema(
     [
         ("post_id", pa.string()),
-        ("image_path", pa.string()),
-        ("prompt", pa.string()),
+        ("image_path", pa.string()),  # {results}/dreaddit/images/<post_id>.png; null when no image
+        ("prompt", pa.string()),  # exactly what the text encoder saw (after the length rule)
+        ("prompt_truncated", pa.bool_()),  # the text was reduced to fit the encoder's window
         ("seed", pa.int64()),
         ("model", pa.string()),
         ("status", pa.string()),
@@ -178,6 +210,9 @@ def dreaddit_clip(dim: int) -> pa.Schema:
             ("post_id", pa.string()),
             ("text_embedding", embedding(dim)),
             ("image_embedding", embedding(dim)),  # null when the synthesized image is unusable
+            ("text_tokens", pa.int32()),  # BPE tokens of the text (without start/end tokens)
+            ("text_windows", pa.int16()),  # 77-token windows averaged into text_embedding
+            ("text_truncated", pa.bool_()),  # tokens were dropped (only with long_text: truncate)
             ("status", pa.string()),
         ]
     )

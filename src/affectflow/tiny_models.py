@@ -4,8 +4,8 @@ Tests and the demo use them so that the real loading code runs (``from_pretraine
 ``SentenceTransformer(folder)``, open_clip with a registered model config) without any download.
 Their predictions are meaningless: test shapes, types, provenance and load paths with them.
 
-``affectflow tiny-models OUT`` writes ``OUT/{sentiment,sbert,clip}`` (and the diffusion pipeline
-when the Dreaddit stage adds it); ``demo/config.yaml`` points at them.
+``affectflow tiny-models OUT`` writes ``OUT/{sentiment,sbert,clip,diffusion,safety_checker}``;
+``demo/config.yaml`` points at them.
 """
 
 from __future__ import annotations
@@ -89,7 +89,96 @@ def build_clip(out: Path, seed: int = 0) -> Path:
     return out
 
 
-BUILDERS = {"sentiment": build_sentiment, "sbert": build_sbert, "clip": build_clip}
+def _clip_bpe_tokenizer(out: Path, max_length: int = 77):
+    """A ``CLIPTokenizer`` with CLIP's real 49408-token BPE vocabulary, written from the merges file
+    open_clip ships (the vocabulary is the merges in order, as open_clip's SimpleTokenizer builds it),
+    so prompts tokenise exactly as they would for a real Stable Diffusion text encoder."""
+    import gzip
+
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+    from transformers import CLIPTokenizer
+
+    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    byte_chars = list(bytes_to_unicode().values())
+    vocab = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
+    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    tok = CLIPTokenizer(str(out / "vocab.json"), str(out / "merges.txt"), model_max_length=max_length,
+                        pad_token="<|endoftext|>")
+    for name in ("vocab.json", "merges.txt"):
+        (out / name).unlink()
+    return tok
+
+
+def save_sd_pipeline(out: Path, text_encoder, unet, vae) -> Path:
+    """Save a ``StableDiffusionPipeline`` folder around the given networks, with CLIP's tokenizer and
+    SD-Turbo's scheduler (Euler, trailing timesteps) and no safety checker, as SD-Turbo ships."""
+    import shutil
+
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    tok = _clip_bpe_tokenizer(out / "_tok")
+    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                   timestep_spacing="trailing", steps_offset=1)
+    StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tok, unet=unet, scheduler=sched,
+                            safety_checker=None, feature_extractor=None, requires_safety_checker=False).save_pretrained(out)
+    shutil.rmtree(out / "_tok", ignore_errors=True)
+    return out
+
+
+def build_diffusion(out: Path, seed: int = 0) -> Path:
+    """A tiny Stable Diffusion pipeline of the real classes (UNet2DConditionModel, AutoencoderKL with
+    four blocks so latents are 1/8 of the image, CLIPTextModel, CLIPTokenizer with CLIP's vocabulary).
+    2 steps at 64x64 take ~0.05 s on a CPU core."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=32, intermediate_size=64,
+                                        num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=77,
+                                        projection_dim=32))
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+                                block_out_channels=(32, 64), norm_num_groups=8, cross_attention_dim=32,
+                                attention_head_dim=4,
+                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8,
+                        block_out_channels=(8, 16, 16, 16), sample_size=64,
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    return save_sd_pipeline(out, text, unet, vae)
+
+
+def build_safety_checker(out: Path, seed: int = 0, threshold: float = 1.0) -> Path:
+    """A tiny ``StableDiffusionSafetyChecker`` + ``CLIPImageProcessor`` (the pair
+    CompVis/stable-diffusion-safety-checker ships). A concept is flagged when the image's cosine
+    similarity to it exceeds ``threshold``: the default 1.0 flags nothing, a threshold of -1 flags
+    every image (how tests produce ``blocked``)."""
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    torch.manual_seed(seed)
+    cfg = CLIPConfig(text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                  "num_attention_heads": 2},
+                     vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                                    "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+                     projection_dim=16)
+    checker = StableDiffusionSafetyChecker(cfg)
+    with torch.no_grad():
+        checker.concept_embeds.normal_()
+        checker.special_care_embeds.normal_()
+        checker.concept_embeds_weights.fill_(threshold)
+        checker.special_care_embeds_weights.fill_(threshold)
+    checker.save_pretrained(out)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(out)
+    return out
+
+
+BUILDERS = {"sentiment": build_sentiment, "sbert": build_sbert, "clip": build_clip, "diffusion": build_diffusion,
+            "safety_checker": build_safety_checker}
 
 
 def build_all(out: str | Path, only: list[str] | None = None, seed: int = 0) -> dict[str, str]:

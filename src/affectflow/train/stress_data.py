@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from .. import status as S
 from ..parquet_io import parquet_files, write_json
 from .arrays import SPLITS, DataError, Modality, SplitWriter, embedding_dim, split_provenance, vectors
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 # Rows the Dreaddit stage keeps but marks as unusable for training (their label or text is not trusted).
-UNTRAINABLE = frozenset({"row_malformed", "text_missing", "label_invalid"})
+UNTRAINABLE = frozenset({S.ROW_MALFORMED, S.TEXT_MISSING, S.LABEL_INVALID})
 
 
 def read_posts(path: Path) -> tuple[pl.DataFrame, dict[str, int]]:

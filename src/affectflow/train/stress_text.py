@@ -48,7 +48,7 @@ def encode_texts(encoder, texts: list[str], batch_size: int = 64) -> tuple[np.nd
                        convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
     out = np.empty_like(x)
     out[order] = x
-    ids = encoder.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+    ids = encoder.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
     truncated = np.array([len(i) > encoder.max_seq_length for i in ids])
     return out, truncated
 
@@ -67,7 +67,7 @@ def build(cfg: Mapping[str, Any], posts_path: str | Path, out: str | Path, threa
     has_text = (posts["text"].fill_null("").str.strip_chars().str.len_chars() > 0).to_numpy()
     device, _ = device_and_dtype(cfg.get("train", {}).get("device", "auto"))
     encoder, prov = load_encoder(cfg, str(device))
-    dim = encoder.get_sentence_embedding_dimension()
+    dim = (getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension)()
     x = np.zeros((posts.height, dim), np.float32)
     trunc = np.zeros(posts.height, bool)
     idx = np.flatnonzero(has_text)

@@ -89,44 +89,40 @@ def instagram_features(results: str | Path, text_dim: int = 32, image_dim: int =
 
 
 def dreaddit_features(results: str | Path, dreaddit_dir: str | Path, shards: int = 2, dim: int = 16,
-                      seed: int = 0, text_strength: float = 3.0, image_strength: float = 0.0,
-                      val_fraction: float = 0.2) -> None:
-    """``{results}/dreaddit/posts/posts.parquet`` (val carved from train) and CLIP shards with planted signal.
+                      seed: int = 0, text_strength: float = 3.0, image_strength: float = 0.0) -> None:
+    """The real Dreaddit posts table (``affectflow.dreaddit.build_posts``: statuses, grouped val
+    split) and CLIP shards with planted signal in place of the CLIP stage.
 
     The image embedding carries ``image_strength`` of the label (0 by default: an image made from
-    the text alone, with nothing leaked); every 7th post has no usable image.
+    the text alone, with nothing leaked); every 7th post has no usable image; posts whose text the
+    Dreaddit stage does not trust get no vectors, as the CLIP stage does.
     """
+    from .. import config as C
+    from ..dreaddit import build_posts
+
     results, dreaddit_dir = Path(results), Path(dreaddit_dir)
+    cfg = C.validate({"results": str(results), "dreaddit": {
+        "train": str(dreaddit_dir / "dreaddit-train.csv"), "test": str(dreaddit_dir / "dreaddit-test.csv"), "shards": shards}})
+    posts_path = results / "dreaddit/posts/posts.parquet"
+    build_posts(cfg, posts_path, results / "dreaddit/posts_summary.json")
+    posts = pl.read_parquet(posts_path, columns=["post_id", "label", "status"])
     rng = np.random.default_rng(seed)
-    frames = []
-    for split, name in (("train", "dreaddit-train.csv"), ("test", "dreaddit-test.csv")):
-        df = pl.read_csv(dreaddit_dir / name, columns=["id", "text", "label", "subreddit"], infer_schema_length=0)
-        frames.append(df.with_columns(pl.lit(split).alias("split")))
-    df = pl.concat(frames).with_columns(
-        ("dreaddit-" + pl.col("id")).alias("post_id"), pl.col("label").cast(pl.Int8))
-    is_train = (df["split"] == "train").to_numpy()
-    val = is_train & (rng.random(df.height) < val_fraction)
-    df = df.with_columns(pl.Series("split", np.where(val, "val", df["split"].to_numpy())))
-    # one row the Dreaddit stage would keep with a fault status and no label
-    df = df.with_columns(pl.lit(S.OK).alias("status"))
-    df = df.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(None).otherwise(pl.col("label")).alias("label"),
-                         pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("label_invalid")).otherwise(pl.col("status")).alias("status"))
-    schema = pa.schema(tables.DREADDIT_KEYS + [("status", pa.string())])
-    posts = df.select(schema.names).to_arrow()
-    prov = provenance("synthetic", None, generator="affectflow.train.synthetic", seed=seed)
-    write_table(results / "dreaddit/posts/posts.parquet", posts, schema, prov)
-    sign = df["label"].fill_null(0).to_numpy().astype(np.float64) * 2 - 1
+    sign = posts["label"].fill_null(0).to_numpy().astype(np.float64) * 2 - 1
     xt = planted(rng, sign, dim, text_strength)
     xi = planted(rng, sign, dim, image_strength)
-    has_image = np.arange(df.height) % 7 != 3
-    bounds = np.linspace(0, df.height, shards + 1).astype(int)
+    has_text = posts["status"].is_in(sorted(S.DREADDIT_HAS_TEXT)).to_numpy()
+    has_image = has_text & (np.arange(posts.height) % 7 != 3)
+    status = np.where(has_text, S.OK, posts["status"].to_numpy())
+    prov = provenance("synthetic", None, generator="affectflow.train.synthetic", seed=seed)
+    bounds = np.linspace(0, posts.height, shards + 1).astype(int)
     for k in range(shards):
         sl = slice(bounds[k], bounds[k + 1])
         n = bounds[k + 1] - bounds[k]
         write_table(results / f"dreaddit/clip/shard-{k:05d}.parquet", pa.table({
-            "post_id": posts["post_id"][sl], "text_embedding": _fsl(xt[sl], np.ones(n, bool)),
-            "image_embedding": _fsl(xi[sl], has_image[sl]), "status": pa.array([S.OK] * n)}),
-            tables.dreaddit_clip(dim), prov)
+            "post_id": posts["post_id"].to_arrow()[sl], "text_embedding": _fsl(xt[sl], has_text[sl]),
+            "image_embedding": _fsl(xi[sl], has_image[sl]), "text_tokens": pa.array(np.full(n, 20, np.int32)),
+            "text_windows": pa.array(np.ones(n, np.int16)), "text_truncated": pa.array(np.zeros(n, bool)),
+            "status": pa.array(status[sl].tolist(), pa.string())}), tables.dreaddit_clip(dim), prov)
 
 
 def dreaddit_images(results: str | Path, size: int = 32, seed: int = 0, shards: int = 2) -> None:
@@ -157,7 +153,8 @@ def dreaddit_images(results: str | Path, size: int = 32, seed: int = 0, shards: 
         m = bounds[k + 1] - bounds[k]
         write_table(results / f"dreaddit/synth/shard-{k:05d}.parquet", pa.table({
             "post_id": posts["post_id"].to_arrow()[sl], "image_path": pa.array(paths[sl], pa.string()),
-            "prompt": pa.array(["a photo"] * m), "seed": pa.array(np.arange(m, dtype=np.int64)),
+            "prompt": pa.array(["a photo"] * m), "prompt_truncated": pa.array(np.zeros(m, bool)),
+            "seed": pa.array(np.arange(m, dtype=np.int64)),
             "model": pa.array(["synthetic"] * m), "status": pa.array(statuses[sl]),
             "error": pa.nulls(m, pa.string())}), tables.DREADDIT_SYNTH, prov)
 

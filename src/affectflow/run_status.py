@@ -1,0 +1,531 @@
+"""``affectflow status``: where a run stands, stage by stage and shard by shard, and how to resume.
+
+The operator's question the morning after ("what finished, what failed and why, what do I type
+now") is answered from what is on disk, without building Snakemake's DAG (which needs the raw
+data and the whole workflow to load) and in well under a second:
+
+* the expected jobs come from the config (shard counts) through :data:`STAGES`, a registry of
+  stage -> rules -> output and log patterns;
+* a job is *done* when all its outputs exist and Snakemake has no incomplete marker for them
+  (``.snakemake/incomplete``: a job was running when it or Snakemake was killed);
+* *failed* when its log ends in an error (the CLI's last ``ERROR`` line, or a traceback), or when
+  the SLURM log of its job says SLURM killed it (time limit, memory, node failure);
+* *running*/*queued* when ``squeue`` lists its job (the plugin's ``--comment`` names rule and
+  wildcards; jobs are matched by working directory);
+* *incomplete* when Snakemake marked its outputs incomplete, or a temporary file from the atomic
+  Parquet writer was left behind by a killed job;
+* *missing* otherwise (not run yet, or waiting for an upstream job).
+
+The resume command names the targets of the stages that have begun but not finished; stages with
+no job run yet are listed apart (a run of ``ingest`` alone is not asked to fetch models). When a
+stage's final outputs exist but some of its intermediate ones do not (deleted by hand), Snakemake
+would not rebuild those for the stage target, so the command names them as file targets too.
+
+Adding a stage: append a :class:`Stage` to :data:`STAGES` with one :class:`Step` per rule (output
+and log patterns exactly as in the rule, with ``{results}``, ``{logs}`` and the rule's wildcards;
+``jobs`` yields the wildcard values per job from the config). ``tests/test_run_status.py`` checks
+every registered rule against a dry-run of the real workflow, so a mismatch fails the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from base64 import urlsafe_b64decode
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+Wildcards = dict[str, str]
+
+# -- the registry --------------------------------------------------------------------------------
+
+
+def single_job(cfg: Mapping) -> list[Wildcards]:
+    """A rule that runs once (no wildcards)."""
+    return [{}]
+
+
+def instagram_shards(cfg: Mapping) -> list[Wildcards]:
+    """``IG_SHARDS`` of workflow/rules/common.smk."""
+    return [{"shard": f"{i:05d}"} for i in range(int(cfg["instagram"]["shards"]))]
+
+
+def dreaddit_shards(cfg: Mapping) -> list[Wildcards]:
+    """``DD_SHARDS`` of workflow/rules/dreaddit.smk."""
+    return [{"shard": f"{i:05d}"} for i in range(int(cfg["dreaddit"]["shards"]))]
+
+
+def model_keys(cfg: Mapping) -> list[Wildcards]:
+    """``MODEL_KEYS`` of workflow/rules/models.smk: the configured models."""
+    return [{"key": k} for k, v in cfg.get("models", {}).items() if isinstance(v, dict)]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One rule: its outputs and log, and its jobs' wildcard values.
+
+    Patterns are ``str.format`` templates over the config and the wildcards, written as in the
+    rule: ``{results}``, ``{logs}``, ``{models[dir]}``, ``{shard}``.
+    """
+
+    rule: str
+    outputs: tuple[str, ...]
+    log: str
+    jobs: Callable[[Mapping], list[Wildcards]] = single_job
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage is reported as a unit and resumed through its target rule."""
+
+    name: str
+    target: str
+    steps: tuple[Step, ...]
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("models", "fetch_models", (
+        Step("fetch_model", ("{models[dir]}/.fetched/{key}.json",), "{logs}/models/fetch_{key}.log", model_keys),
+    )),
+    Stage("ingest", "ingest", (
+        Step("instagram_plan",
+             ("{results}/instagram/plan/posts.parquet", "{results}/instagram/plan/images.parquet",
+              "{results}/instagram/plan/plan.json"),
+             "{logs}/instagram/plan.log"),
+        Step("instagram_ingest", ("{results}/instagram/posts/shard-{shard}.parquet",),
+             "{logs}/instagram/ingest/shard-{shard}.log", instagram_shards),
+        Step("instagram_ingest_summary", ("{results}/instagram/ingest_summary.json",),
+             "{logs}/instagram/ingest_summary.log"),
+    )),
+    Stage("dreaddit", "dreaddit", (
+        Step("dreaddit_posts", ("{results}/dreaddit/posts/posts.parquet", "{results}/dreaddit/posts_summary.json"),
+             "{logs}/dreaddit/posts.log"),
+        Step("synthesize_shard", ("{results}/dreaddit/synth/shard-{shard}.parquet",),
+             "{logs}/dreaddit/synthesize/shard-{shard}.log", dreaddit_shards),
+        Step("dreaddit_clip", ("{results}/dreaddit/clip/shard-{shard}.parquet",),
+             "{logs}/dreaddit/clip/shard-{shard}.log", dreaddit_shards),
+        Step("dreaddit_summary", ("{results}/dreaddit/summary.json",), "{logs}/dreaddit/summary.log"),
+    )),
+    # features, train: their stages go here (see the module docstring).
+)
+
+# -- states ----------------------------------------------------------------------------------------
+
+DONE, RUNNING, QUEUED, FAILED, INCOMPLETE, MISSING = "done", "running", "queued", "failed", "incomplete", "missing"
+STATES = (DONE, RUNNING, QUEUED, FAILED, INCOMPLETE, MISSING)
+
+
+@dataclass
+class JobStatus:
+    rule: str
+    wildcards: Wildcards
+    state: str
+    outputs: list[str]
+    log: str
+    reason: str | None = None
+    slurm_job: str | None = None
+    slurm_log: str | None = None
+    leftovers: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{v}" for v in self.wildcards.values()) or "-"
+
+
+@dataclass
+class RunStatus:
+    workdir: str
+    results: str
+    logs: str
+    stages: dict[str, dict[str, list[JobStatus]]]
+    locked: bool
+    snakemake_pids: list[int]
+    orphan_jobs: list[dict[str, str]]
+    unregistered_rules: list[str]
+    last_run_log: str | None
+    resume: list[str]
+    not_started: list[str] = field(default_factory=list)  # targets of stages with no job run yet
+
+    def counts(self, stage: str, rule: str) -> dict[str, int]:
+        out = dict.fromkeys(STATES, 0)
+        for j in self.stages[stage][rule]:
+            out[j.state] += 1
+        return out
+
+    @property
+    def leftovers(self) -> list[str]:
+        """Temporary files of killed writers, beside outputs of any state."""
+        return [t for rules in self.stages.values() for jobs in rules.values() for j in jobs for t in j.leftovers]
+
+    @property
+    def all_done(self) -> bool:
+        return all(j.state == DONE for rules in self.stages.values() for jobs in rules.values() for j in jobs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workdir": self.workdir, "results": self.results, "logs": self.logs,
+            "all_done": self.all_done,
+            "stages": [{"name": s, "rules": [{"rule": r, "counts": self.counts(s, r), "jobs": [asdict(j) for j in jobs]}
+                                             for r, jobs in rules.items()]}
+                       for s, rules in self.stages.items()],
+            "locked": self.locked, "snakemake_pids": self.snakemake_pids, "orphan_jobs": self.orphan_jobs,
+            "leftovers": self.leftovers,
+            "unregistered_rules": self.unregistered_rules, "last_run_log": self.last_run_log,
+            "resume": self.resume, "not_started": self.not_started,
+        }
+
+
+# -- evidence on disk -------------------------------------------------------------------------------
+
+_ERROR_LINE = re.compile(r"^\S+ \S+ ERROR \S+: (?P<msg>.+)$")  # the CLI's last line: "<date> <time> ERROR affectflow: X: msg"
+_EXC_LINE = re.compile(r"^(?:[\w.]+\.)?(?P<msg>\w*(?:Error|Exception|Exit|Interrupt)\b.*)$")
+_SLURM_KILLS = (
+    (re.compile(r"DUE TO TIME LIMIT"), "killed by SLURM at its time limit (runtime)"),
+    (re.compile(r"oom[-_ ]kill|Out Of Memory|OUT_OF_MEMORY|exceeded memory limit", re.I), "killed by SLURM: out of memory (mem_mb)"),
+    (re.compile(r"DUE TO NODE FAILURE|NODE_FAIL", re.I), "lost with its node (node failure)"),
+    (re.compile(r"DUE TO PREEMPTION"), "preempted"),
+    (re.compile(r"CANCELLED AT"), "cancelled (scancel)"),
+)
+
+
+def _tail(path: Path, nbytes: int = 65536) -> list[str]:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - nbytes))
+        return f.read().decode("utf-8", "replace").splitlines()
+
+
+def log_error(path: str | Path) -> str | None:
+    """The error a job's log ends with: the CLI's last ERROR line, else a traceback's last line."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    lines = [ln.rstrip() for ln in _tail(p) if ln.strip()]
+    for ln in reversed(lines):
+        m = _ERROR_LINE.match(ln)
+        if m:
+            return m.group("msg")
+    if any(ln.startswith("Traceback (most recent call last)") for ln in lines):
+        for ln in reversed(lines):
+            m = _EXC_LINE.match(ln)
+            if m and not ln.startswith(" "):
+                return m.group("msg")
+        return lines[-1]
+    return None
+
+
+def slurm_kill_reason(path: str | Path) -> str | None:
+    """Why SLURM ended a job, from slurmstepd's line in the job's output (``*** JOB n ... ***``)."""
+    try:
+        text = "\n".join(_tail(Path(path), 16384))
+    except OSError:
+        return None
+    for pattern, reason in _SLURM_KILLS:
+        if pattern.search(text):
+            return reason
+    return None
+
+
+def incomplete_markers(persistence: Path) -> dict[str, str | None]:
+    """Snakemake's incomplete markers: output path (as in the rule) -> SLURM job id (or None).
+
+    Snakemake names each marker by the urlsafe-base64 of the output path, split into path segments
+    of at most NAME_MAX characters, every segment but the last prefixed with ``@``.
+    """
+    root = persistence / "incomplete"
+    out: dict[str, str | None] = {}
+    if not root.is_dir():
+        return out
+    for dirpath, _, files in os.walk(root):
+        rel = Path(dirpath).relative_to(root).parts
+        for name in files:
+            if name == "migration_underway":
+                continue
+            b64 = "".join(part.lstrip("@") for part in (*rel, name))
+            try:
+                key = urlsafe_b64decode(b64.encode()).decode()
+            except (ValueError, UnicodeDecodeError):
+                continue
+            try:
+                jobid = json.loads(Path(dirpath, name).read_text() or "{}").get("external_jobid")
+            except (OSError, ValueError):
+                jobid = None
+            out[key] = jobid
+    return out
+
+
+def leftover_temp_files(output: str, workdir: Path, listings: dict[Path, list[str]] | None = None) -> list[str]:
+    """Temporary files the atomic writers (``parquet_io``) leave only when their job was killed,
+    named like ``output`` (relative to the working directory, or absolute). ``listings`` caches
+    each folder's hidden temporary files, so thousands of shards in one folder cost one scan."""
+    d = workdir / Path(output).parent
+    listings = {} if listings is None else listings
+    if d not in listings:
+        try:
+            listings[d] = sorted(e.name for e in os.scandir(d) if e.name.startswith(".") and ".tmp-" in e.name)
+        except OSError:
+            listings[d] = []
+    prefix = f".{Path(output).name}.tmp-"
+    return [str(Path(output).parent / n) for n in listings[d] if n.startswith(prefix)]
+
+
+def slurm_queue(workdir: Path) -> dict[str, tuple[str, str]]:
+    """This workflow's jobs in the SLURM queue: plugin comment -> (job id, state). Empty without SLURM."""
+    if not shutil.which("squeue"):
+        return {}
+    try:
+        out = subprocess.run(["squeue", "--me", "--noheader", "--format=%i|%T|%k|%Z"], capture_output=True,
+                             text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    jobs: dict[str, tuple[str, str]] = {}
+    wd = os.path.realpath(workdir)
+    for line in out.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 4 and os.path.realpath(parts[3]) == wd:
+            jobs[parts[2]] = (parts[0], parts[1])
+    return jobs
+
+
+def slurm_comment(rule: str, wildcards: Wildcards) -> str:
+    """The ``--comment`` snakemake-executor-plugin-slurm gives a job (``rule_<rule>_wildcards_<v1_v2>``)."""
+    wc = "_".join(wildcards.values()).replace("/", "_")
+    return f"rule_{rule}_wildcards_{wc}" if wc else f"rule_{rule}"
+
+
+def snakemake_processes(workdir: Path) -> list[int]:
+    """Main Snakemake processes running in ``workdir`` (not the ones inside SLURM jobs)."""
+    import psutil
+
+    wd = os.path.realpath(workdir)
+    pids = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmd = p.info["cmdline"] or []
+            if p.info["pid"] == os.getpid() or not any("snakemake" in c for c in cmd[:3]):
+                continue
+            if "remote" in cmd or "slurm-jobstep" in cmd or "--unlock" in cmd:
+                continue
+            if os.path.realpath(p.cwd()) == wd:
+                pids.append(p.info["pid"])
+        except (psutil.Error, OSError):
+            continue
+    return sorted(pids)
+
+
+def workflow_rules(repo: Path) -> dict[str, bool]:
+    """Rules declared in the workflow (Snakefile + workflow/rules/*.smk) -> whether they have outputs."""
+    rules: dict[str, bool] = {}
+    files = [repo / "Snakefile", *sorted((repo / "workflow" / "rules").glob("*.smk"))]
+    for f in files:
+        if not f.is_file():
+            continue
+        chunks = re.split(r"^rule\s+", f.read_text(), flags=re.M)[1:]
+        for chunk in chunks:
+            m = re.match(r"(\w+)\s*:", chunk)
+            if m:
+                rules[m.group(1)] = bool(re.search(r"^\s+output\s*:", chunk, flags=re.M))
+    return rules
+
+
+def profile_setting(profile: str | Path | None, key: str) -> str | None:
+    """A top-level key of a Snakemake profile (``<profile>/config.yaml``), if set."""
+    if not profile:
+        return None
+    import yaml
+
+    from .config import REPO_ROOT
+
+    for p in (Path(profile), REPO_ROOT / profile):  # as given, else a profile of this repository
+        path = p if p.is_file() else p / "config.yaml"
+        if path.is_file():
+            break
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    val = data.get(key) if isinstance(data, dict) else None
+    return None if val is None else str(val)
+
+
+# -- assembling the picture -------------------------------------------------------------------------
+
+
+def _fmt(pattern: str, cfg: Mapping, wildcards: Wildcards) -> str:
+    return pattern.format(**{**cfg, **wildcards})
+
+
+def job_status(step: Step, cfg: Mapping, wildcards: Wildcards, workdir: Path, markers: Mapping[str, str | None],
+               queue: Mapping[str, tuple[str, str]], slurm_logdir: Path, snakemake_running: bool,
+               listings: dict[Path, list[str]] | None = None) -> JobStatus:
+    """The state of one job of ``step`` (see the module docstring for the rules)."""
+    outputs = [_fmt(o, cfg, wildcards) for o in step.outputs]
+    log = _fmt(step.log, cfg, wildcards)
+    j = JobStatus(step.rule, dict(wildcards), MISSING, outputs, log)
+    paths = [workdir / o for o in outputs]
+    present = [p.exists() for p in paths]
+    j.leftovers = [t for o in outputs for t in leftover_temp_files(o, workdir, listings)]
+    marked = [o for o in outputs if o in markers]
+    queued = queue.get(slurm_comment(step.rule, wildcards))
+    slurm_logs = sorted((slurm_logdir / f"rule_{step.rule}" / "_".join(wildcards.values())).glob("*.log"),
+                        key=lambda p: p.stat().st_mtime)
+    if slurm_logs:
+        j.slurm_log = str(slurm_logs[-1])
+    if queued:
+        j.slurm_job, st = queued
+        j.state = QUEUED if st in ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "SUSPENDED") else RUNNING
+        return j
+    if marked:
+        j.slurm_job = markers[marked[0]]
+        if snakemake_running:
+            j.state = RUNNING
+        else:
+            j.state = INCOMPLETE
+            j.reason = ("was running when Snakemake or its job was killed; "
+                        "its outputs are redone by --rerun-incomplete")
+        return j
+    if all(present):
+        j.state = DONE
+        return j
+    error = log_error(workdir / log)
+    killed = slurm_kill_reason(slurm_logs[-1]) if slurm_logs else None
+    if any(present):
+        j.state, j.reason = INCOMPLETE, f"only some outputs exist: missing {[o for o, ok in zip(outputs, present) if not ok]}"
+    elif killed or error:
+        j.state, j.reason = FAILED, killed or error
+    elif j.leftovers:
+        j.state, j.reason = INCOMPLETE, "a killed job left a temporary file (safe to delete)"
+    return j
+
+
+def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None = "profiles/slurm",
+            configfiles: Sequence[str] = (), stages: Iterable[Stage] = STAGES, repo: Path | None = None,
+            queue: Mapping[str, tuple[str, str]] | None = None) -> RunStatus:
+    """Everything ``affectflow status`` reports, from the config and what is on disk."""
+    from .config import REPO_ROOT
+
+    workdir = Path(workdir)
+    declared = workflow_rules(repo or REPO_ROOT)
+    markers = incomplete_markers(workdir / ".snakemake")
+    queue = slurm_queue(workdir) if queue is None else queue
+    pids = snakemake_processes(workdir)
+    slurm_logdir = workdir / (profile_setting(profile, "slurm-logdir") or ".snakemake/slurm_logs")
+    result: dict[str, dict[str, list[JobStatus]]] = {}
+    listings: dict[Path, list[str]] = {}
+    registered: set[str] = set()
+    targets: list[str] = []  # stages begun and not finished: the run to resume
+    not_started: list[str] = []
+    for stage in stages:
+        registered.update(s.rule for s in stage.steps)
+        steps = [s for s in stage.steps if s.rule in declared]
+        if not steps:
+            continue
+        result[stage.name] = {
+            s.rule: [job_status(s, cfg, wc, workdir, markers, queue, slurm_logdir, bool(pids), listings)
+                     for wc in s.jobs(cfg)]
+            for s in steps
+        }
+        jobs = [j for js in result[stage.name].values() for j in js]
+        if not jobs:  # e.g. no models configured
+            del result[stage.name]
+        elif all(j.state == MISSING for j in jobs):
+            not_started.append(stage.target)
+        elif any(j.state != DONE for j in jobs):
+            last = result[stage.name].get(stage.steps[-1].rule, [])
+            if last and all(j.state == DONE for j in last):
+                # The stage's final outputs exist, so Snakemake would not rebuild the missing
+                # intermediate ones for the stage target alone (outputs deleted by hand): name them.
+                targets += [o for j in jobs if j.state != DONE for o in j.outputs]
+            targets.append(stage.target)
+    orphans = [] if pids else [{"comment": c, "job": jid, "state": st} for c, (jid, st) in sorted(queue.items())]
+    locked = any((workdir / ".snakemake" / "locks").glob("*.lock"))
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    status = RunStatus(
+        workdir=str(workdir.resolve()), results=str(cfg["results"]), logs=str(cfg["logs"]), stages=result,
+        locked=locked, snakemake_pids=pids, orphan_jobs=orphans,
+        unregistered_rules=sorted(r for r, has_out in declared.items() if has_out and r not in registered),
+        last_run_log=str(logs[-1]) if logs else None, resume=[], not_started=not_started)
+    status.resume = resume_commands(status, targets, profile, configfiles)
+    return status
+
+
+def resume_commands(status: RunStatus, targets: Sequence[str], profile: str | Path | None,
+                    configfiles: Sequence[str]) -> list[str]:
+    """The commands that pick the run up: unlock if a killed Snakemake left its lock, then rerun."""
+    if not targets:
+        return []
+    tail = " ".join(shlex.quote(t) for t in targets)
+    if configfiles:
+        tail += " --configfile " + " ".join(shlex.quote(str(c)) for c in configfiles)
+    prof = f"--profile {shlex.quote(str(profile))} " if profile else ""
+    cmds = []
+    if status.locked and not status.snakemake_pids:
+        cmds.append(f"snakemake {prof}--unlock {tail}")
+    cmds.append(f"snakemake {prof}--rerun-incomplete {tail}")
+    return cmds
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+def format_status(s: RunStatus, max_lines: int = 20) -> str:
+    """A table per rule, the jobs that need attention, and the commands to resume."""
+    out = [f"workdir {s.workdir}   results {s.results}   logs {s.logs}", ""]
+    header = ("stage", "rule", "jobs", *STATES)
+    rows = [(st, r, str(len(jobs)), *(str(s.counts(st, r)[k]) for k in STATES))
+            for st, rules in s.stages.items() for r, jobs in rules.items()]
+    if not rows:
+        out.append("no registered stage has rules in this workflow")
+    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+    for i, row in enumerate([header, *rows]):
+        out.append("  ".join(c.ljust(w) if k < 2 else c.rjust(w) for k, (c, w) in enumerate(zip(row, widths))))
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    jobs = [j for rules in s.stages.values() for js in rules.values() for j in js]
+    for state, title in ((FAILED, "Failed"), (INCOMPLETE, "Incomplete (redone on resume)"),
+                         (RUNNING, "Running"), (QUEUED, "Queued")):
+        sel = [j for j in jobs if j.state == state]
+        if not sel:
+            continue
+        out += ["", f"{title}:"]
+        for j in sel[:max_lines]:
+            head = f"  {j.rule} {j.label}"
+            if j.slurm_job:
+                head += f"  (SLURM job {j.slurm_job})"
+            out.append(head + (f": {j.reason}" if j.reason else ""))
+            if state in (FAILED, INCOMPLETE):
+                out.append(f"      log: {j.log}" + (f"   SLURM log: {j.slurm_log}" if j.slurm_log else ""))
+        if len(sel) > max_lines:
+            out.append(f"  ... and {len(sel) - max_lines} more (--json lists every job)")
+    if s.leftovers:
+        out += ["", f"Temporary files left by killed jobs ({len(s.leftovers)}; never read, safe to delete):"]
+        out += [f"  {t}" for t in s.leftovers[:max_lines]]
+    if s.orphan_jobs:
+        out += ["", "SLURM jobs of an earlier run are still in the queue (no Snakemake is watching them):"]
+        out += [f"  {o['job']} {o['state']} {o['comment']}" for o in s.orphan_jobs[:max_lines]]
+        ids = " ".join(o["job"] for o in s.orphan_jobs)
+        out.append(f"  let them finish (outputs are kept), or cancel them first: scancel {ids}")
+    if s.snakemake_pids:
+        out += ["", f"Snakemake is running here (pid {', '.join(map(str, s.snakemake_pids))}): let it finish, or stop it "
+                "with one Ctrl-C (it cancels its SLURM jobs) before resuming."]
+    elif s.locked:
+        out += ["", "The working directory is locked by a Snakemake that is no longer running: unlock it first."]
+    if s.unregistered_rules:
+        out += ["", "Rules not tracked by `affectflow status` (add them to run_status.STAGES): "
+                + ", ".join(s.unregistered_rules)]
+    out.append("")
+    if s.last_run_log:
+        out.append(f"Last Snakemake run log: {s.last_run_log}")
+    if s.resume:
+        out.append("Resume (only missing, failed and incomplete jobs run):")
+        out += [f"  {c}" for c in s.resume]
+    if s.not_started:
+        out.append(f"Not started yet (their targets): {', '.join(s.not_started)}")
+    if not s.resume and not s.not_started and s.stages:
+        out.append("Everything is done.")
+    return "\n".join(out)

@@ -1,0 +1,268 @@
+"""``affectflow status`` without SLURM: the state rules on hand-made evidence, the registry against
+the real workflow, and a real local run with a failing shard."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from affectflow import run_status as R
+from conftest import REPO, run_snakemake
+
+STEP = R.Step("instagram_ingest", ("{results}/instagram/posts/shard-{shard}.parquet",),
+              "{logs}/instagram/ingest/shard-{shard}.log", R.instagram_shards)
+CFG = {"results": "res", "logs": "lg", "instagram": {"shards": 3}}
+
+
+def snakemake_marker(workdir: Path, output: str) -> Path:
+    """Write an incomplete marker exactly where Snakemake's own FilePersistence puts it."""
+    from snakemake.persistence.file import FilePersistence
+
+    subject = workdir / ".snakemake" / "incomplete"
+    subject.mkdir(parents=True, exist_ok=True)
+    fake = SimpleNamespace(_max_len=None)
+    fake._fetch_max_len = lambda s: FilePersistence._fetch_max_len(fake, s)
+    path = Path(FilePersistence._record_path(fake, str(subject), output))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"external_jobid": "4242"}))
+    return path
+
+
+def state(tmp_path, shard="00001", queue=None, running=False, markers=None):
+    return R.job_status(STEP, CFG, {"shard": shard}, tmp_path,
+                        R.incomplete_markers(tmp_path / ".snakemake") if markers is None else markers,
+                        queue or {}, tmp_path / "slurm_logs", running)
+
+
+def write(path: Path, text: str = "x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+CLI_FAILURE = """2026-11-22 23:22:35,001 INFO affectflow.instagram_ingest: reading
+Traceback (most recent call last):
+  File "/x/cli.py", line 75, in main
+    rc = args._run(args)
+affectflow.instagram_ingest.ShardVolumeError: shard 1: volume /d/posts_info.z01 is missing
+2026-11-22 23:22:35,384 ERROR affectflow: ShardVolumeError: shard 1: volume /d/posts_info.z01 is missing
+"""
+
+
+def test_log_error_reads_the_cli_error_line_or_a_traceback(tmp_path):
+    assert R.log_error(write(tmp_path / "a.log", CLI_FAILURE)) == \
+        "ShardVolumeError: shard 1: volume /d/posts_info.z01 is missing"
+    bare = "Traceback (most recent call last):\n  File \"x\", line 1\nMemoryError\n"
+    assert R.log_error(write(tmp_path / "b.log", bare)) == "MemoryError"
+    assert R.log_error(write(tmp_path / "c.log", "2026-11-22 23:22:36,083 INFO shard 1: 72 posts\n")) is None
+    assert R.log_error(tmp_path / "absent.log") is None
+
+
+def test_slurm_kill_reasons(tmp_path):
+    line = "slurmstepd: error: *** JOB 5 ON vm CANCELLED AT 2026-11-22T23:25:01 DUE TO TIME LIMIT ***\n"
+    assert "time limit" in R.slurm_kill_reason(write(tmp_path / "t.log", "start\n" + line))
+    oom = "slurmstepd: error: Detected 1 oom-kill event(s) in StepId=7.batch.\n"
+    assert "out of memory" in R.slurm_kill_reason(write(tmp_path / "m.log", oom))
+    assert R.slurm_kill_reason(write(tmp_path / "ok.log", "Finished jobid: 0\n")) is None
+
+
+@pytest.mark.parametrize("output", ["results/instagram/posts/shard-00001.parquet", "/" + "long-folder/" * 30 + "x.parquet"])
+def test_incomplete_markers_decode_snakemake_records(tmp_path, output):
+    snakemake_marker(tmp_path, output)  # the long path is split into '@'-prefixed segments
+    assert R.incomplete_markers(tmp_path / ".snakemake") == {output: "4242"}
+
+
+def test_job_states_from_evidence(tmp_path):
+    out = tmp_path / "res/instagram/posts/shard-00001.parquet"
+    log = tmp_path / "lg/instagram/ingest/shard-00001.log"
+    assert state(tmp_path).state == R.MISSING
+
+    write(log, "2026-11-22 23:22:36,083 INFO affectflow: still going\n")
+    assert state(tmp_path).state == R.MISSING  # a log without an error is not a failure
+
+    write(log, CLI_FAILURE)
+    j = state(tmp_path)
+    assert (j.state, j.reason, j.log) == (R.FAILED, "ShardVolumeError: shard 1: volume /d/posts_info.z01 is missing",
+                                         "lg/instagram/ingest/shard-00001.log")
+
+    write(log, "2026-11-22 INFO started\n")
+    slurm = write(tmp_path / "slurm_logs/rule_instagram_ingest/00001/77.log",
+                  "slurmstepd: error: *** JOB 77 ON n1 CANCELLED AT 2026-11-22T01:00:00 DUE TO TIME LIMIT ***\n")
+    j = state(tmp_path)
+    assert j.state == R.FAILED and "time limit" in j.reason and j.slurm_log == str(slurm)
+
+    tmp = write(out.parent / ".shard-00001.parquet.tmp-1234")
+    slurm.unlink()
+    j = state(tmp_path)
+    assert j.state == R.INCOMPLETE and j.leftovers == [str(tmp.relative_to(tmp_path))]
+
+    snakemake_marker(tmp_path, "res/instagram/posts/shard-00001.parquet")
+    assert state(tmp_path).state == R.INCOMPLETE
+    assert state(tmp_path, running=True).state == R.RUNNING  # a live Snakemake is still working on it
+
+    write(out)
+    assert state(tmp_path).state == R.INCOMPLETE  # written, but Snakemake never saw it finish
+    assert state(tmp_path, markers={}).state == R.DONE
+
+    comment = R.slurm_comment("instagram_ingest", {"shard": "00001"})
+    assert comment == "rule_instagram_ingest_wildcards_00001"
+    assert state(tmp_path, queue={comment: ("91", "PENDING")}).state == R.QUEUED
+    j = state(tmp_path, queue={comment: ("91", "RUNNING")})
+    assert (j.state, j.slurm_job) == (R.RUNNING, "91")
+
+
+def test_partial_outputs_are_incomplete(tmp_path):
+    step = R.Step("two", ("{results}/a.parquet", "{results}/b.parquet"), "{logs}/two.log")
+    write(tmp_path / "res/a.parquet")
+    j = R.job_status(step, CFG, {}, tmp_path, {}, {}, tmp_path, False)
+    assert j.state == R.INCOMPLETE and "res/b.parquet" in j.reason
+
+
+def fake_repo(tmp_path: Path, extra: str = "") -> Path:
+    repo = tmp_path / "repo"
+    (repo / "workflow/rules").mkdir(parents=True)
+    (repo / "Snakefile").write_text("rule all:\n    input: 'x'\n")
+    (repo / "workflow/rules/ingest.smk").write_text((REPO / "workflow/rules/ingest.smk").read_text() + extra)
+    (repo / "workflow/rules/models.smk").write_text((REPO / "workflow/rules/models.smk").read_text())
+    return repo
+
+
+def test_collect_counts_and_resume_commands(tmp_path):
+    wd = tmp_path / "wd"
+    cfg = {"results": "res", "logs": "lg", "instagram": {"shards": 3}}
+    for name in ("plan/posts.parquet", "plan/images.parquet", "plan/plan.json", "posts/shard-00000.parquet"):
+        write(wd / "res/instagram" / name)
+    write(wd / "lg/instagram/ingest/shard-00002.log", CLI_FAILURE)
+    extra = "\n\nrule sentiment:\n    output:\n        'x'\n    shell: 'true'\n"
+    st = R.collect(cfg, wd, profile=None, configfiles=["my config.yaml"], repo=fake_repo(tmp_path, extra), queue={})
+    assert st.counts("ingest", "instagram_plan")[R.DONE] == 1
+    assert st.counts("ingest", "instagram_ingest") == {**dict.fromkeys(R.STATES, 0), R.DONE: 1, R.MISSING: 1, R.FAILED: 1}
+    assert st.unregistered_rules == ["sentiment"]  # in the workflow, not in the registry: said so
+    assert st.resume == ["snakemake --rerun-incomplete ingest --configfile 'my config.yaml'"]
+    assert not st.all_done
+
+    write(wd / ".snakemake/locks/0.input.lock")  # a Snakemake was killed: its lock is left
+    st = R.collect(cfg, wd, profile="profiles/slurm", repo=fake_repo(tmp_path / "b"), queue={})
+    assert st.locked and st.resume == ["snakemake --profile profiles/slurm --unlock ingest",
+                                       "snakemake --profile profiles/slurm --rerun-incomplete ingest"]
+    text = R.format_status(st)
+    assert re.search(r"ingest\s+instagram_ingest\s+3\s+1\s+0\s+0\s+1\s+0\s+1", text)
+    assert "instagram_ingest 00002: ShardVolumeError: shard 1" in text and "unlock" in text
+
+    (wd / ".snakemake/locks/0.input.lock").unlink()
+    write(wd / "res/instagram/ingest_summary.json")  # shards 1, 2 deleted by hand after the summary was made
+    st = R.collect(cfg, wd, profile=None, repo=fake_repo(tmp_path / "d"), queue={})
+    assert st.resume == ["snakemake --rerun-incomplete res/instagram/posts/shard-00001.parquet "
+                         "res/instagram/posts/shard-00002.parquet ingest"]
+    for shard in ("00001", "00002"):
+        write(wd / f"res/instagram/posts/shard-{shard}.parquet")
+    st = R.collect(cfg, wd, profile=None, repo=fake_repo(tmp_path / "c"), queue={})
+    assert st.all_done and st.resume == [] and "Everything is done." in R.format_status(st)
+
+    write(wd / "res/instagram/posts/.shard-00001.parquet.tmp-99")  # an earlier attempt was killed mid-write
+    st = R.collect(cfg, wd, profile=None, repo=fake_repo(tmp_path / "e"), queue={})
+    assert st.all_done and st.leftovers == ["res/instagram/posts/.shard-00001.parquet.tmp-99"]
+    assert "Temporary files left by killed jobs (1;" in R.format_status(st)
+
+
+def test_stages_not_started_are_not_resumed(tmp_path):
+    cfg = {"results": "res", "logs": "lg", "instagram": {"shards": 1},
+           "models": {"dir": "m", "clip": {"arch": "ViT-B-32"}, "sbert": {"id": "x/y"}}}
+    write(tmp_path / "res/instagram/plan/plan.json")
+    st = R.collect(cfg, tmp_path, profile=None, repo=fake_repo(tmp_path), queue={})
+    assert [j.label for j in st.stages["models"]["fetch_model"]] == ["clip", "sbert"]
+    assert st.resume == ["snakemake --rerun-incomplete ingest"] and st.not_started == ["fetch_models"]
+    assert "Not started yet (their targets): fetch_models" in R.format_status(st)
+    for key in ("clip", "sbert"):
+        write(tmp_path / f"m/.fetched/{key}.json")
+    assert R.collect(cfg, tmp_path, profile=None, repo=fake_repo(tmp_path / "b"), queue={}).not_started == []
+
+
+def test_orphaned_slurm_jobs_are_reported(tmp_path):
+    queue = {"rule_instagram_ingest_wildcards_00001": ("612", "RUNNING")}
+    st = R.collect({"results": "res", "logs": "lg", "instagram": {"shards": 2}}, tmp_path, profile=None,
+                   repo=fake_repo(tmp_path), queue=queue)
+    assert [j.state for j in st.stages["ingest"]["instagram_ingest"]] == [R.MISSING, R.RUNNING]
+    assert st.orphan_jobs == [{"comment": "rule_instagram_ingest_wildcards_00001", "job": "612", "state": "RUNNING"}]
+    assert "scancel 612" in R.format_status(st)
+
+
+def test_profile_slurm_logdir_is_read():
+    assert R.profile_setting("profiles/slurm", "slurm-logdir") == "logs/slurm"
+    assert R.profile_setting(REPO / "profiles/slurm", "executor") == "slurm"
+    assert R.profile_setting("no/such/profile", "executor") is None
+
+
+def dry_run_jobs(workdir: Path, targets: list[str], configfile: Path) -> set[tuple[str, tuple[str, ...], str]]:
+    """(rule, outputs, log) of every job of ``targets``, from a forced dry-run of the real workflow."""
+    proc = run_snakemake(workdir, *targets, "--dry-run", "--forceall", configfile=configfile)
+    jobs, current = set(), None
+    for line in proc.stdout.splitlines() + [""]:
+        m = re.match(r"^(?:local)?rule (\w+):$", line)
+        if m or not line.strip():
+            if current and current.get("output"):
+                jobs.add((current["rule"], tuple(current["output"].split(", ")), current.get("log", "")))
+            current = {"rule": m.group(1)} if m else None
+        elif current is not None and (kv := re.match(r"^\s+(output|log): (.*)$", line)):
+            current[kv.group(1)] = kv.group(2)
+    return jobs
+
+
+def test_registry_matches_the_workflow(sample_dir, tmp_path):
+    """Every registered rule that the workflow has: same outputs and log, for every job."""
+    cfg = {"results": str(tmp_path / "results"), "logs": str(tmp_path / "logs"),
+           "instagram": {"root": str(sample_dir / "instagram"), "shards": 3},
+           "dreaddit": {"train": str(sample_dir / "dreaddit/dreaddit-train.csv"),
+                        "test": str(sample_dir / "dreaddit/dreaddit-test.csv"), "shards": 2}}
+    cfgfile = tmp_path / "config.yaml"
+    cfgfile.write_text(yaml.safe_dump(cfg))
+    from affectflow import config as C
+
+    full = C.load(cfgfile)
+    declared = R.workflow_rules(REPO)
+    stages = [s for s in R.STAGES if s.target in declared]
+    assert {s.name for s in stages} >= {"models", "ingest", "dreaddit"}
+    actual = dry_run_jobs(tmp_path, [s.target for s in stages], cfgfile)
+    for stage in stages:
+        for step in stage.steps:
+            if step.rule not in declared:
+                continue
+            expected = {(step.rule, tuple(R._fmt(o, full, wc) for o in step.outputs), R._fmt(step.log, full, wc))
+                        for wc in step.jobs(full)}
+            assert {j for j in actual if j[0] == step.rule} == expected, step.rule
+
+
+def test_status_command_on_a_real_local_run_with_a_failing_shard(tmp_path, sample_dir):
+    """profiles/local: the plan runs; a volume vanishes; shard 0 fails, the others finish."""
+    import shutil
+
+    from affectflow.sample import SampleSpec, make_sample
+
+    sample = tmp_path / "sample"
+    make_sample(sample, SampleSpec(influencers=24))
+    cfgfile = tmp_path / "config.yaml"
+    cfgfile.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "logs": str(tmp_path / "logs"),
+                                       "instagram": {"root": str(sample / "instagram"), "shards": 4}}))
+    run_snakemake(tmp_path, str(tmp_path / "results/instagram/plan/plan.json"), configfile=cfgfile)
+    shutil.move(sample / "instagram/Post_metadata/posts_info.z01", tmp_path / "z01")
+    assert run_snakemake(tmp_path, "ingest", configfile=cfgfile, check=False).returncode != 0
+
+    cmd = [sys.executable, "-m", "affectflow", "status", "--configfile", str(cfgfile), "--profile", "profiles/local",
+           "--directory", str(REPO)]
+    text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    data = json.loads(subprocess.run(cmd + ["--json"], capture_output=True, text=True, check=True).stdout)
+    jobs = {j["wildcards"].get("shard", "-"): j for s in data["stages"] for r in s["rules"] if r["rule"] == "instagram_ingest"
+            for j in r["jobs"]}
+    assert {k: j["state"] for k, j in jobs.items()} == {"00000": "failed", "00001": "done", "00002": "done", "00003": "done"}
+    assert "posts_info.z01 is missing" in jobs["00000"]["reason"]
+    assert data["resume"][-1] == f"snakemake --profile profiles/local --rerun-incomplete ingest --configfile {cfgfile}"
+    assert "instagram_ingest 00000: ShardVolumeError" in text and data["resume"][0] in text
+    assert os.path.isfile(jobs["00000"]["log"])

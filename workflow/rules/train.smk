@@ -114,39 +114,62 @@ rule stress_dataset:
         " --text {input.text:q} --out {params.out:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
-for _task, _root in (("engagement", ENG), ("stress", STRESS)):
+def run_sweep_job(task, input, params, threads, log):
+    """The sweep rules' job (a run block: Snakemake's executor is known only at run time, and
+    must not be a param, since params are a rerun trigger)."""
+    shell(
+        "{AF} train-sweep --config-json {params.cfg:q} --task " + task + " --train {input.train:q}"
+        " --val {input.val:q} --out {params.out:q} --threads {threads}"
+        f" --snakemake-executor {snakemake_executor()} > {{log:q}} 2>&1"
+    )
 
-    rule:
-        name:
-            f"{_task}_sweep"
-        input:
-            train=f"{_root}/data/train",
-            val=f"{_root}/data/val",
-        output:
-            selection=f"{_root}/sweep/selection.json",
-            trials=f"{_root}/sweep/trials.parquet",
-        params:
-            cfg=cfg_json("train"),
-            task=_task,
-            out=f"{_root}/sweep",
-        log:
-            f"{LOGS}/train/{_task}_sweep.log",
-        benchmark:
-            f"{LOGS}/benchmarks/train/{_task}_sweep.tsv"
-        # it runs the trials as its own job array (slurm) or processes (local): never queue the waiter
-        localrule: True
-        threads: sweep_threads
-        resources:
-            mem_mb=lambda wc, attempt: 8000 * attempt,
-            runtime=lambda wc, attempt: 24 * 60 * attempt,
-        run:
-            # a run block (this rule is local): Snakemake's executor is known only now, and must not
-            # be a param (params are a rerun trigger)
-            shell(
-                "{AF} train-sweep --config-json {params.cfg:q} --task {params.task} --train {input.train:q}"
-                " --val {input.val:q} --out {params.out:q} --threads {threads}"
-                f" --snakemake-executor {snakemake_executor()} > {{log:q}} 2>&1"
-            )
+
+rule engagement_sweep:
+    """Every engagement model x grid point x seed on train, scored on val (submitit job arrays)."""
+    input:
+        train=rules.engagement_dataset.output.train,
+        val=rules.engagement_dataset.output.val,
+    output:
+        selection=f"{ENG}/sweep/selection.json",
+        trials=f"{ENG}/sweep/trials.parquet",
+    params:
+        cfg=cfg_json("train"),
+        out=f"{ENG}/sweep",
+    log:
+        f"{LOGS}/train/engagement_sweep.log",
+    benchmark:
+        f"{LOGS}/benchmarks/train/engagement_sweep.tsv"
+    localrule: True  # it runs the trials as a job array (slurm) or processes (local): never queue the waiter
+    threads: sweep_threads
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 24 * 60 * attempt,
+    run:
+        run_sweep_job("engagement", input, params, threads, log)
+
+
+rule stress_sweep:
+    """Every stress head x grid point x seed on train, scored on val (submitit job arrays)."""
+    input:
+        train=rules.stress_dataset.output.train,
+        val=rules.stress_dataset.output.val,
+    output:
+        selection=f"{STRESS}/sweep/selection.json",
+        trials=f"{STRESS}/sweep/trials.parquet",
+    params:
+        cfg=cfg_json("train"),
+        out=f"{STRESS}/sweep",
+    log:
+        f"{LOGS}/train/stress_sweep.log",
+    benchmark:
+        f"{LOGS}/benchmarks/train/stress_sweep.tsv"
+    localrule: True
+    threads: sweep_threads
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 24 * 60 * attempt,
+    run:
+        run_sweep_job("stress", input, params, threads, log)
 
 
 rule finetune_stress:

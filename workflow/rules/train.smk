@@ -8,6 +8,7 @@ FINETUNE = config["train"]["stress"]["finetune"]["enabled"]
 _SWEEP = config["train"]["sweep"]
 
 TEXT_ENCODER = config["train"]["stress"]["text_encoder"]
+ENG_TEXT = config["train"]["engagement"]["text_features"]
 
 try:
     DD_SHARDS
@@ -35,12 +36,41 @@ def sweep_threads(wildcards):
     return max(1, _SWEEP["max_parallel_jobs"] * _SWEEP["cpus_per_job"])
 
 
+rule engagement_caption_embeddings:
+    """One shard's captions alone through models.text_embedding (the features stage's text vector
+    includes the comments, a consequence of the engagement being predicted)."""
+    input:
+        posts=f"{RESULTS}/instagram/posts/shard-{{shard}}.parquet",
+        model=model_stamp("text_embedding"),
+    output:
+        f"{ENG}/caption_embeddings/shard-{{shard}}.parquet",
+    params:
+        cfg=cfg_json("train", "models"),
+    log:
+        f"{LOGS}/train/caption_embeddings/shard-{{shard}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/train/caption_embeddings/shard-{{shard}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+    shell:
+        "{AF} train-text --config-json {params.cfg:q} --kind captions --posts {input.posts:q} --out {output:q}"
+        " --threads {threads} > {log:q} 2>&1"
+
+
+def engagement_text(wildcards=None):
+    if ENG_TEXT == "caption":
+        return expand(f"{ENG}/caption_embeddings/shard-{{shard}}.parquet", shard=IG_SHARDS)
+    return expand(f"{RESULTS}/instagram/text_embeddings/shard-{{shard}}.parquet", shard=IG_SHARDS)
+
+
 rule engagement_dataset:
     """Posts + sentiment + text/pooled-image embeddings -> split folders (influencer split)."""
     input:
         posts=expand(f"{RESULTS}/instagram/posts/shard-{{shard}}.parquet", shard=IG_SHARDS),
         sentiment=expand(f"{RESULTS}/instagram/sentiment/shard-{{shard}}.parquet", shard=IG_SHARDS),
-        text=expand(f"{RESULTS}/instagram/text_embeddings/shard-{{shard}}.parquet", shard=IG_SHARDS),
+        text=engagement_text(),
         image=expand(f"{RESULTS}/instagram/image_pooled/shard-{{shard}}.parquet", shard=IG_SHARDS),
     output:
         train=directory(f"{ENG}/data/train"),
@@ -82,7 +112,7 @@ rule stress_text_embeddings:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
     shell:
-        "{AF} train-stress-text --config-json {params.cfg:q} --posts {input.posts:q} --out {output:q}"
+        "{AF} train-text --config-json {params.cfg:q} --kind dreaddit --posts {input.posts:q} --out {output:q}"
         " --threads {threads} > {log:q} 2>&1"
 
 

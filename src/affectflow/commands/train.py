@@ -42,20 +42,23 @@ def stress_dataset(args):
     build(stage_config(args), args.posts, args.clip, args.out, args.summary, text_path=text)
 
 
-def _stress_text_args(p):
+def _text_args(p):
     config_args(p)
-    p.add_argument("--posts", required=True, type=Path)
+    p.add_argument("--kind", required=True, choices=["captions", "dreaddit"],
+                   help="captions: one Instagram posts shard's captions; dreaddit: the Dreaddit texts")
+    p.add_argument("--posts", required=True, type=Path, help="a posts shard, or the Dreaddit posts table")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=64)
 
 
-@command("train-stress-text", "encode the Dreaddit texts with models.text_embedding (stress text features)",
-         _stress_text_args)
-def stress_text(args):
-    from ..train.stress_text import build
+@command("train-text", "sentence-encoder text features (models.text_embedding): captions alone, or Dreaddit texts",
+         _text_args)
+def text(args):
+    from ..train import text_features
 
-    print(build(stage_config(args), args.posts, args.out, threads=args.threads, batch_size=args.batch_size))
+    fn = text_features.captions if args.kind == "captions" else text_features.dreaddit
+    print(fn(stage_config(args), args.posts, args.out, threads=args.threads, batch_size=args.batch_size))
 
 
 def _sweep_args(p):

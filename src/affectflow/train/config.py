@@ -66,6 +66,7 @@ class HeadConfig:
 class EngagementTarget:
     comment_weight: float = 2.0
     per_follower: bool = True
+    text_features: str = "caption"  # caption | features (caption + comments: leaks the target)
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,8 @@ class TrainConfig:
             bootstrap_resamples=int(b["resamples"]), bootstrap_level=float(b["level"]), bootstrap_seed=int(b["seed"]),
             sweep=SweepConfig.from_dict(t["sweep"]),
             engagement=HeadConfig.from_dict("engagement", e),
-            target=EngagementTarget(comment_weight=float(e["comment_weight"]), per_follower=bool(e["per_follower"])),
+            target=EngagementTarget(comment_weight=float(e["comment_weight"]), per_follower=bool(e["per_follower"]),
+                                    text_features=e["text_features"]),
             split=SplitFractions(**e["split"]),
             stress=HeadConfig.from_dict("stress", s),
             finetune=FinetuneConfig.from_dict(s["finetune"]),

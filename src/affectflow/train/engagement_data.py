@@ -13,9 +13,10 @@ Target (``engagement`` score), per post::
 - ``w = 2``: a comment costs the viewer more than a like and is ~30x rarer; weighting it keeps it
   from vanishing in the sum. Set ``per_follower: false`` to model log1p(likes + w*comments).
 
-Features: the caption's SBERT embedding (``text``), the pooled CLIP embedding of the post's
-readable images (``image``), and ``metadata`` (below). Comment sentiment and comment counts are
-deliberately *not* features: they exist only because of the engagement being predicted.
+Features: the caption's sentence embedding (``text``; by default the caption alone, see
+:mod:`.text_features`), the pooled CLIP embedding of the post's readable images (``image``), and
+``metadata`` (below). Comment text, comment sentiment and comment counts are deliberately *not*
+features: they exist only because of the engagement being predicted.
 """
 
 from __future__ import annotations
@@ -201,6 +202,10 @@ def build(cfg: Mapping[str, Any], shards: Sequence[ShardInputs], out_dir: str | 
         "task": "engagement",
         "target": {"formula": "log1p(likes + w*comments)" + (" - log1p(followers)" if tc.target.per_follower else ""),
                    "comment_weight": tc.target.comment_weight, "per_follower": tc.target.per_follower},
+        "text_features": {"source": tc.target.text_features,
+                          "note": "caption alone" if tc.target.text_features == "caption" else
+                          "the features stage's caption + shown comments: comments follow from the engagement "
+                          "being predicted, so the text modality leaks the target"},
         "split": {"by": "influencer", "val": tc.split.val, "test": tc.split.test, "seed": tc.split.seed,
                   "groups": {s: int((assignment["split"] == s).sum()) for s in SPLITS}},
         "posts_seen": total, "rows": {s: metas[s]["rows"] for s in SPLITS}, "excluded": excluded,

@@ -375,6 +375,7 @@ def scenario_killed_snakemake_and_job_resume(tmp_path: Path, ctx: Context):
     new = sacct(tmp_path)[n_jobs:]
     assert [(r["Comment"], r["State"]) for r in new] == [("rule_instagram_ingest_wildcards_00001", "COMPLETED")]
     assert all((posts / n).stat().st_mtime_ns == t for n, t in before.items())
+    assert not list(posts.glob(".shard-00001.parquet.tmp-*"))  # the rerun swept the killed writer's temp file
     assert_same_results(tmp_path / "results", ctx.reference["sample-3"](), 3)
     after = affectflow_status(tmp_path, cfg)
     assert ingest_done(after) and not after["locked"]

@@ -3,7 +3,9 @@
 The plan (see :mod:`instagram_plan`) has already decided which posts belong to the shard and
 where each member's bytes are, in archive order, so the job is a sequential pass over a stretch
 of the volumes. Every planned post yields exactly one row, with ``status`` ``ok`` or the fault.
-Rows are written in row groups of ``row_group_rows``, so memory does not grow with shard size.
+Rows are processed and written in row groups of ``row_group_rows``, so memory does not grow with
+shard size. Per post, only the member read is a Python call; parsing and column building are
+Arrow operations over the whole row group (see :func:`post_parse.parse_posts`).
 """
 
 from __future__ import annotations
@@ -14,36 +16,58 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from . import arrays as A
 from . import status as S
 from .config import InstagramConfig
-from .instagram_plan import read_shard
-from .multizip import Member, MemberError, MultiVolumeZip, VolumeError
-from .parquet_io import ParquetWriter, parquet_files, provenance, write_json
-from .post_parse import PARSED_FIELDS, PostError, load_post, parse_post
+from .multizip import MemberError, MultiVolumeZip, VolumeError
+from .parquet_io import ParquetWriter, parquet_files, provenance, read_columns, read_partition, write_json
+from .post_parse import PARSED_FIELDS, parse_posts
 from .tables import POSTS
 
 log = logging.getLogger(__name__)
 
-_PLAN_COLUMNS = ["post_id", "shard", "username", "json_file", "member", "disk", "offset", "compressed_size",
-                 "uncompressed_size", "method", "crc", "flags", "category", "followers", "in_mapping",
-                 "image_files", "missing_images", "plan_status", "plan_error"]
+_LOCATION = ["member", "disk", "offset", "compressed_size", "uncompressed_size", "method", "crc", "flags"]
 _CARRIED = ["post_id", "username", "json_file", "category", "followers", "image_files", "missing_images", "shard"]
+_PLAN_COLUMNS = [*_CARRIED, *_LOCATION, "in_mapping", "plan_status", "plan_error"]
 
 
 class ShardVolumeError(RuntimeError):
     """The shard needs a volume that is missing or truncated."""
 
 
-def check_shard_volumes(plan_summary: dict, shard: int) -> None:
-    """Fail before reading anything when a volume this shard needs is missing or truncated."""
-    problems = plan_summary.get("volume_problems", {}).get("metadata", {})
+def check_shard_volumes(plan_summary: dict, shard: int, zf: MultiVolumeZip, plan_posts: str | Path) -> None:
+    """Fail before reading anything when a volume this shard needs is missing or truncated.
+
+    The plan's verdict on each volume is taken as long as the volume still has the size the plan
+    saw. A volume that changed since (replaced after a failed run, or damaged after planning) is
+    checked again here against every member location in the plan, so replacing a bad volume and
+    rerunning reruns only the shards that failed, without planning again.
+    """
+    seen = {Path(v["path"]).name: v for v in plan_summary["metadata_archive"]["volumes"]}
     needed = plan_summary.get("shard_volumes", {}).get(str(shard), [])
-    bad = [v for v in needed if v in problems]
-    if bad:
-        affected = plan_summary.get("shards_affected", {})
-        lines = [f"volume {v} is {problems[v]}; shards that need it: {affected.get(v, [shard])}" for v in bad]
+    problems: dict[str, str] = {}
+    changed = []
+    for name in needed:
+        disk = seen[name]["disk"]
+        path = zf.volumes[disk]
+        size = path.stat().st_size if path.exists() else None
+        if size is None:
+            problems[name] = "missing"
+        elif seen[name]["problem"] is not None or size != seen[name]["bytes"]:
+            changed.append(disk)
+    if changed and not problems:
+        locations = read_columns(plan_posts, ["member", "disk", "offset", "compressed_size"])
+        directory = locations.filter(pc.is_valid(locations["member"])).rename_columns(["name", "disk", "offset", "compressed_size"])
+        now = zf.check_volumes(directory)
+        problems = {zf.volumes[d].name: why for d, why in now.items() if zf.volumes[d].name in needed}
+        log.info("volumes %s changed since the plan; checked again: %s", [zf.volumes[d].name for d in changed], problems or "intact")
+    if problems:
+        users = {v: sorted(int(s) for s, names in plan_summary.get("shard_volumes", {}).items() if v in names) for v in problems}
+        lines = [f"volume {zf.volumes[seen[v]['disk']]} is {why}; shards that need it: {users[v]}" for v, why in problems.items()]
         raise ShardVolumeError(f"shard {shard} cannot be ingested:\n  " + "\n  ".join(lines)
                                + "\nReplace the volume, then rerun: only these shards run again.")
 
@@ -52,65 +76,69 @@ def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, sh
     """Parse shard ``shard`` of the plan into ``out`` (a :data:`tables.POSTS` file). Returns status counts."""
     ig = InstagramConfig.from_config(cfg)
     summary = json.loads(Path(plan_summary).read_text())
-    check_shard_volumes(summary, shard)
-    plan = read_shard(plan_posts, shard, _PLAN_COLUMNS)
     zf = MultiVolumeZip(ig.metadata_zip)
+    check_shard_volumes(summary, shard, zf, plan_posts)
+    plan = read_partition(plan_posts, "shard", shard, _PLAN_COLUMNS)
     prov = provenance("instagram_posts", cfg, shard=shard, sources=[str(p) for p in zf.volumes])
     counts: dict[str, int] = {}
-    t_read = t_parse = 0.0
+    timing = {"read": 0.0, "parse": 0.0, "write": 0.0}
     t0 = time.perf_counter()
     with zf, ParquetWriter(out, POSTS, prov, row_group_size=ig.row_group_rows) as writer:
         for start in range(0, plan.num_rows, ig.row_group_rows):
-            chunk = plan.slice(start, ig.row_group_rows).to_pydict()
-            cols: dict[str, list] = {k: chunk[k] for k in _CARRIED}
-            cols.update({k: [] for k in (*PARSED_FIELDS, "status", "error")})
-            parsed_cols = [cols[k] for k in PARSED_FIELDS]
-            for i in range(len(chunk["post_id"])):
-                status, error, row = chunk["plan_status"][i], chunk["plan_error"][i], None
-                if status in (None, S.MAPPING_MALFORMED):
-                    r0 = time.perf_counter()
-                    try:
-                        raw = zf.read(Member(chunk["member"][i], chunk["disk"][i], chunk["offset"][i],
-                                             chunk["compressed_size"][i], chunk["uncompressed_size"][i],
-                                             chunk["method"][i], chunk["crc"][i], chunk["flags"][i]),
-                                      max_size=ig.max_member_bytes)
-                        r1 = time.perf_counter()
-                        t_read += r1 - r0
-                        row = parse_post(load_post(raw))
-                        t_parse += time.perf_counter() - r1
-                        if status is None:
-                            status = S.OK if chunk["in_mapping"][i] else S.UNMAPPED
-                            error = None if status == S.OK else f"{chunk['member'][i]} has no row in the mapping file"
-                    except (MemberError, PostError) as exc:
-                        status, error, row = exc.status, f"{ig.metadata_zip.name}: {exc}", None
-                        if isinstance(exc, PostError):
-                            error = f"{chunk['member'][i]}: {exc}"
-                    except VolumeError as exc:
-                        raise ShardVolumeError(f"shard {shard}: {exc}") from exc
-                if row is None:
-                    for col in parsed_cols:
-                        col.append(None)
-                else:
-                    for col, key in zip(parsed_cols, PARSED_FIELDS):
-                        col.append(row[key])
-                cols["status"].append(status)
-                cols["error"].append(error)
-                counts[status] = counts.get(status, 0) + 1
-            writer.write(_to_table(cols))
+            table = ingest_rows(zf, plan.slice(start, ig.row_group_rows), ig, shard, timing)
+            t = time.perf_counter()
+            writer.write(table)
+            timing["write"] += time.perf_counter() - t
+            for vc in table["status"].value_counts().to_pylist():
+                counts[vc["values"]] = counts.get(vc["values"], 0) + vc["counts"]
     elapsed = time.perf_counter() - t0
-    log.info("shard %d: %d posts in %.2fs (read %.2fs, parse %.2fs) %s", shard, plan.num_rows, elapsed, t_read, t_parse, counts)
+    log.info("shard %d: %d posts in %.2fs (%.0f posts/s; read %.2fs, parse %.2fs, write %.2fs) %s", shard, plan.num_rows,
+             elapsed, plan.num_rows / max(elapsed, 1e-9), timing["read"], timing["parse"], timing["write"], counts)
     return counts
 
 
-def _to_table(cols: dict[str, list]) -> pa.Table:
-    arrays = {}
-    for field in POSTS:
-        vals = cols[field.name]
-        if field.name == "timestamp":
-            arrays[field.name] = pa.array(vals, pa.int64()).cast(pa.timestamp("s", tz="UTC")).cast(field.type)
-        else:
-            arrays[field.name] = pa.array(vals, field.type)
-    return pa.table(arrays, schema=POSTS)
+def ingest_rows(zf: MultiVolumeZip, plan: pa.Table, ig: InstagramConfig, shard: int, timing: dict[str, float]) -> pa.Table:
+    """Plan rows -> POSTS rows: read the members (the only per-post Python), parse in bulk, assemble."""
+    t = time.perf_counter()
+    n = plan.num_rows
+    status, error = plan["plan_status"].to_pylist(), plan["plan_error"].to_pylist()
+    location = [plan[c].to_pylist() for c in _LOCATION]
+    raws: list[bytes] = []
+    read_idx: list[int] = []
+    read, limit, archive = zf.read_at, ig.max_member_bytes, ig.metadata_zip.name
+    for i, loc in enumerate(zip(*location)):
+        if status[i] is not None and status[i] != S.MAPPING_MALFORMED:
+            continue  # known from the plan: missing JSON, unsafe name, too large (never inflated)
+        try:
+            raws.append(read(*loc, limit))
+            read_idx.append(i)
+        except MemberError as exc:
+            status[i], error[i] = exc.status, f"{archive}: {exc}"
+        except VolumeError as exc:
+            raise ShardVolumeError(f"shard {shard}: {exc}") from exc
+    t1 = time.perf_counter()
+    parsed, failures = parse_posts(raws)
+    members = location[0]
+    for j, st, msg in failures:
+        i = read_idx[j]
+        status[i], error[i] = st, f"{members[i]}: {msg}"
+    in_mapping = plan["in_mapping"].to_pylist()
+    for i in read_idx:
+        if status[i] is None:
+            if in_mapping[i]:
+                status[i] = S.OK
+            else:
+                status[i], error[i] = S.UNMAPPED, f"{members[i]} has no row in the mapping file"
+    where = np.full(n, -1, np.int64)
+    where[read_idx] = np.arange(len(read_idx))
+    parsed = A.take_or_null(parsed, where)
+    cols = {k: plan[k] for k in _CARRIED}
+    cols.update({k: parsed[k] for k in PARSED_FIELDS})
+    cols["status"], cols["error"] = A.strings(status), A.strings(error)
+    table = pa.table({f.name: cols[f.name] for f in POSTS}).cast(POSTS)
+    timing["read"] += t1 - t
+    timing["parse"] += time.perf_counter() - t1
+    return table
 
 
 def summarize(plan_summary: str | Path, shards: list[str | Path], out: str | Path) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import pyarrow as pa
 from . import status as S
 from .config import InstagramConfig
 from .multizip import MultiVolumeZip
-from .parquet_io import ParquetWriter, provenance, write_json
+from .parquet_io import ParquetWriter, provenance, read_partition, write_json
 from .tables import PLAN_IMAGES, PLAN_POSTS
 from .tsv import examples, read_fields
 
@@ -50,14 +50,22 @@ def read_mapping(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The mapping file, deduplicated, with its image lists parsed (never ``eval``'d).
 
     Returns one row per post key (``post_id, username, json_file, images, mapping_malformed,
-    mapping_error``) and the counts for the summary.
+    mapping_error``) and the counts for the summary. Duplicates are dropped with masks before
+    the derived columns are built, so the 10M-row file is held about once.
     """
     df = read_fields(path, MAPPING_FIELDS)
     rows = df.height
-    unkeyable = df.filter((pl.col("fields") < 2) | (pl.col("username").fill_null("") == "") | (pl.col("json_file").fill_null("") == ""))
-    df = df.join(unkeyable.select("line"), on="line", how="anti")
+    keyable = (pl.col("fields") >= 2) & (pl.col("username").fill_null("") != "") & (pl.col("json_file").fill_null("") != "")
+    unkeyable = df.filter(~keyable).select("line")
+    df = df.filter(keyable & pl.struct("username", "json_file", "images_raw").is_first_distinct())
+    duplicates = rows - unkeyable.height - df.height
+    df = df.with_columns(_post_id(pl.col("username"), pl.col("json_file")).alias("post_id"))
+    before = df.height
+    df = df.filter(pl.col("post_id").is_first_distinct())
+    conflicts = before - df.height
     bad_list = ~pl.col("images_raw").fill_null("").str.contains(LIST_LITERAL)
-    df = df.with_columns(
+    df = df.select(
+        "post_id", "username", "json_file",
         pl.when(pl.col("fields") != 3)
         .then(pl.format("{}:{}: expected 3 tab-separated fields, found {}", pl.lit(str(path)), pl.col("line"), pl.col("fields")))
         .when(bad_list)
@@ -69,16 +77,10 @@ def read_mapping(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
         .list.eval(pl.element().str.slice(1, pl.element().str.len_chars() - 2))
         .alias("images"),
     ).with_columns(
+        pl.col("mapping_error").is_not_null().alias("mapping_malformed"),
         pl.when(pl.col("mapping_error").is_null()).then(pl.col("images")).otherwise(pl.lit([], dtype=pl.List(pl.String))).alias("images"),
-        _post_id(pl.col("username"), pl.col("json_file")).alias("post_id"),
     )
-    before = df.height
-    df = df.unique(subset=["username", "json_file", "images_raw"], keep="first", maintain_order=True)
-    duplicates = before - df.height
-    before = df.height
-    df = df.unique(subset=["post_id"], keep="first", maintain_order=True)
-    conflicts = before - df.height
-    malformed = df.filter(pl.col("mapping_error").is_not_null())
+    malformed = df.filter(pl.col("mapping_malformed"))
     counts = {
         "file": str(path),
         "rows": rows,
@@ -90,11 +92,7 @@ def read_mapping(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
         "malformed_examples": examples(unkeyable, path, "row names no influencer and JSON file")
         + malformed["mapping_error"].head(20).to_list(),
     }
-    out = df.select(
-        "post_id", "username", "json_file", "images",
-        pl.col("mapping_error").is_not_null().alias("mapping_malformed"), "mapping_error",
-    )
-    return out, counts
+    return df.select("post_id", "username", "json_file", "images", "mapping_malformed", "mapping_error"), counts
 
 
 def read_influencers(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -118,15 +116,15 @@ def read_influencers(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
     return good.select("username", "category", "followers"), counts
 
 
-def read_directory(zf: MultiVolumeZip, prefix_check: bool = True) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Central-directory entries (files only) with ``basename``, ``username``, ``file``, name faults."""
+def read_directory(zf: MultiVolumeZip) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Central-directory entries (files only) with ``username``, ``file`` (the base name split at
+    its first ``-``) and the name faults ``unsafe`` and ``bad_name``."""
     df = pl.from_arrow(zf.central_directory())
+    zf.close()  # unmap the volumes: the directory (~100 bytes an entry) is copied out
     n = df.height
-    df = df.with_row_index("cd_index").filter(~pl.col("name").str.ends_with("/"))
-    base = pl.col("name").str.replace(r"^.*/", "")
-    parts = base.str.splitn("-", 2)
+    df = df.filter(~pl.col("name").str.ends_with("/"))
+    parts = pl.col("name").str.replace(r"^.*/", "").str.splitn("-", 2)
     df = df.with_columns(
-        base.alias("basename"),
         parts.struct.field("field_0").alias("username"),
         parts.struct.field("field_1").alias("file"),
         pl.col("name").str.contains(UNSAFE).alias("unsafe"),
@@ -191,62 +189,66 @@ def plan(cfg: dict, posts_out: str | Path, images_out: str | Path, summary_out: 
             pl.col("name"), pl.col("uncompressed_size"), pl.col("compressed_size"),
             pl.lit(ig.max_member_bytes), pl.lit(ig.max_compression_ratio)))
         .otherwise(None).alias("plan_error"),
-    )
+    ).drop("unsafe", "bad_name")
     before = members.height
-    members = members.unique("post_id", keep="first", maintain_order=True)
+    members = members.filter(pl.col("post_id").is_first_distinct())
     meta_counts["duplicate_members"] = before - members.height
     meta_counts["too_large"] = int((members["plan_status"] == S.TOO_LARGE).sum())
 
     posts = members.rename({"name": "member", "file": "member_file"}).join(
         mapping.with_columns(pl.lit(True).alias("in_mapping")), on="post_id", how="full", coalesce=True, suffix="_map"
     )
-    posts = posts.with_columns(
+    del members, mapping  # the plan holds each big table about once: free what is merged
+    posts = posts.select(
+        pl.exclude("username_map", "username", "member_file", "json_file", "in_mapping", "images", "mapping_error",
+                   "mapping_malformed", "plan_status", "plan_error"),
         pl.coalesce("username_map", "username").alias("username"),
         pl.coalesce("json_file", "member_file").alias("json_file"),
         pl.col("in_mapping").fill_null(False),
         pl.col("images").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+        # a malformed mapping row whose JSON is present: parsed, but its images are unknown
         pl.when(pl.col("plan_status").is_not_null()).then("plan_status")
         .when(pl.col("member").is_null()).then(pl.lit(S.JSON_MISSING))
+        .when(pl.col("mapping_malformed").fill_null(False)).then(pl.lit(S.MAPPING_MALFORMED))
         .otherwise(None).alias("plan_status"),
         pl.when(pl.col("plan_error").is_not_null()).then("plan_error")
         .when(pl.col("member").is_null())
         .then(pl.format("{} names this post, but {} has no member for it", pl.lit(str(ig.mapping)), pl.lit(meta_zip.last_volume.name)))
         .otherwise(pl.col("mapping_error")).alias("plan_error"),
     )
-    # a malformed mapping row whose JSON is present: parsed, but its images are unknown
-    posts = posts.with_columns(
-        pl.when(pl.col("plan_status").is_null() & pl.col("mapping_malformed").fill_null(False))
-        .then(pl.lit(S.MAPPING_MALFORMED)).otherwise("plan_status").alias("plan_status")
-    )
 
-    # images: every mapped image, present in the image archive or not
+    # images: every mapped image, present in the image archive or not (joined on user and file name)
     img_zip = MultiVolumeZip(ig.images_zip)
     img_dir, img_counts = read_directory(img_zip)
     img_problems, img_vols = _volume_report(img_zip, img_dir)
-    img_dir = img_dir.filter(~pl.col("unsafe") & ~pl.col("bad_name")).unique("basename", keep="first", maintain_order=True)
+    img_dir = (img_dir.filter(~pl.col("unsafe") & ~pl.col("bad_name")).drop("unsafe", "bad_name")
+               .filter(pl.struct("username", "file").is_first_distinct()))
+    archived = img_dir.height
     wanted = (
-        posts.select("post_id", "username", pl.col("images").alias("image_file"))
-        .explode("image_file")
-        .filter(pl.col("image_file").is_not_null())
-        .with_columns(pl.col("image_file").cum_count().over("post_id").cast(pl.Int16).alias("image_index") - 1)
-        .with_columns(pl.concat_str(["username", pl.lit("-"), "image_file"]).alias("basename"))
-        .join(img_dir.select("basename", "name", "disk", "offset", "compressed_size", "uncompressed_size", "method", "crc", "flags"),
-              on="basename", how="left")
+        posts.select("post_id", "username", pl.col("images").alias("file"))
+        .explode("file")
+        .filter(pl.col("file").is_not_null())
+        .with_columns((pl.col("file").cum_count().over("post_id") - 1).cast(pl.Int16).alias("image_index"))
+        .join(img_dir, on=["username", "file"], how="left")
     )
-    present = wanted.filter(pl.col("name").is_not_null())
-    referenced = present.select("basename").unique().height
+    del img_dir
     per_post = wanted.group_by("post_id").agg(
-        pl.col("image_file").filter(pl.col("name").is_not_null()).alias("image_files"),
-        pl.col("image_file").filter(pl.col("name").is_null()).alias("missing_images"),
+        pl.col("file").filter(pl.col("name").is_not_null()).alias("image_files"),
+        pl.col("file").filter(pl.col("name").is_null()).alias("missing_images"),
     )
-    posts = posts.join(per_post, on="post_id", how="left").join(influencers, on="username", how="left")
+    images_mapped = wanted.height
+    present = wanted.filter(pl.col("name").is_not_null()).rename({"file": "image_file"}).drop("username")
+    del wanted
+    referenced = present.select("name").n_unique()
     empty = pl.lit([], dtype=pl.List(pl.String))
-    posts = posts.with_columns(pl.col("image_files").fill_null(empty), pl.col("missing_images").fill_null(empty))
+    posts = (posts.drop("images").join(per_post, on="post_id", how="left").join(influencers, on="username", how="left")
+             .with_columns(pl.col("image_files").fill_null(empty), pl.col("missing_images").fill_null(empty)))
+    del per_post
 
     # shards: archive order first (sequential reads, few volumes per shard), then JSON-less posts
     n = posts.height
-    posts = posts.sort(["disk", "offset", "post_id"], nulls_last=True).with_row_index("_i").with_columns(
-        (pl.col("_i") * ig.shards // max(n, 1)).cast(pl.Int32).alias("shard")
+    posts = posts.sort(["disk", "offset", "post_id"], nulls_last=True).with_columns(
+        (pl.int_range(pl.len(), dtype=pl.Int64) * ig.shards // max(n, 1)).cast(pl.Int32).alias("shard")
     )
     shard_volumes = _volumes_per_shard(posts, meta_zip)
     images = (
@@ -254,6 +256,7 @@ def plan(cfg: dict, posts_out: str | Path, images_out: str | Path, summary_out: 
         .rename({"name": "member"})
         .sort(["shard", "disk", "offset"])
     )
+    del present
 
     prov = provenance("instagram_plan", cfg, sources=[str(p) for p in meta_zip.volumes + img_zip.volumes])
     _write_by_shard(posts_out, posts, PLAN_POSTS, prov, ig.shards)
@@ -271,10 +274,10 @@ def plan(cfg: dict, posts_out: str | Path, images_out: str | Path, summary_out: 
         "metadata_archive": meta_counts | {"volumes": meta_vols, "members_not_in_mapping": int((~posts["in_mapping"] & posts["member"].is_not_null()).sum())},
         "image_archive": img_counts | {
             "volumes": img_vols,
-            "images_mapped": wanted.height,
-            "images_present": present.height,
-            "images_missing": wanted.height - present.height,
-            "orphan_images": img_dir.height - referenced,
+            "images_mapped": images_mapped,
+            "images_present": images.height,
+            "images_missing": images_mapped - images.height,
+            "orphan_images": archived - referenced,
         },
         "shard_volumes": {str(k): v for k, v in shard_volumes.items()},
         "volume_problems": {
@@ -292,21 +295,20 @@ def plan(cfg: dict, posts_out: str | Path, images_out: str | Path, summary_out: 
 
 
 def _write_by_shard(path, df: pl.DataFrame, schema: pa.Schema, prov: dict, shards: int) -> None:
-    """One row group per shard, so a shard job reads only its own rows."""
-    table = df.select(schema.names).to_arrow()
-    with ParquetWriter(path, schema, prov) as w:
-        keys = table["shard"].to_numpy(zero_copy_only=False) if table.num_rows else []
-        import numpy as np
+    """One row group per shard (``df`` is sorted by shard), so a shard job reads only its own rows.
+    Converted to Arrow a shard at a time, so the write adds one shard's worth of memory."""
+    import numpy as np
 
-        bounds = np.searchsorted(keys, np.arange(shards + 1)) if len(keys) else [0] * (shards + 1)
+    df = df.select(schema.names)
+    keys = df["shard"].to_numpy()
+    bounds = np.searchsorted(keys, np.arange(shards + 1))
+    with ParquetWriter(path, schema, prov) as w:
         for s in range(shards):
             lo, hi = int(bounds[s]), int(bounds[s + 1])
             if hi > lo:
-                w.write(table.slice(lo, hi - lo))
+                w.write(df.slice(lo, hi - lo).to_arrow())
 
 
 def read_shard(path: str | Path, shard: int, columns: list[str] | None = None) -> pa.Table:
-    """The plan rows of one shard (row-group statistics skip the others)."""
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path, columns=columns, filters=[("shard", "=", shard)])
+    """The plan rows of one shard: only that shard's row group is read (see ``parquet_io.read_partition``)."""
+    return read_partition(path, "shard", shard, columns)

@@ -65,6 +65,13 @@ def _tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def _publish(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` onto ``path``, then sweep temporaries that killed writers of ``path`` left."""
+    os.replace(tmp, path)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
+
+
 class ParquetWriter:
     """Stream record batches into ``path`` atomically.
 
@@ -102,7 +109,7 @@ class ParquetWriter:
             self._writer.close()
         finally:
             if exc_type is None:
-                os.replace(self._tmp, self.path)
+                _publish(self._tmp, self.path)
             else:
                 self._tmp.unlink(missing_ok=True)
 
@@ -132,7 +139,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    _publish(tmp, path)
     return path
 
 
@@ -147,3 +154,35 @@ def parquet_files(path: str | os.PathLike) -> list[Path]:
 def iter_batches(paths: Iterable[Path], columns: list[str] | None = None, batch_size: int = 65536):
     for p in paths:
         yield from pq.ParquetFile(p).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def read_partition(path: str | os.PathLike, key: str, value: Any, columns: list[str] | None = None) -> pa.Table:
+    """The rows of ``path`` where ``key == value``, reading only the row groups that can hold them.
+
+    Files written one row group per key value (the ingestion plan: one per shard) are read
+    for one key without touching the other groups' pages: the footer's min/max statistics pick
+    the groups, and a final filter drops any other rows a mixed group holds.
+    """
+    pf = pq.ParquetFile(path)
+    md = pf.metadata
+    leaf = [md.schema.column(i).path for i in range(md.num_columns)].index(key)
+    groups = []
+    for g in range(md.num_row_groups):
+        stats = md.row_group(g).column(leaf).statistics
+        if stats is None or not stats.has_min_max or stats.min <= value <= stats.max:
+            groups.append(g)
+    read_cols = None if columns is None else list(dict.fromkeys([*columns, key]))
+    table = pf.read_row_groups(groups, columns=read_cols) if groups else pf.schema_arrow.empty_table().select(read_cols or pf.schema_arrow.names)
+    import pyarrow.compute as pc
+
+    from .arrays import scalar
+
+    match = pc.equal(table[key], scalar(value, table.schema.field(key).type))
+    if not pc.all(match).as_py():  # a group that also holds other keys
+        table = table.filter(match)
+    return table.select(columns) if columns is not None else table
+
+
+def read_columns(path: str | os.PathLike, columns: list[str]) -> pa.Table:
+    """Some columns of a whole file (every row group), without the dataset layer."""
+    return pq.ParquetFile(path).read(columns=columns)

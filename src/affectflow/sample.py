@@ -19,6 +19,7 @@ import random
 import shutil
 import subprocess
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,9 @@ DREADDIT_SUBREDDITS = ["ptsd", "assistance", "relationships", "survivorsofabuse"
 STRESS_WORDS = ["anxious", "panic", "scared", "overwhelmed", "can't sleep", "afraid", "hopeless", "worried", "shaking"]
 CALM_WORDS = ["grateful", "relaxed", "fine", "better", "thankful", "calm", "okay", "hopeful", "happy"]
 NEUTRAL = ["my landlord", "the rent", "my partner", "work", "my family", "the doctor", "school", "my car", "money"]
+
+
+MIN_POSTS = 51  # the planted faults sit at fixed post indices up to 50
 
 
 @dataclass
@@ -109,6 +113,21 @@ def rename_member(volumes: list[Path], old: str, new: str) -> None:
             v.write_bytes(data.replace(old.encode(), new.encode()))
     if hits < 2:
         raise RuntimeError(f"member {old} not found twice (local header + directory) in {volumes}")
+
+
+MAPPING_HEADER = "influencer_name\tJSON_PostMetadata_file_name\tImage_file_name"
+
+
+def mapping_row(user: str, json_file: str, images: list[str]) -> str:
+    """One line of ``JSON-Image_files_mapping.txt``: the image list is a Python list literal."""
+    return f"{user}\t{json_file}\t[{', '.join(repr(n) for n in images)}]"
+
+
+def write_influencers(path: Path, rows: list[tuple]) -> None:
+    """``influencers.txt`` with its header and ``====`` rule; rows are (user, category, followers, followees, posts)."""
+    lines = ["Username\tCategory\t#Followers\t#Followees\t#Posts", "=" * 60]
+    lines += ["\t".join(map(str, r)) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _jpeg(rng: random.Random, size=(96, 72), mode="RGB") -> bytes:
@@ -187,7 +206,7 @@ def _node(rng: random.Random, user: str, media_id: str, cat: str, followers: int
         "is_ad": False,
         "location": {"id": "1", "name": "Somewhere"} if k % 4 == 0 else None,
         "taken_at_timestamp": 1_500_000_000 + k * 86_400 + rng.randrange(86_400),
-        "owner": {"id": str(abs(hash(user)) % 10**9), "username": user, "full_name": user.title(),
+        "owner": {"id": str(zlib.crc32(user.encode()) % 10**9), "username": user, "full_name": user.title(),
                   "is_verified": k % 7 == 0, "is_private": False},
     }
     if k % 2:
@@ -197,6 +216,9 @@ def _node(rng: random.Random, user: str, media_id: str, cat: str, followers: int
 
 def make_instagram(out: Path, spec: SampleSpec) -> dict:
     """Write the Instagram sample under ``out``; return what was planted (for tests)."""
+    if spec.influencers * spec.posts_per_influencer < MIN_POSTS:
+        raise ValueError(f"the sample needs at least {MIN_POSTS} posts to plant every fault "
+                         f"(got {spec.influencers} influencers x {spec.posts_per_influencer} posts)")
     rng = random.Random(spec.seed)
     out.mkdir(parents=True, exist_ok=True)
     users = [f"{i:02d}_{rng.choice(['sunny', 'rocket', 'moss', 'lumen', 'pixel', 'atlas'])}{rng.choice(['girl', 'chef', 'trail', 'home', 'paws', 'fit'])}"
@@ -295,12 +317,11 @@ def make_instagram(out: Path, spec: SampleSpec) -> dict:
         shutil.rmtree(staging, ignore_errors=True)
 
     # the mapping file: duplicates, a malformed row, an unkeyable row, unmapped posts left out
-    lines = ["influencer_name\tJSON_PostMetadata_file_name\tImage_file_name"]
+    lines = [MAPPING_HEADER]
     for i, p in enumerate(posts):
         if p in unmapped:
             continue
-        names = ", ".join(f"'{n}'" for n in p.images)
-        row = f"{p.user}\t{p.media_id}.info\t[{names}]"
+        row = mapping_row(p.user, f"{p.media_id}.info", p.images)
         if p is malformed:
             row = f"{p.user}\t{p.media_id}.info\t[{p.images[0]}"  # unquoted, unterminated
         lines.append(row)
@@ -314,11 +335,11 @@ def make_instagram(out: Path, spec: SampleSpec) -> dict:
     planted["unknown_influencer"].append(ghost)
     (ig / "JSON-Image_files_mapping.txt").write_text("\n".join(lines) + "\n")
 
-    infl = ["Username\tCategory\t#Followers\t#Followees\t#Posts", "=" * 60]
+    infl = []
     for i, u in enumerate(users):
         cat = "fasion" if cats[u] == "fashion" and i == 0 else cats[u]  # the real file's misspelling
-        infl.append(f"{u}\t{cat}\t{followers[u]}\t{rng.randrange(100, 2000)}\t{rng.randrange(300, 3000)}")
-    (ig / "influencers.txt").write_text("\n".join(infl) + "\n")
+        infl.append((u, cat, followers[u], rng.randrange(100, 2000), rng.randrange(300, 3000)))
+    write_influencers(ig / "influencers.txt", infl)
     return {"users": users, "posts": len(posts), "planted": planted}
 
 
@@ -406,3 +427,85 @@ def make_sample(out: str | Path, spec: SampleSpec | None = None) -> dict:
     info = {"instagram": make_instagram(out / "instagram", spec), "dreaddit": make_dreaddit(out / "dreaddit", spec)}
     (out / "SAMPLE.json").write_text(json.dumps({"seed": spec.seed, **info}, indent=2, sort_keys=True) + "\n")
     return info
+
+
+# -- bulk archives for benchmarks ------------------------------------------------------------------
+BULK_POSTS_PER_INFLUENCER = 300  # as in the real dataset
+
+
+def _bulk_user(args: tuple) -> tuple[list[str], int]:
+    """Write one influencer's posts (and one tiny JPEG per image) into ``staging``; return mapping rows.
+
+    A worker function: every influencer has its own seeded generator, so the output does not
+    depend on how the influencers are spread over processes.
+    """
+    staging, seed, i, user, cat, followers, n_posts, jpegs, missing_rate, dup_rate = args
+    rng = random.Random(f"{seed}:{user}")
+    info, image = Path(staging) / "info", Path(staging) / "image"
+    rows: list[str] = []
+    written = 0
+    for j in range(n_posts):
+        k = i * n_posts + j
+        media_id = str(1_100_000_000_000_000_000 + rng.randrange(10**17))
+        typename = "GraphSidecar" if k % 6 == 1 else "GraphVideo" if k % 9 == 4 else "GraphImage"
+        caption = SPECIAL_CAPTIONS[k % 17] if k % 17 < len(SPECIAL_CAPTIONS) else _caption(rng, cat, k)
+        n_img = 1 + (k % 3) if typename == "GraphSidecar" else 1
+        images = [f"{media_id}.jpg"] if n_img == 1 else [f"{media_id}_{m}.jpg" for m in range(n_img)]
+        if rng.random() >= missing_rate:  # ~3.5% of mapped posts have no JSON in the real archive
+            node = _node(rng, user, media_id, cat, followers, k, caption, typename)
+            (info / f"{user}-{media_id}.info").write_bytes(json.dumps(node, ensure_ascii=False).encode())
+            written += 1
+        for name in images:
+            (image / f"{user}-{name}").write_bytes(jpegs[rng.randrange(len(jpegs))])
+        rows.append(mapping_row(user, f"{media_id}.info", images))
+        if rng.random() < dup_rate:
+            rows.append(rows[-1])
+    return rows, written
+
+
+def make_bulk_instagram(out: str | Path, posts: int, seed: int = 0, split_size: str = "64m",
+                        posts_per_influencer: int = BULK_POSTS_PER_INFLUENCER, workers: int | None = None,
+                        staging_dir: str | Path | None = None, missing_rate: float = 0.035,
+                        dup_rate: float = 0.01) -> dict:
+    """A large archive in the published layout, for benchmarks: ``posts`` realistic post JSON files
+    (the same generator as the sample, a few KB each) and one tiny JPEG per image.
+
+    It carries the real data's common defects at their real rates (mapped posts without JSON,
+    duplicate mapping rows) but none of the sample's rare planted faults. Posts are generated in
+    ``workers`` processes; the two archives are zipped concurrently.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    n_users = max(1, -(-posts // posts_per_influencer))
+    users = [f"{i:05d}_{rng.choice(['sunny', 'rocket', 'moss', 'lumen'])}{rng.choice(['girl', 'chef', 'trail', 'fit'])}"
+             for i in range(n_users)]
+    cats = [CATEGORIES[i % len(CATEGORIES)] for i in range(n_users)]
+    followers = [int(rng.lognormvariate(11, 1.2)) + 1000 for _ in range(n_users)]
+    counts = [min(posts_per_influencer, posts - i * posts_per_influencer) for i in range(n_users)]
+    jpegs = [_jpeg(rng, (16, 16)) for _ in range(8)]
+    staging = Path(tempfile.mkdtemp(prefix="affectflow-bulk-", dir=staging_dir))
+    try:
+        (staging / "info").mkdir()
+        (staging / "image").mkdir()
+        jobs = [(str(staging), seed, i, u, cats[i], followers[i], counts[i], jpegs, missing_rate, dup_rate)
+                for i, u in enumerate(users)]
+        with ProcessPoolExecutor(workers or os.cpu_count()) as pool:
+            results = list(pool.map(_bulk_user, jobs, chunksize=max(1, len(jobs) // 64)))
+        lines = [MAPPING_HEADER] + [row for rows, _ in results for row in rows]
+        (out / "JSON-Image_files_mapping.txt").write_text("\n".join(lines) + "\n")
+        write_influencers(out / "influencers.txt", [(u, cats[i], followers[i], rng.randrange(100, 2000), 3000)
+                                                    for i, u in enumerate(users)])
+        json_members = sorted("info/" + p.name for p in (staging / "info").iterdir())
+        image_members = sorted("image/" + p.name for p in (staging / "image").iterdir())
+        with ProcessPoolExecutor(2) as pool:
+            meta = pool.submit(split_zip, staging, json_members, out / "Post_metadata" / "posts_info.zip", split_size)
+            imgs = pool.submit(split_zip, staging, image_members, out / "Post_images" / "posts_image.zip", split_size)
+            meta_vols, img_vols = meta.result(), imgs.result()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"posts": posts, "json_members": len(json_members), "images": len(image_members),
+            "mapping_rows": len(lines) - 1, "influencers": n_users,
+            "metadata_volumes": [str(p) for p in meta_vols], "image_volumes": [str(p) for p in img_vols]}

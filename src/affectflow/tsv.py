@@ -16,7 +16,7 @@ EXAMPLES = 20  # malformed rows quoted in summaries
 
 def read_fields(path: str | Path, names: list[str], skip_prefix: str | None = None,
                 header: bool = True) -> pl.DataFrame:
-    """Columns ``line`` (1-based), ``fields`` (count), ``raw`` and one string column per name.
+    """Columns ``line`` (1-based), ``fields`` (count) and one string column per name.
 
     A row is well-formed when it has exactly ``len(names)`` fields; extra fields stay joined in
     the last column so nothing is dropped. Blank lines and lines starting with ``skip_prefix``
@@ -41,7 +41,7 @@ def read_fields(path: str | Path, names: list[str], skip_prefix: str | None = No
             parts.alias("_parts"),
         )
         .with_columns(pl.col("_parts").struct.field(f"field_{i}").str.strip_chars().alias(name) for i, name in enumerate(names))
-        .drop("_parts")
+        .drop("_parts", "raw")
         .collect(engine="streaming")
     )
 

@@ -1,7 +1,15 @@
 # Instagram ingestion: plan once, then one job per shard reading the split archive in place.
+import os
 from pathlib import Path
 
 IG_ROOT = Path(config["instagram"]["root"])
+
+
+def plan_mem_mb(wildcards, input, attempt):
+    """The plan holds the directories and the mapping in memory: ~1 KB per post at its peak
+    (benchmarks/bench_ingest.py --plan-posts), ~15x the mapping file's size (~70 bytes a row)."""
+    mapping_mb = os.path.getsize(input.mapping) / 2**20 if os.path.exists(input.mapping) else 0
+    return int((2000 + 15 * mapping_mb) * attempt)
 
 
 rule instagram_plan:
@@ -23,7 +31,7 @@ rule instagram_plan:
         f"{LOGS}/benchmarks/instagram/plan.tsv"
     threads: 2
     resources:
-        mem_mb=lambda wc, attempt: 8000 * attempt,
+        mem_mb=plan_mem_mb,
         runtime=lambda wc, attempt: 60 * attempt,
     shell:
         "{AF} instagram-plan --config-json {params.cfg:q} --posts {output.posts:q}"

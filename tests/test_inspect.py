@@ -1,0 +1,63 @@
+"""``affectflow inspect``: schema, rows, status counts and provenance of a file or a folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from affectflow import config as C
+from affectflow.instagram_ingest import ingest_shard
+from affectflow.instagram_plan import plan
+from affectflow.tables import POSTS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def shards(sample_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("inspect")
+    cfg = C.validate({"results": str(out), "instagram": {"root": str(sample_dir / "instagram"), "shards": 2}})
+    plan(cfg, out / "plan.parquet", out / "images.parquet", out / "plan.json")
+    for s in range(2):
+        ingest_shard(cfg, out / "plan.parquet", out / "plan.json", s, out / "posts" / f"shard-{s:05d}.parquet")
+    return out / "posts"
+
+
+def _inspect(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "affectflow", "inspect", *args], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+
+
+def test_inspect_folder_text(shards):
+    proc = _inspect(str(shards))
+    assert proc.returncode == 0, proc.stderr
+    posts = pl.read_parquet(shards)
+    out = proc.stdout
+    assert out.splitlines()[0].startswith(f"{shards}: 2 file(s), {posts.height:,} rows")
+    schema_lines = out.split("schema:\n", 1)[1].split("status:\n", 1)[0].splitlines()
+    assert [line.split()[0] for line in schema_lines] == POSTS.names
+    assert "timestamp[ms, tz=UTC]" in out
+    for status, n in posts.group_by("status").len().iter_rows():
+        assert any(line.split() == [status, f"{n:,}"] for line in out.splitlines()), status
+    assert "provenance:" in out and "package_version: 0.1.0" in out and "config_digest:" in out
+    assert "posts_info.zip" in out  # the source volumes
+
+
+def test_inspect_json(shards):
+    proc = _inspect(str(shards / "shard-00001.parquet"), "--json")
+    report = json.loads(proc.stdout)
+    posts = pl.read_parquet(shards / "shard-00001.parquet")
+    assert report["files"] == 1 and report["rows"] == posts.height
+    assert report["status"] == dict(posts.group_by("status").len().iter_rows())
+    assert [n for n, _ in report["schema"]] == POSTS.names
+    assert report["provenance"]["table"] == "instagram_posts" and report["provenance"]["shard"] == 1
+
+
+def test_inspect_nothing_there(tmp_path):
+    proc = _inspect(str(tmp_path))
+    assert proc.returncode == 1 and "no Parquet files" in proc.stderr

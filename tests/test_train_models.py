@@ -159,6 +159,20 @@ def test_launch_reports_every_failed_task_after_the_others_finish(tmp_path, exec
         sweep.launch(math.sqrt, [4.0, -1.0, 9.0], cfg, tmp_path)
 
 
+def test_slurm_executor_takes_the_configured_resources(tmp_path):
+    """What a sweep asks SLURM for (the submission itself is covered by the SLURM tests)."""
+    from affectflow.train.config import SweepConfig
+
+    cfg = SweepConfig(executor="slurm", max_parallel_jobs=7, cpus_per_job=3, mem_gb=12, gpus_per_job=1, timeout_min=90,
+                      slurm_partition="gpu", slurm_account="lab", slurm_additional={"qos": "normal"})
+    p = sweep.make_executor(cfg, tmp_path, "affectflow-stress-sweep")._executor.parameters
+    assert (p["partition"], p["account"], p["array_parallelism"], p["cpus_per_task"], p["gpus_per_node"], p["time"]) == \
+        ("gpu", "lab", 7, 3, 1, 90)
+    assert p["mem"] == "12GB" and p["additional_parameters"] == {"qos": "normal"} and p["job_name"] == "affectflow-stress-sweep"
+    assert SweepConfig(executor="auto").resolved("slurm").executor == "slurm"
+    assert SweepConfig(executor="auto").resolved("local").executor == "local"
+
+
 def test_final_scores_test_once_per_model_and_seed(stress_data):
     run_sweep(stress_data, "stress")
     arrays.ACCESS_LOG.clear()

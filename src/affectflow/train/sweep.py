@@ -78,18 +78,7 @@ def launch(fn: Callable[[Any], Any], items: Sequence[Any], sweep: SweepConfig, f
         if errors:
             raise RuntimeError(f"{len(errors)} of {len(items)} sweep task(s) failed:\n  " + "\n  ".join(errors))
         return results
-    import submitit
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    ex = submitit.AutoExecutor(folder=folder / "%j", cluster=sweep.executor)
-    params: dict[str, Any] = dict(name=name, timeout_min=sweep.timeout_min, mem_gb=sweep.mem_gb,
-                                  cpus_per_task=sweep.cpus_per_job, gpus_per_node=sweep.gpus_per_job)
-    if sweep.executor == "slurm":
-        params.update(slurm_array_parallelism=sweep.max_parallel_jobs,
-                      slurm_partition=sweep.slurm_partition, slurm_account=sweep.slurm_account,
-                      slurm_additional_parameters=dict(sweep.slurm_additional) or None)
-    ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    ex = make_executor(sweep, folder, name)
     jobs = ex.map_array(fn, items)
     log.info("submitted %d %s task(s): %s", len(jobs), sweep.executor, ", ".join(j.job_id for j in jobs[:5]))
     results, errors = [], []
@@ -102,6 +91,23 @@ def launch(fn: Callable[[Any], Any], items: Sequence[Any], sweep: SweepConfig, f
     if errors:
         raise RuntimeError(f"{len(errors)} of {len(jobs)} sweep task(s) failed:\n  " + "\n  ".join(errors))
     return results
+
+
+def make_executor(sweep: SweepConfig, folder: str | Path, name: str = "affectflow"):
+    """The submitit executor for ``sweep`` (``local`` or ``slurm``), its resources set from config."""
+    import submitit
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ex = submitit.AutoExecutor(folder=folder / "%j", cluster=sweep.executor)
+    params: dict[str, Any] = dict(name=name, timeout_min=sweep.timeout_min, mem_gb=sweep.mem_gb,
+                                  cpus_per_task=sweep.cpus_per_job, gpus_per_node=sweep.gpus_per_job)
+    if sweep.executor == "slurm":
+        params.update(slurm_array_parallelism=sweep.max_parallel_jobs,
+                      slurm_partition=sweep.slurm_partition, slurm_account=sweep.slurm_account,
+                      slurm_additional_parameters=dict(sweep.slurm_additional) or None)
+    ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    return ex
 
 
 def _cause(exc: BaseException) -> str:

@@ -67,9 +67,10 @@ def check_shard_volumes(plan_summary: dict, shard: int, zf: MultiVolumeZip, plan
         log.info("volumes %s changed since the plan; checked again: %s", [zf.volumes[d].name for d in changed], problems or "intact")
     if problems:
         users = {v: sorted(int(s) for s, names in plan_summary.get("shard_volumes", {}).items() if v in names) for v in problems}
-        lines = [f"volume {zf.volumes[seen[v]['disk']]} is {why}; shards that need it: {users[v]}" for v, why in problems.items()]
-        raise ShardVolumeError(f"shard {shard} cannot be ingested:\n  " + "\n  ".join(lines)
-                               + "\nReplace the volume, then rerun: only these shards run again.")
+        parts = [f"volume {zf.volumes[seen[v]['disk']]} is {why} (shards that need it: {users[v]})" for v, why in problems.items()]
+        # one line: operators (and `affectflow status`) read the last log line
+        raise ShardVolumeError(f"shard {shard} cannot be ingested: " + "; ".join(parts)
+                               + ". Replace the volume, then rerun: only these shards run again.")
 
 
 def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, shard: int, out: str | Path) -> dict[str, int]:

@@ -1,7 +1,8 @@
 # affectflow: social-media archives to affect features and models.
 #   snakemake --profile profiles/local            # this machine
 #   snakemake --profile profiles/slurm            # a SLURM cluster
-# Targets: ingest, features, synthesize, dreaddit (more stages add their own targets; `all` runs everything).
+# Targets: ingest, features, synthesize, dreaddit, train, report (`all` runs everything).
+# Report:  snakemake --report results/report.html   (after a run; same --configfile)
 
 from snakemake.utils import min_version
 
@@ -26,3 +27,5 @@ rule all:
         rules.ingest.input,
         rules.dreaddit.input,
         rules.features.input,
+        rules.train.input,
+        rules.report.output,

@@ -220,3 +220,44 @@ def dreaddit_clip(dim: int) -> pa.Schema:
             ("status", pa.string()),
         ]
     )
+
+
+# -- Training (models/<task>/...) --------------------------------------------------------------------
+TRAIN_ROWS = pa.schema(
+    [
+        ("post_id", pa.string()),
+        ("split", pa.string()),  # train | val | test
+        ("group", pa.string()),  # what the split keeps apart: influencer (Instagram), subreddit (Dreaddit)
+        ("category", pa.string()),  # per-category metrics: influencer category, subreddit
+        ("target", pa.float32()),  # engagement score, or the stress label (0/1)
+    ]
+)
+
+PREDICTIONS = pa.schema(
+    [
+        ("post_id", pa.string()),
+        ("split", pa.string()),
+        ("model", pa.string()),
+        ("seed", pa.int32()),
+        ("target", pa.float32()),
+        ("prediction", pa.float32()),  # engagement score, or P(stress)
+        ("predicted_label", pa.int8()),  # classification only
+    ]
+)
+
+SWEEP_TRIALS = pa.schema(
+    [
+        ("trial_id", pa.string()),
+        ("task", pa.string()),
+        ("model", pa.string()),
+        ("seed", pa.int32()),
+        ("params", pa.string()),  # JSON of the grid point
+        ("select_metric", pa.string()),
+        ("val_score", pa.float64()),  # on the validation split; the test split is never read here
+        ("best_epoch", pa.int32()),
+        ("epochs_run", pa.int32()),
+        ("seconds", pa.float64()),
+        ("checkpoint", pa.string()),
+        ("val_metrics", pa.string()),  # JSON
+    ]
+)

@@ -1,0 +1,133 @@
+"""Typed views of the ``train`` config section (see workflow/schemas/config.schema.yaml)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    executor: str = "auto"
+    trials_per_job: int = 8
+    max_parallel_jobs: int = 2
+    cpus_per_job: int = 1
+    mem_gb: float = 8
+    gpus_per_job: int = 0
+    timeout_min: int = 120
+    slurm_partition: str | None = None
+    slurm_account: str | None = None
+    slurm_additional: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "SweepConfig":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    def resolved(self, snakemake_executor: str | None = None) -> "SweepConfig":
+        """``auto`` made concrete: SLURM arrays when Snakemake itself runs on SLURM, else local."""
+        if self.executor != "auto":
+            return self
+        import dataclasses
+
+        return dataclasses.replace(self, executor="slurm" if snakemake_executor == "slurm" else "local")
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """How the heads on frozen features train: the grid, the epochs budget, the selection metric."""
+
+    task: str  # "engagement" (regression) | "stress" (classification)
+    models: tuple[str, ...]
+    grid: Mapping[str, tuple]
+    epochs: int
+    patience: int
+    batch_size: int
+    modality_dropout: float
+    select_metric: str
+
+    @property
+    def kind(self) -> str:
+        return "regression" if self.task == "engagement" else "classification"
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination of the grid's values, in a stable order."""
+        keys = sorted(self.grid)
+        return [dict(zip(keys, vals)) for vals in itertools.product(*(self.grid[k] for k in keys))]
+
+    @classmethod
+    def from_dict(cls, task: str, d: Mapping) -> "HeadConfig":
+        return cls(task=task, models=tuple(d["models"]), grid={k: tuple(v) for k, v in d["grid"].items()},
+                   epochs=int(d["epochs"]), patience=int(d["patience"]), batch_size=int(d["batch_size"]),
+                   modality_dropout=float(d["modality_dropout"]), select_metric=d["select_metric"])
+
+
+@dataclass(frozen=True)
+class EngagementTarget:
+    comment_weight: float = 2.0
+    per_follower: bool = True
+    text_features: str = "caption"  # caption | features (caption + comments: leaks the target)
+
+
+@dataclass(frozen=True)
+class SplitFractions:
+    val: float = 0.15
+    test: float = 0.15
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    enabled: bool
+    epochs: int
+    lr: float
+    head_lr: float
+    weight_decay: float
+    batch_size: int
+    workers: int
+    precision: str
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "FinetuneConfig":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seeds: tuple[int, ...]
+    device: str
+    bootstrap_resamples: int
+    bootstrap_level: float
+    bootstrap_seed: int
+    sweep: SweepConfig
+    engagement: HeadConfig
+    target: EngagementTarget
+    split: SplitFractions
+    stress: HeadConfig
+    finetune: FinetuneConfig
+
+    def head(self, task: str) -> HeadConfig:
+        if task not in ("engagement", "stress"):
+            raise ValueError(f"unknown task {task!r}: engagement or stress")
+        return self.engagement if task == "engagement" else self.stress
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> "TrainConfig":
+        """From the whole (validated) config or a stage's section dict; defaults filled by validation."""
+        import copy
+
+        from .. import config as C
+
+        t = C.validate({"train": copy.deepcopy(dict(cfg.get("train", {})))})["train"]
+        e, s, b = t["engagement"], t["stress"], t["bootstrap"]
+        return cls(
+            seeds=tuple(t["seeds"]), device=t["device"],
+            bootstrap_resamples=int(b["resamples"]), bootstrap_level=float(b["level"]), bootstrap_seed=int(b["seed"]),
+            sweep=SweepConfig.from_dict(t["sweep"]),
+            engagement=HeadConfig.from_dict("engagement", e),
+            target=EngagementTarget(comment_weight=float(e["comment_weight"]), per_follower=bool(e["per_follower"]),
+                                    text_features=e["text_features"]),
+            split=SplitFractions(**e["split"]),
+            stress=HeadConfig.from_dict("stress", s),
+            finetune=FinetuneConfig.from_dict(s["finetune"]),
+        )

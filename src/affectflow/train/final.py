@@ -1,0 +1,250 @@
+"""The final scoring: each model kind's configuration chosen on val, scored on test once per seed.
+
+This is the only code that opens the test split, through :class:`TestSplit`, which refuses to
+score the same model twice. What reaches ``metrics.json`` per model: the grid point and how it was
+chosen (``selected_on: "val"``), the validation figures, the test figures as mean, spread over seeds
+and a bootstrap interval of the seed-mean, per-category figures, and the checkpoints with their
+data digests. Constant baselines (train mean, train majority label) put the numbers in context.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from .. import __version__, tables
+from ..parquet_io import config_digest, provenance, write_json, write_table
+from .arrays import DataError, SplitData, open_split
+from .config import TrainConfig
+from .evaluation import (CLASS_METRICS, REG_METRICS, bootstrap_classification, bootstrap_regression,
+                         classification_metrics, regression_metrics, summarize_seeds)
+from .models import modalities_of
+from .plots import confusion_matrices, pred_vs_actual
+
+log = logging.getLogger(__name__)
+
+# Published figures on Dreaddit's official 715-row test split (for the README and the report).
+STRESS_ANCHORS = {
+    "bert_base_f1": {"value": 0.807, "metric": "f1", "source": "Turcan & McKeown 2019 (BERT-base; P .752, R .870)"},
+    "mentalroberta_f1_weighted": {"value": 0.818, "metric": "f1_weighted", "source": "MentalRoBERTa (Ji et al. 2022)"},
+    "majority_f1": {"value": 0.681, "metric": "f1", "source": "Turcan & McKeown 2019 (majority baseline)"},
+}
+
+
+class TestSplit:
+    """The test split, opened once, scoring each final model at most once."""
+
+    def __init__(self, folder: str | Path):
+        self.data: SplitData = open_split(folder, "test")
+        self.scored: list[str] = []
+
+    def score(self, name: str, predict: Callable[[SplitData], np.ndarray]) -> np.ndarray:
+        if name in self.scored:
+            raise RuntimeError(f"{name} was already scored on the test split; a final model is scored once")
+        self.scored.append(name)
+        return predict(self.data)
+
+
+def _nanmean(values) -> float:
+    v = np.asarray(values, np.float64)
+    return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else float("nan")
+
+
+def _per_category(kind: str, y: np.ndarray, preds: np.ndarray, cats: np.ndarray, min_rows: int = 2) -> dict[str, Any]:
+    """Figures per category (seed-mean of each seed's figure); categories with too few rows skipped."""
+    out = {}
+    for c in sorted({c for c in cats if c is not None}):
+        sel = cats == c
+        if sel.sum() < min_rows:
+            continue
+        if kind == "regression":
+            per = [regression_metrics(y[sel], p[sel]) for p in preds]
+            keys = REG_METRICS
+        else:
+            per = [classification_metrics(y[sel], (p[sel] >= 0.5).astype(np.int64)) for p in preds]
+            keys = CLASS_METRICS
+        out[c] = {"n": int(sel.sum()), **{k: _nanmean([r[k] for r in per]) for k in keys}}
+    return out
+
+
+def _summarise(kind: str, y: np.ndarray, preds: np.ndarray, cats: np.ndarray, tc: TrainConfig) -> dict[str, Any]:
+    """Test figures of one model over its seeds: per-seed metrics, mean, std, bootstrap CI."""
+    if kind == "regression":
+        per_seed = [regression_metrics(y, p) for p in preds]
+        ci = bootstrap_regression(y, preds, tc.bootstrap_resamples, tc.bootstrap_level, tc.bootstrap_seed)
+        metrics = REG_METRICS
+    else:
+        labels = (preds >= 0.5).astype(np.int64)
+        per_seed = [classification_metrics(y, lab) for lab in labels]
+        ci = bootstrap_classification(y, labels, tc.bootstrap_resamples, tc.bootstrap_level, tc.bootstrap_seed)
+        metrics = CLASS_METRICS
+    out = {"n": int(len(y)), **summarize_seeds(per_seed, metrics, ci)}
+    if kind == "classification":
+        out["confusion_mean"] = np.mean([r["confusion"] for r in per_seed], axis=0).tolist()
+    out["per_category"] = _per_category(kind, y, preds, cats)
+    return out
+
+
+def _baseline(kind: str, y: np.ndarray, train_target: Mapping[str, float], cats: np.ndarray, tc: TrainConfig) -> dict:
+    const = train_target["mean"] if kind == "regression" else float(train_target["majority_label"])
+    return _summarise(kind, y, np.full((1, len(y)), const), cats, tc)
+
+
+def load_finetune(paths: Sequence[str | Path], test: SplitData) -> tuple[np.ndarray, list[dict]]:
+    """Fine-tuning results (one folder per seed, test scored by its own rule) aligned to ``test``'s rows."""
+    rows = test.rows(["post_id"])
+    preds, results = [], []
+    for p in paths:
+        p = Path(p)
+        res = json.loads((p / "result.json").read_text())
+        if res.get("selected_on") != "val":
+            raise DataError(f"{p}: fine-tuning result was not selected on val ({res.get('selected_on')!r})")
+        tp = pl.read_parquet(p / "test_predictions.parquet", columns=["post_id", "prediction"])
+        joined = rows.join(tp, on="post_id", how="left", maintain_order="left")
+        if joined["prediction"].null_count():
+            raise DataError(f"{p}: no fine-tuned prediction for {joined['prediction'].null_count()} test post(s), "
+                            f"e.g. {joined.filter(pl.col('prediction').is_null())['post_id'].head(3).to_list()}")
+        preds.append(joined["prediction"].to_numpy())
+        results.append(res)
+    return np.stack(preds), results
+
+
+def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, test_dir: str | Path,
+                dataset_summary: str | Path, out_dir: str | Path, finetune: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """Score every selected model on test (once per seed); write metrics, predictions, plots, checkpoints."""
+    from .trainer import load_checkpoint, predict
+
+    t0 = time.perf_counter()
+    tc = TrainConfig.from_config(cfg)
+    head = tc.head(task)
+    kind = head.kind
+    out_dir = Path(out_dir)
+    selection = json.loads(Path(selection_path).read_text())
+    if selection.get("selected_on") != "val" or selection.get("task") != task:
+        raise DataError(f"{selection_path}: not a {task} selection made on val")
+    dataset = json.loads(Path(dataset_summary).read_text())
+    test = TestSplit(test_dir)
+    if test.data.digest != dataset["digests"]["test"]:
+        raise DataError(f"{test_dir}: digest {test.data.digest} differs from the dataset summary's "
+                        f"{dataset['digests']['test']}: the split folders are from different runs")
+    rows = test.data.rows()
+    y = np.asarray(test.data.y, np.float64 if kind == "regression" else np.int64)
+    cats = rows["category"].to_numpy()
+    ckpt_dir = out_dir / "checkpoints"
+    models: dict[str, Any] = {}
+    mean_preds: dict[str, np.ndarray] = {}
+    pred_tables = []
+    order = [m for m in head.models if m in selection["models"]] + [m for m in selection["models"] if m not in head.models]
+    for name in order:
+        chosen = selection["models"][name]
+        preds, weights, ckpts = [], [], []
+        for t in chosen["trials"]:
+            model, meta = load_checkpoint(t["checkpoint"])
+            if meta["data_digests"] != selection["data_digests"]:
+                raise DataError(f"{t['checkpoint']}: trained on other data than the selection names")
+            out = test.score(f"{name}/seed{t['seed']}", lambda d: predict(model, d, "cpu"))
+            preds.append(out[0])
+            if out[1] is not None:
+                weights.append(out[1].mean(axis=0))
+            dst = ckpt_dir / f"{name}-seed{t['seed']}.safetensors"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(t["checkpoint"], dst)
+            ckpts.append(str(dst))
+        preds = np.stack(preds)
+        summary = _summarise(kind, y, preds, cats, tc)
+        mods = modalities_of(task, name)
+        models[name] = {
+            "modalities": list(mods), "params": chosen["params"],
+            "val": {head.select_metric: {"mean": chosen["val_mean"], "std": chosen["val_std"]}},
+            "grid": chosen["grid"], "best_epochs": [t["best_epoch"] for t in chosen["trials"]],
+            "seeds": [t["seed"] for t in chosen["trials"]], "test": summary,
+            "coverage": {m: float(np.mean(np.asarray(test.data.mask[m]))) for m in mods},
+            "checkpoints": ckpts,
+        }
+        if weights:
+            models[name]["attention_mean"] = {m: round(float(w), 4) for m, w in zip(mods, np.mean(weights, axis=0))}
+        mean_preds[name] = preds.mean(axis=0)
+        pred_tables.append(_pred_table(rows, name, chosen["trials"], preds, kind))
+
+    if finetune:
+        ft_preds, ft_results = load_finetune(finetune, test.data)
+        for r in ft_results:
+            test.scored.append(f"clip_finetune/seed{r['seed']}")  # scored once, by its own rule
+        models["clip_finetune"] = {
+            "modalities": ["text", "image"], "params": ft_results[0]["params"],
+            "val": {head.select_metric: {"mean": float(np.mean([r["val_score"] for r in ft_results])),
+                                         "std": float(np.std([r["val_score"] for r in ft_results], ddof=1)) if len(ft_results) > 1 else 0.0}},
+            "best_epochs": [r["best_epoch"] for r in ft_results], "seeds": [r["seed"] for r in ft_results],
+            "test": _summarise(kind, y, ft_preds, cats, tc), "device": ft_results[0].get("device"),
+            "model": ft_results[0].get("model"), "checkpoints": [r["checkpoint"] for r in ft_results],
+        }
+        mean_preds["clip_finetune"] = ft_preds.mean(axis=0)
+        pred_tables.append(_pred_table(rows, "clip_finetune", [{"seed": r["seed"]} for r in ft_results], ft_preds, kind))
+
+    write_table(out_dir / "predictions.parquet", pa.concat_tables(pred_tables), tables.PREDICTIONS,
+                provenance(f"{task}_predictions", {"train": cfg.get("train", {})}, test_digest=test.data.digest))
+    plot = _plots(task, out_dir, y, mean_preds, models)
+    metrics = {
+        "task": task, "kind": kind, "selected_on": "val", "select_metric": head.select_metric,
+        "test_scoring": {"split": "test", "scored": test.scored, "once_per_model": len(set(test.scored)) == len(test.scored)},
+        "seeds": selection["seeds"],
+        "data": {"rows": {**selection["data_rows"], "test": test.data.n},
+                 "digests": {**selection["data_digests"], "test": test.data.digest},
+                 "excluded": dataset.get("excluded", {})},
+        "dataset": {k: dataset[k] for k in ("target", "split", "text_features", "text_overlap_train_test", "label_rate",
+                                            "feature_rows_absent") if k in dataset},
+        "config_digest": config_digest(cfg.get("train", {})),
+        "bootstrap": {"resamples": tc.bootstrap_resamples, "level": tc.bootstrap_level,
+                      "of": "the mean over seeds, resampling test rows"},
+        "model_order": list(models),
+        "models": models,
+        "baselines": {("train_mean" if kind == "regression" else "majority"):
+                      _baseline(kind, y, selection["train_target"], cats, tc)},
+        "plots": [plot.name],
+        "package_version": __version__,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if task == "stress":
+        metrics["anchors"] = STRESS_ANCHORS
+        if "image" in models:
+            metrics["leakage_check"] = {
+                "model": "image",
+                "note": "The image is synthesized from the post text alone, so an image-only model can only "
+                        "recover what the text implies; an image-only score near or above the text-only score "
+                        "would point to label information leaking into the images.",
+                **{m: {k: models[m]["test"][k]["mean"] for k in ("accuracy", "f1_weighted", "f1_macro")}
+                   for m in ("image", "text") if m in models},
+                "majority": {k: metrics["baselines"]["majority"][k]["mean"] for k in ("accuracy", "f1_weighted", "f1_macro")},
+            }
+    write_json(out_dir / "metrics.json", metrics)
+    log.info("%s: scored %d model(s) x seeds on test in %.1fs", task, len(models), metrics["seconds"])
+    return metrics
+
+
+def _pred_table(rows: pl.DataFrame, name: str, trials: Sequence[Mapping], preds: np.ndarray, kind: str) -> pa.Table:
+    n = rows.height
+    parts = []
+    for t, p in zip(trials, preds):
+        parts.append(pa.table({
+            "post_id": rows["post_id"].to_arrow(), "split": pa.array(["test"] * n),
+            "model": pa.array([name] * n), "seed": pa.array(np.full(n, t["seed"], np.int32)),
+            "target": rows["target"].to_arrow(), "prediction": pa.array(p.astype(np.float32)),
+            "predicted_label": pa.array((p >= 0.5).astype(np.int8)) if kind == "classification"
+            else pa.nulls(n, pa.int8())}))
+    return pa.concat_tables(parts)
+
+
+def _plots(task: str, out_dir: Path, y: np.ndarray, mean_preds: Mapping[str, np.ndarray], models: Mapping) -> Path:
+    if task == "engagement":
+        return pred_vs_actual(out_dir / "pred_vs_actual.png", y, mean_preds,
+                              "Engagement score on test (influencer split): predicted vs actual")
+    mats = {m: np.asarray(models[m]["test"]["confusion_mean"]) for m in mean_preds}
+    return confusion_matrices(out_dir / "confusion_matrix.png", mats, "Stress on test: confusion (mean over seeds)")

@@ -65,6 +65,25 @@ def model_keys(cfg: Mapping) -> list[Wildcards]:
     return [{"key": k} for k, v in cfg.get("models", {}).items() if isinstance(v, dict)]
 
 
+def train_seeds(cfg: Mapping) -> list[Wildcards]:
+    """``finetune_stress``: one job per seed, none when fine-tuning is off."""
+    stress = cfg.get("train", {}).get("stress", {})
+    if not stress.get("finetune", {}).get("enabled", True):
+        return []
+    return [{"seed": str(s)} for s in cfg.get("train", {}).get("seeds", [0, 1, 2])]
+
+
+def caption_shards(cfg: Mapping) -> list[Wildcards]:
+    """``engagement_caption_embeddings``: per Instagram shard when training on captions alone."""
+    caption = cfg.get("train", {}).get("engagement", {}).get("text_features", "caption") == "caption"
+    return instagram_shards(cfg) if caption else []
+
+
+def stress_text_job(cfg: Mapping) -> list[Wildcards]:
+    """``stress_text_embeddings``: only when the stress text encoder is models.text_embedding."""
+    return [{}] if cfg.get("train", {}).get("stress", {}).get("text_encoder") == "text_embedding" else []
+
+
 @dataclass(frozen=True)
 class Step:
     """One rule: its outputs and log, and its jobs' wildcard values.
@@ -122,7 +141,36 @@ STAGES: tuple[Stage, ...] = (
         Step("features_summary", ("{results}/instagram/features_summary.json",),
              "{logs}/instagram/features_summary.log"),
     )),
-    # train: its stage goes here (see the module docstring).
+    Stage("train", "train", (
+        Step("engagement_caption_embeddings", ("{results}/models/engagement/caption_embeddings/shard-{shard}.parquet",),
+             "{logs}/train/caption_embeddings/shard-{shard}.log", caption_shards),
+        Step("engagement_dataset", ("{results}/models/engagement/data/train", "{results}/models/engagement/data/val", "{results}/models/engagement/data/test", "{results}/models/engagement/data/dataset.json"),
+             "{logs}/train/engagement_dataset.log"),
+        Step("engagement_sweep", ("{results}/models/engagement/sweep/selection.json",
+                                  "{results}/models/engagement/sweep/trials.parquet"),
+             "{logs}/train/engagement_sweep.log"),
+        Step("train_engagement", ("{results}/models/engagement/metrics.json", "{results}/models/engagement/pred_vs_actual.png", "{results}/models/engagement/predictions.parquet",
+                                  "{results}/models/engagement/checkpoints"),
+             "{logs}/train/train_engagement.log"),
+        Step("stress_text_embeddings", ("{results}/models/stress/text_embeddings.parquet",),
+             "{logs}/train/stress_text_embeddings.log", stress_text_job),
+        Step("stress_dataset", ("{results}/models/stress/data/train", "{results}/models/stress/data/val", "{results}/models/stress/data/test", "{results}/models/stress/data/dataset.json"),
+             "{logs}/train/stress_dataset.log"),
+        Step("stress_sweep", ("{results}/models/stress/sweep/selection.json",
+                              "{results}/models/stress/sweep/trials.parquet"),
+             "{logs}/train/stress_sweep.log"),
+        Step("finetune_stress", ("{results}/models/stress/finetune/seed-{seed}/result.json", "{results}/models/stress/finetune/seed-{seed}/test_predictions.parquet",
+                                 "{results}/models/stress/finetune/seed-{seed}/model.safetensors"),
+             "{logs}/train/finetune_stress/seed-{seed}.log", train_seeds),
+        Step("train_stress", ("{results}/models/stress/metrics.json", "{results}/models/stress/confusion_matrix.png", "{results}/models/stress/predictions.parquet", "{results}/models/stress/checkpoints"),
+             "{logs}/train/train_stress.log"),
+    )),
+    Stage("report", "report", (
+        Step("report_assets", ("{results}/report/engagement_metrics.html", "{results}/report/stress_metrics.html", "{results}/report/ingest_summary.html",
+                               "{results}/report/rule_benchmarks.html", "{results}/report/rule_runtime.png", "{results}/report/benchmark_figures.html"),
+             "{logs}/report/report_assets.log"),
+        Step("report", ("{results}/report.html",), "{logs}/report/report.log"),
+    )),
 )
 
 # -- states ----------------------------------------------------------------------------------------

@@ -1,21 +1,17 @@
 """The training and report targets end to end with real Snakemake on the sample.
 
 Every stage runs for real with tiny models (DistilBERT, CLIP, diffusion) and the real MiniLM.
-Where the Instagram feature rules are not in the workflow yet, their tables are written at their
-contract paths by :mod:`affectflow.train.synthetic` between `snakemake ingest` and the full run.
 """
 
 import json
-import re
 
 import polars as pl
 import pytest
 import yaml
 
 from affectflow import tiny_models
-from affectflow.train import synthetic as SY
 from affectflow.train.arrays import open_split
-from conftest import REPO, run_snakemake
+from conftest import run_snakemake
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +35,6 @@ def run(sample_dir, tmp_path_factory):
                   "stress": {"epochs": 8, "grid": {"lr": [0.001, 0.003], "hidden": [32]}, "text_encoder": "text_embedding",
                              "finetune": {"epochs": 1, "batch_size": 16}}},
     }))
-    run_snakemake(tmp, "ingest", configfile=cfg)
-    if not re.search(r"^rule sentiment:", (REPO / "workflow/rules/features.smk").read_text(), re.M):
-        SY.instagram_features(results)  # the feature stages have not landed: their tables, synthesized
     proc = run_snakemake(tmp, configfile=cfg)  # rule all
     return tmp, results, cfg, proc
 

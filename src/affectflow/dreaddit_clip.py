@@ -33,7 +33,8 @@ import pyarrow as pa
 
 from . import status as S
 from .dreaddit import DreadditConfig, validated, read_shard
-from .models import ClipModel, device_and_dtype, load_clip
+from .arrays import embedding_array
+from .models import ClipModel, clip_dim, device_and_dtype, load_clip
 from .parquet_io import ParquetWriter, provenance
 from .runner import run
 from .tables import dreaddit_clip
@@ -41,12 +42,16 @@ from .tables import dreaddit_clip
 log = logging.getLogger(__name__)
 
 
-def text_windows(tokenizer, text: str, mode: str) -> tuple[list[list[int]], int]:
-    """Token windows (without start/end) for one text, and its total token count."""
+def check_tokenizer(tokenizer) -> None:
+    """The windowing below needs open_clip's BPE tokenizer (token ids, start/end ids, context)."""
     for attr in ("encode", "sot_token_id", "eot_token_id", "context_length"):
         if not hasattr(tokenizer, attr):
             raise TypeError(f"long_text needs a BPE tokenizer with {attr} (open_clip SimpleTokenizer); "
                             f"got {type(tokenizer).__name__}")
+
+
+def text_windows(tokenizer, text: str, mode: str) -> tuple[list[list[int]], int]:
+    """Token windows (without start/end) for one text, and its total token count."""
     ids = tokenizer.encode(text)
     width = tokenizer.context_length - 2
     if mode == "truncate" or len(ids) <= width:
@@ -88,6 +93,7 @@ class Reader:
     next batch's images already decoding while the current one is on the device."""
 
     def __init__(self, rows: list[tuple], tokenizer, preprocess, mode: str, batch_size: int, workers: int):
+        check_tokenizer(tokenizer)
         self.rows, self.tok, self.pre, self.mode = rows, tokenizer, preprocess, mode
         self.batch_size = batch_size
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
@@ -172,20 +178,23 @@ class Encoder:
 class TableWriter:
     """The writer: one Parquet row per post, statuses settled from the synth index and the decode."""
 
-    def __init__(self, writer: ParquetWriter, dim: int, synth: dict[str, tuple[str, str | None]]):
+    def __init__(self, writer: ParquetWriter, dim: int, synth: dict[str, str]):
         self.writer, self.dim, self.synth = writer, dim, synth
         self.counts: dict[str, int] = {}
 
     def write(self, b: Batch, output) -> None:
         text, image = output
-        img_of = {row: k for k, row in enumerate(b.image_rows)}
-        cols: dict[str, list] = {k: [] for k in ("post_id", "text_embedding", "image_embedding", "text_tokens",
-                                                   "text_windows", "text_truncated", "status")}
+        has_text = np.array([n is not None for n in b.n_tokens], bool)
+        has_image = np.zeros(len(b), bool)
+        has_image[b.image_rows] = True
+        images = np.zeros((len(b), self.dim), np.float32)
+        if image is not None:
+            images[b.image_rows] = image
+        statuses = []
         for i, pid in enumerate(b.post_ids):
             post_status = b.statuses[i]
-            synth_status = self.synth[pid][0]
-            has_text = b.n_tokens[i] is not None
-            if not has_text:
+            synth_status = self.synth[pid]
+            if not has_text[i]:
                 status = post_status if post_status not in S.DREADDIT_HAS_TEXT else S.TEXT_MISSING
             elif synth_status != S.OK:
                 status = synth_status
@@ -194,18 +203,15 @@ class TableWriter:
                 log.warning("%s: %s", pid, b.errors[i])
             else:
                 status = S.OK
-            cols["post_id"].append(pid)
-            cols["text_embedding"].append(text[i] if has_text else None)
-            cols["image_embedding"].append(image[img_of[i]] if i in img_of else None)
-            cols["text_tokens"].append(b.n_tokens[i])
-            cols["text_windows"].append(b.n_windows[i])
-            cols["text_truncated"].append(b.truncated[i])
-            cols["status"].append(status)
+            statuses.append(status)
             self.counts[status] = self.counts.get(status, 0) + 1
-        emb = pa.list_(pa.float32(), self.dim)
-        for k in ("text_embedding", "image_embedding"):
-            cols[k] = pa.array([None if x is None else np.asarray(x, np.float32) for x in cols[k]], type=emb)
-        self.writer.write(pa.table(cols))
+        self.writer.write(pa.table({
+            "post_id": b.post_ids,
+            "text_embedding": embedding_array(text, has_text, self.dim),
+            "image_embedding": embedding_array(images, has_image, self.dim),
+            "text_tokens": b.n_tokens, "text_windows": b.n_windows, "text_truncated": b.truncated,
+            "status": statuses,
+        }))
 
 
 def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, out: str | Path,
@@ -220,7 +226,7 @@ def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, o
     if threads:
         torch.set_num_threads(threads)
     rows = read_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
-    index = pl.read_parquet(synth, columns=["post_id", "image_path", "status", "error"])
+    index = pl.read_parquet(synth, columns=["post_id", "image_path", "status"])
     if rows["post_id"].to_list() != index["post_id"].to_list():
         raise RuntimeError(f"{synth} does not hold shard {shard} of {posts} (post ids differ): it is stale; "
                            "rerun synthesize for this shard")
@@ -228,12 +234,10 @@ def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, o
     rows = rows.with_columns(pl.when(text_ok).then(pl.col("text")).alias("text"),
                              pl.when(index["status"] == S.OK).then(index["image_path"]).alias("image_path"))
 
-    device, _ = device_and_dtype(cc.device, "fp32")
-    device, dtype = device_and_dtype(str(device), cc.precision)
+    device, dtype = device_and_dtype(cc.device, cc.precision)
     net, preprocess, tokenizer, model_prov = load_clip(cfg, ClipModel.from_config(cfg), device=device, dtype=dtype)
-    with torch.inference_mode():
-        dim = int(net.encode_text(window_tensor(tokenizer, [[]]).to(device)).shape[-1])
-    synth_status = {p: (s, e) for p, s, e in index.select("post_id", "status", "error").iter_rows()}
+    dim = clip_dim(net)
+    synth_status = dict(index.select("post_id", "status").iter_rows())
     schema = dreaddit_clip(dim)
     section = {"results": cfg["results"], "dreaddit": {"shards": dd.shards, "clip": cfg["dreaddit"]["clip"]},
                "models": {"clip": cfg["models"]["clip"]}}

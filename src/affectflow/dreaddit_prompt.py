@@ -53,8 +53,9 @@ def check_template(template: str, what: str = "dreaddit.synthesis.template") -> 
 
 
 def check_negative_prompt(negative: str | None) -> None:
-    if negative and LABEL_WORD.search(negative):
-        raise TemplateError(f"dreaddit.synthesis.negative_prompt: {LABEL_WORD.search(negative).group(0)!r} is an "
+    hit = LABEL_WORD.search(negative) if negative else None
+    if hit:
+        raise TemplateError(f"dreaddit.synthesis.negative_prompt: {hit.group(0)!r} is an "
                             f"affect/label word: {negative!r}")
 
 
@@ -71,8 +72,8 @@ class PromptFitter:
         self.template = template
         self.tokenizer = tokenizer
         self.window = int(window or tokenizer.model_max_length)
-        self.special = len(tokenizer("").input_ids)  # start + end tokens
-        if self.n_tokens(template.format(text="")) + 1 > self.window:
+        self.overhead = self.n_tokens(template.format(text=""))  # the template's own tokens, start/end included
+        if self.overhead + 1 > self.window:
             raise TemplateError(f"the template alone fills the {self.window}-token window: {template!r}")
 
     def n_tokens(self, text: str) -> int:
@@ -90,7 +91,7 @@ class PromptFitter:
         prompt = self.template.format(text=text)
         if self.n_tokens(prompt) <= self.window:
             return prompt, False
-        budget = self.window - self.n_tokens(self.template.format(text=""))
+        budget = self.window - self.overhead
         sentences = _SENTENCE_END.split(text)
         kept: list[str] = []
         used = 0

@@ -24,17 +24,17 @@ import polars as pl
 import pyarrow as pa
 
 from . import status as S
+from .arrays import embedding_array
 from .config import InstagramConfig
 from .features import (FeaturesConfig, autocast, dtype_name, parsed, prepare_model, read_posts, setup_torch,
                        to_device)
 from .image_decode import MEMBER_COLUMNS, ImageBatches, Preprocess, loader
 from .instagram_plan import read_shard
-from .models import ClipModel, load_clip
+from .models import ClipModel, clip_dim, load_clip
 from .multizip import MultiVolumeZip
 from .parquet_io import ParquetWriter, provenance
 from .runner import run
 from .tables import image_embeddings, pooled_image_embeddings
-from .text_embed import embedding_array
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def load_image_model(cfg: Mapping[str, Any], device, dtype):
     """``(open_clip model, Preprocess, embedding dim, provenance)``, from disk only."""
     net, _, _, prov = load_clip(cfg, ClipModel.from_config(cfg), device="cpu")
     net = prepare_model(net, device, dtype)
-    dim = int(getattr(net.visual, "output_dim", 0) or net.text_projection.shape[1])
+    dim = clip_dim(net)
     return net, Preprocess.from_open_clip(net), dim, prov | {"device": str(device), "dtype": dtype_name(dtype)}
 
 
@@ -128,8 +128,9 @@ class ImageWriter:
         full = np.zeros((len(rows), self.dim), np.float32)
         if len(decoded):
             full[decoded] = emb
-            np.add.at(self.sums, self.post_row[rows[decoded]], emb)
-            np.add.at(self.counts, self.post_row[rows[decoded]], 1)
+            owners = self.post_row[rows[decoded]]
+            np.add.at(self.sums, owners, emb)
+            np.add.at(self.counts, owners, 1)
         for s in batch["status"]:
             self.by_status[s] = self.by_status.get(s, 0) + 1
         self.writer.write(pa.table({

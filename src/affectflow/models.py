@@ -34,9 +34,6 @@ log = logging.getLogger(__name__)
 FETCH_HINT = "snakemake fetch_models --profile profiles/local [--configfile YOUR.yaml]"
 MIN_VOCAB = 1000  # an offline CLIPTokenizer look-up can "succeed" with 2 tokens; refuse those
 
-HF_KINDS = ("sentiment", "text_embedding", "diffusion", "dreaddit_text")
-
-
 class ModelMissing(FileNotFoundError):
     """A configured model is not on disk; the message says which and how to fetch it."""
 
@@ -120,6 +117,16 @@ def resolve(cfg: Mapping, model: HFModel) -> Path:
     return path
 
 
+def _clip_is_path(model: ClipModel) -> bool:
+    """``pretrained`` names a file or folder (not an open_clip tag such as laion2b_s34b_b79k)."""
+    return model.pretrained.startswith((".", "/", "~")) or bool(Path(model.pretrained).suffix)
+
+
+def _clip_store(cfg: Mapping, model: ClipModel) -> Path:
+    """Where ``fetch_models`` puts an open_clip tag's weights."""
+    return models_dir(cfg) / "open_clip" / f"{model.arch}--{model.pretrained}"
+
+
 def clip_weights(cfg: Mapping, model: ClipModel) -> tuple[str, Path, Path | None]:
     """``(open_clip model name, weights file, model-config JSON or None)`` for ``model``."""
     p = Path(model.pretrained).expanduser()
@@ -131,9 +138,9 @@ def clip_weights(cfg: Mapping, model: ClipModel) -> tuple[str, Path, Path | None
         return configs[0].stem, weights[0], configs[0]
     if p.is_file():
         return model.arch, p, None
-    if model.pretrained.startswith((".", "/", "~")) or p.suffix:
+    if _clip_is_path(model):
         raise ModelMissing(f"models.{model.key}: weights {model.pretrained} do not exist")
-    target = models_dir(cfg) / "open_clip" / f"{model.arch}--{model.pretrained}"
+    target = _clip_store(cfg, model)
     files = sorted(target.glob("*.safetensors")) + sorted(target.glob("*.bin"))
     if not files:
         raise ModelMissing(
@@ -178,9 +185,8 @@ def provenance_of(cfg: Mapping, model: HFModel | ClipModel, path: Path, **extra:
     rec: dict[str, Any] = {"key": model.key, "path": str(path)}
     if isinstance(model, HFModel):
         rec.update(id=model.id, revision=model.revision, digest=folder_digest(path) if path.is_dir() else file_digest(path))
-        for name in (".revision",):
-            if (path / name).is_file():
-                rec["resolved_revision"] = (path / name).read_text().strip()
+        if (path / ".revision").is_file():
+            rec["resolved_revision"] = (path / ".revision").read_text().strip()
     else:
         rec.update(arch=model.arch, pretrained=model.pretrained, digest=file_digest(path))
     rec.update(extra)
@@ -217,6 +223,11 @@ def device_and_dtype(requested: str = "auto", precision: str = "auto", cpu_bf16:
         log.warning("%s requested on a CPU without native support; using fp32", precision)
         dtype = torch.float32
     return device, dtype
+
+
+def clip_dim(net) -> int:
+    """Width of an open_clip model's joint embedding space (image and text towers share it)."""
+    return int(getattr(net.visual, "output_dim", 0) or net.text_projection.shape[1])
 
 
 def load_clip(cfg: Mapping, model: ClipModel | None = None, device="cpu", dtype=None):
@@ -281,12 +292,12 @@ def _fetch_clip(cfg: Mapping, model: ClipModel) -> Path:
     try:
         return clip_weights(cfg, model)[1]
     except ModelMissing:
-        if Path(model.pretrained).suffix or model.pretrained.startswith((".", "/", "~")):
+        if _clip_is_path(model):
             raise
     import open_clip
     from open_clip.pretrained import download_pretrained
 
-    target = models_dir(cfg) / "open_clip" / f"{model.arch}--{model.pretrained}"
+    target = _clip_store(cfg, model)
     target.mkdir(parents=True, exist_ok=True)
     pcfg = open_clip.get_pretrained_cfg(model.arch, model.pretrained)
     if not pcfg:

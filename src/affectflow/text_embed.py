@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from .arrays import embedding_array
 from .features import (FeaturesConfig, autocast, dtype_name, prepare_model, read_posts, setup_torch, text_status,
                        to_device)
 from .models import HFModel, check_tokenizer, provenance_of, resolve
@@ -56,13 +57,6 @@ def embed_with(st, device, dtype):
         return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
 
     return infer
-
-
-def embedding_array(values: np.ndarray | None, valid: np.ndarray, dim: int) -> pa.Array:
-    """Fixed-size list column with nulls where ``valid`` is false."""
-    n = len(valid)
-    flat = np.zeros((n, dim), np.float32) if values is None else np.ascontiguousarray(values, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), dim, mask=pa.array(~valid))
 
 
 def text_embedding_table(res: TextResults, dim: int) -> pa.Table:

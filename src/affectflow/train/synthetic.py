@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from .. import status as S
 from .. import tables
+from ..arrays import embedding_array
 from ..parquet_io import provenance, write_table
 
 
@@ -25,9 +26,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _fsl(x: np.ndarray, valid: np.ndarray) -> pa.Array:
-    dim = x.shape[1]
-    arr = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), dim)
-    return pa.FixedSizeListArray.from_arrays(arr.values, dim, mask=pa.array(~valid))
+    return embedding_array(x, valid, x.shape[1])
 
 
 def planted(rng: np.random.Generator, signal: np.ndarray, dim: int, strength: float) -> np.ndarray:

@@ -27,10 +27,10 @@ import pyarrow as pa
 
 from .. import status as S
 from .. import tables
+from ..arrays import embedding_array
 from ..parquet_io import parquet_files, provenance, write_table
 
 log = logging.getLogger(__name__)
-NO_TEXT = "text_missing"
 
 
 def load_encoder(cfg: Mapping[str, Any], device: str = "cpu"):
@@ -45,14 +45,10 @@ def load_encoder(cfg: Mapping[str, Any], device: str = "cpu"):
 
 
 def encode_texts(encoder, texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """L2-normalised embeddings (batched longest first, returned in input order) and whether each
-    text was longer than the encoder's window."""
-    lengths = np.array([len(t) for t in texts])
-    order = np.argsort(-lengths, kind="stable")
-    x = encoder.encode([texts[i] for i in order], batch_size=batch_size, normalize_embeddings=True,
-                       convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
-    out = np.empty_like(x)
-    out[order] = x
+    """L2-normalised embeddings in input order (``encode`` batches by length itself) and whether
+    each text was longer than the encoder's window."""
+    out = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                         show_progress_bar=False).astype(np.float32)
     ids = encoder.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
     truncated = np.array([len(i) > encoder.max_seq_length for i in ids])
     return out, truncated
@@ -86,11 +82,11 @@ def write_embeddings(cfg: Mapping[str, Any], frame: pl.DataFrame, out: str | Pat
     if len(idx):
         x[idx], trunc[idx] = encode_texts(encoder, frame["text"].gather(idx).to_list(), batch_size)
     enc_s = time.perf_counter() - t1
-    status = np.where(has_text, S.OK, NO_TEXT).astype(object)
+    status = np.where(has_text, S.OK, S.TEXT_MISSING).astype(object)
     if "status" in frame.columns:
         upstream = frame["status"].fill_null(S.OK).to_numpy()
         status = np.where(upstream == S.OK, status, upstream)
-    emb = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), dim, mask=pa.array(~has_text))
+    emb = embedding_array(x, has_text, dim)
     write_table(out, pa.table({
         "post_id": frame["post_id"].to_arrow(), "embedding": emb, "truncated": pa.array(trunc),
         "status": pa.array(status.tolist(), pa.string())}), tables.text_embeddings(dim),

@@ -13,8 +13,9 @@ import hashlib
 import json
 import os
 import platform
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -70,6 +71,21 @@ def _publish(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
     for stale in path.parent.glob(f".{path.name}.tmp-*"):
         stale.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` for the block to write; renamed onto ``path`` when the block
+    succeeds (see :func:`_publish`), deleted when it fails: readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _publish(tmp, path)
 
 
 class ParquetWriter:
@@ -135,12 +151,9 @@ def write_table(path: str | os.PathLike, table: pa.Table, schema: pa.Schema | No
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomic JSON write, for summaries and metrics."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    _publish(tmp, path)
-    return path
+    with atomic(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    return Path(path)
 
 
 def parquet_files(path: str | os.PathLike) -> list[Path]:
@@ -178,7 +191,7 @@ def read_partition(path: str | os.PathLike, key: str, value: Any, columns: list[
     from .arrays import scalar
 
     match = pc.equal(table[key], scalar(value, table.schema.field(key).type))
-    if not pc.all(match).as_py():  # a group that also holds other keys
+    if not pc.all(match, skip_nulls=False).as_py():  # a group that also holds other keys (or null keys)
         table = table.filter(match)
     return table.select(columns) if columns is not None else table
 

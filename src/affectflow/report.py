@@ -204,15 +204,11 @@ def benchmark_figures_html(files: Sequence[str | Path]) -> str:
 def build_assets(engagement: str | Path | None, stress: str | Path | None, ingest: str | Path | None,
                  bench_dir: str | Path, bench_files: Sequence[str | Path], out: Mapping[str, str | Path]) -> None:
     """Write every report asset named in ``out`` (keys: engagement, stress, ingest, rules, rules_png, bench)."""
-    from .parquet_io import _tmp_path  # atomic text writes, like every other output
-    import os
+    from .parquet_io import atomic  # atomic text writes, like every other output
 
     def put(key: str, text: str) -> None:
-        p = Path(out[key])
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_path(p)
-        tmp.write_text(text)
-        os.replace(tmp, p)
+        with atomic(out[key]) as tmp:
+            tmp.write_text(text)
 
     for key, src, render in (("engagement", engagement, metrics_html), ("stress", stress, metrics_html),
                              ("ingest", ingest, ingest_html)):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -31,7 +30,7 @@ from torch import nn
 
 from .. import status as S
 from .. import tables
-from ..parquet_io import config_digest, provenance, write_json, write_table
+from ..parquet_io import atomic, config_digest, provenance, write_json, write_table
 from .arrays import DataError
 from .config import TrainConfig
 from .evaluation import better, classification_metrics
@@ -203,13 +202,12 @@ def finetune(cfg: Mapping[str, Any], seed: int, posts_path: str | Path, synth_pa
     from safetensors.torch import save_file
 
     ckpt = out_dir / "model.safetensors"
-    tmp = ckpt.with_name(f".{ckpt.name}.tmp-{os.getpid()}")
     state = {k: v.contiguous() for k, v in best[2].items()}
-    save_file(state, str(tmp), metadata={"affectflow": json.dumps({
-        "task": "stress", "model": "clip_finetune", "clip": clip_prov, "seed": seed,
-        "params": params, "best_epoch": best[1], "selected_on": "val", "data_digest": digest,
-        "config_digest": config_digest(cfg.get("train", {}))}, default=str)})
-    os.replace(tmp, ckpt)
+    with atomic(ckpt) as tmp:
+        save_file(state, str(tmp), metadata={"affectflow": json.dumps({
+            "task": "stress", "model": "clip_finetune", "clip": clip_prov, "seed": seed,
+            "params": params, "best_epoch": best[1], "selected_on": "val", "data_digest": digest,
+            "config_digest": config_digest(cfg.get("train", {}))}, default=str)})
     result = {"task": "stress", "model": model_id, "clip": clip_prov, "seed": seed, "params": params,
               "selected_on": "val", "select_metric": metric, "val_score": best[0], "val_metrics": best[3],
               "best_epoch": best[1], "history": history, "rows": {"train": train.height, "val": val.height, "test": test.height},

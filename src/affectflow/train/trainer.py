@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..parquet_io import atomic
 from .arrays import DataError, SplitData
 from .config import HeadConfig
 from .evaluation import better, classification_metrics, regression_metrics
@@ -201,14 +202,11 @@ def save_checkpoint(path: str | Path, model: AffectHead, meta: Mapping[str, Any]
     """safetensors weights; everything needed to rebuild and audit the model in its metadata."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"affectflow": json.dumps({**meta, "package_version": __version__},
-                                                                    sort_keys=True, default=str)})
-    os.replace(tmp, path)
-    return path
+    with atomic(path) as tmp:
+        save_file(state, str(tmp), metadata={"affectflow": json.dumps({**meta, "package_version": __version__},
+                                                                        sort_keys=True, default=str)})
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path) -> tuple[AffectHead, dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Callable
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int | None], str]] = {}
@@ -40,6 +41,20 @@ def stage_config(args) -> dict:
 def config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config-json", help="the config sections as JSON (what a rule passes)")
     p.add_argument("--configfile", action="append", default=[], help="extra config files over config.yaml")
+
+
+def shard_args(p: argparse.ArgumentParser) -> None:
+    """The arguments of a per-shard model stage: config, the shard's input, its index, the output."""
+    config_args(p)
+    p.add_argument("--posts", required=True, type=Path, help="the posts table the shard is cut from")
+    p.add_argument("--shard", required=True, type=int)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--threads", type=int, help="cores of the job (the rule passes {threads}); default from config")
+
+
+def given_paths(paths) -> list[Path]:
+    """Paths a rule passed, without Snakemake's placeholder for an empty input list ('' or '.')."""
+    return [Path(f) for f in paths or () if f is not None and str(f) not in ("", ".")]
 
 
 def _load_commands() -> None:

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from ..cli import command, config_args, stage_config
+from ..cli import command, config_args, shard_args, stage_config
 
 
 def _posts_args(p):
@@ -20,16 +20,8 @@ def posts(args):
     print(json.dumps({"by_status": s["by_status"], "by_split": s["by_split"]}, indent=2))
 
 
-def _shard_args(p):
-    config_args(p)
-    p.add_argument("--posts", required=True, type=Path)
-    p.add_argument("--shard", required=True, type=int)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
-
-
 def _synth_args(p):
-    _shard_args(p)
+    shard_args(p)
     p.add_argument("--images", type=Path, help="image folder (default {results}/dreaddit/images)")
 
 
@@ -41,7 +33,7 @@ def synthesize(args):
 
 
 def _clip_args(p):
-    _shard_args(p)
+    shard_args(p)
     p.add_argument("--synth", required=True, type=Path, help="the shard's synthesis index")
 
 

@@ -3,25 +3,17 @@
 import json
 from pathlib import Path
 
-from ..cli import command, config_args, stage_config
+from ..cli import command, shard_args, stage_config
 
 
-def _shard_args(p):
-    config_args(p)
-    p.add_argument("--posts", required=True, type=Path, help="the shard's posts Parquet file")
-    p.add_argument("--shard", required=True, type=int)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--threads", type=int, help="cores of the job (the rule passes {threads}); default from config")
-
-
-@command("sentiment", "DistilBERT sentiment of each post's caption and merged comments (one shard)", _shard_args)
+@command("sentiment", "DistilBERT sentiment of each post's caption and merged comments (one shard)", shard_args)
 def sentiment(args):
     from ..sentiment import sentiment_shard
 
     print(json.dumps(sentiment_shard(stage_config(args), args.posts, args.out, args.threads, args.shard)))
 
 
-@command("text-embeddings", "SBERT embedding of each post's caption + merged comments (one shard)", _shard_args)
+@command("text-embeddings", "SBERT embedding of each post's caption + merged comments (one shard)", shard_args)
 def text_embeddings(args):
     from ..text_embed import text_embeddings_shard
 
@@ -29,7 +21,7 @@ def text_embeddings(args):
 
 
 def _image_args(p):
-    _shard_args(p)
+    shard_args(p)
     p.add_argument("--plan-images", required=True, type=Path, help="the plan's images.parquet")
     p.add_argument("--pooled", required=True, type=Path, help="output: one pooled embedding per post")
 

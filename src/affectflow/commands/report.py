@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from ..cli import command
+from ..cli import command, given_paths
 
 
 def _assets_args(p):
@@ -22,4 +22,4 @@ def assets(args):
     out = {k.replace("-", "_"): getattr(args, f"out_{k.replace('-', '_')}")
            for k in ("engagement", "stress", "ingest", "rules", "rules-png", "bench")}
     build_assets(args.engagement, args.stress, args.ingest, args.bench_dir,
-                 [f for f in args.bench_files if str(f) not in ("", ".")], {k: v for k, v in out.items() if v})
+                 given_paths(args.bench_files), {k: v for k, v in out.items() if v})

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from ..cli import command, config_args, stage_config
+from ..cli import command, config_args, given_paths, stage_config
 
 
 def _eng_dataset_args(p):
@@ -38,7 +38,7 @@ def _stress_dataset_args(p):
 def stress_dataset(args):
     from ..train.stress_data import build
 
-    text = args.text if args.text and str(args.text) not in ("", ".") else None
+    text = next(iter(given_paths([args.text])), None)
     build(stage_config(args), args.posts, args.clip, args.out, args.summary, text_path=text)
 
 
@@ -97,7 +97,7 @@ def score(args):
     from ..train.final import score_final
 
     m = score_final(stage_config(args), args.task, args.selection, args.test, args.dataset, args.out,
-                    finetune=[f.parent for f in args.finetune if str(f) not in ('', '.')])
+                    finetune=[f.parent for f in given_paths(args.finetune)])
     keys = ("rmse", "spearman") if m["kind"] == "regression" else ("f1_weighted", "f1_macro")
     for name, r in m["models"].items():
         print(f"{args.task}/{name}: " + ", ".join(

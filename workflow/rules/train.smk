@@ -33,7 +33,7 @@ rule engagement_caption_embeddings:
     """One shard's captions alone through models.text_embedding (the features stage's text vector
     includes the comments, a consequence of the engagement being predicted)."""
     input:
-        posts=f"{RESULTS}/instagram/posts/shard-{{shard}}.parquet",
+        posts=rules.instagram_ingest.output[0],
         model=model_stamp("text_embedding"),
     output:
         f"{ENG}/caption_embeddings/shard-{{shard}}.parquet",
@@ -54,17 +54,17 @@ rule engagement_caption_embeddings:
 
 def engagement_text(wildcards=None):
     if ENG_TEXT == "caption":
-        return expand(f"{ENG}/caption_embeddings/shard-{{shard}}.parquet", shard=IG_SHARDS)
-    return expand(f"{RESULTS}/instagram/text_embeddings/shard-{{shard}}.parquet", shard=IG_SHARDS)
+        return _shards(rules.engagement_caption_embeddings.output[0])
+    return _shards(rules.text_embeddings.output[0])
 
 
 rule engagement_dataset:
     """Posts + sentiment + text/pooled-image embeddings -> split folders (influencer split)."""
     input:
-        posts=expand(f"{RESULTS}/instagram/posts/shard-{{shard}}.parquet", shard=IG_SHARDS),
-        sentiment=expand(f"{RESULTS}/instagram/sentiment/shard-{{shard}}.parquet", shard=IG_SHARDS),
+        posts=_shards(rules.instagram_ingest.output[0]),
+        sentiment=_shards(rules.sentiment.output[0]),
         text=engagement_text(),
-        image=expand(f"{RESULTS}/instagram/image_pooled/shard-{{shard}}.parquet", shard=IG_SHARDS),
+        image=_shards(rules.image_embeddings.output.pooled),
     output:
         train=directory(f"{ENG}/data/train"),
         val=directory(f"{ENG}/data/val"),
@@ -113,8 +113,8 @@ rule stress_dataset:
     """Dreaddit posts (train/val/test) + CLIP text and image embeddings -> split folders."""
     input:
         posts=DD_POSTS,
-        clip=expand(f"{RESULTS}/dreaddit/clip/shard-{{shard}}.parquet", shard=DD_SHARDS),
-        text=[f"{STRESS}/text_embeddings.parquet"] if TEXT_ENCODER == "text_embedding" else [],
+        clip=expand(rules.dreaddit_clip.output[0], shard=DD_SHARDS),
+        text=rules.stress_text_embeddings.output if TEXT_ENCODER == "text_embedding" else [],
     output:
         train=directory(f"{STRESS}/data/train"),
         val=directory(f"{STRESS}/data/val"),
@@ -199,7 +199,7 @@ rule finetune_stress:
     """GPU: fine-tune CLIP with a stress head for one seed; epoch chosen on val, then test scored once."""
     input:
         posts=DD_POSTS,
-        synth=expand(f"{RESULTS}/dreaddit/synth/shard-{{shard}}.parquet", shard=DD_SHARDS),
+        synth=expand(rules.synthesize_shard.output[0], shard=DD_SHARDS),
         model=model_stamp("clip"),
     output:
         result=f"{STRESS}/finetune/seed-{{seed}}/result.json",
@@ -226,9 +226,9 @@ rule finetune_stress:
 rule train_engagement:
     """The selected engagement models scored once per seed on the test influencers."""
     input:
-        selection=f"{ENG}/sweep/selection.json",
-        test=f"{ENG}/data/test",
-        dataset=f"{ENG}/data/dataset.json",
+        selection=rules.engagement_sweep.output.selection,
+        test=rules.engagement_dataset.output.test,
+        dataset=rules.engagement_dataset.output.summary,
     output:
         metrics=report(f"{ENG}/metrics.json", category="Engagement", labels={"figure": "metrics (JSON)"}),
         plot=report(f"{ENG}/pred_vs_actual.png", caption="../report/pred_vs_actual.rst", category="Engagement",
@@ -254,10 +254,10 @@ rule train_engagement:
 rule train_stress:
     """The selected stress models (and the fine-tuned CLIP) scored once per seed on the test split."""
     input:
-        selection=f"{STRESS}/sweep/selection.json",
-        test=f"{STRESS}/data/test",
-        dataset=f"{STRESS}/data/dataset.json",
-        finetune=expand(f"{STRESS}/finetune/seed-{{seed}}/result.json", seed=TRAIN_SEEDS) if FINETUNE else [],
+        selection=rules.stress_sweep.output.selection,
+        test=rules.stress_dataset.output.test,
+        dataset=rules.stress_dataset.output.summary,
+        finetune=expand(rules.finetune_stress.output.result, seed=TRAIN_SEEDS) if FINETUNE else [],
     output:
         metrics=report(f"{STRESS}/metrics.json", category="Stress", labels={"figure": "metrics (JSON)"}),
         plot=report(f"{STRESS}/confusion_matrix.png", caption="../report/confusion_matrix.rst", category="Stress",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 from .. import tables
@@ -86,7 +87,7 @@ class SplitWriter:
         yy = np.ascontiguousarray(y, dtype=self._y.dtype)
         self._y[sl] = yy
         self._hash.update(yy.tobytes())
-        self._hash.update("\n".join(rows.column("post_id").to_pylist()).encode())
+        self._hash.update(pl.from_arrow(rows.column("post_id")).str.join("\n").item().encode())
         self._rows.write(rows)
         self.n += k
 

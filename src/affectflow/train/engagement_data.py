@@ -95,10 +95,13 @@ def _eligible(posts: pl.DataFrame, per_follower: bool) -> tuple[pl.DataFrame, di
     return posts.filter(pl.col("_excluded").is_null()).drop("_excluded"), excluded
 
 
-def _read_posts(path: Path) -> pl.DataFrame:
+PASS1_COLUMNS = ["post_id", "username", "status", "likes", "comments", "followers"]  # target and group only
+
+
+def _read_posts(path: Path, columns: list[str] = POST_COLUMNS) -> pl.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: posts shard not found")
-    posts = pl.read_parquet(path, columns=POST_COLUMNS)
+    posts = pl.read_parquet(path, columns=columns)
     if posts["post_id"].null_count():
         raise DataError(f"{path}: {posts['post_id'].null_count()} post(s) without post_id")
     return posts
@@ -136,7 +139,7 @@ def build(cfg: Mapping[str, Any], shards: Sequence[ShardInputs], out_dir: str | 
     excluded: dict[str, int] = {}
     total = 0
     for sh in shards:
-        posts, ex = _eligible(_read_posts(sh.posts), tc.target.per_follower)
+        posts, ex = _eligible(_read_posts(sh.posts, PASS1_COLUMNS), tc.target.per_follower)
         total += posts.height + sum(ex.values())
         for k, v in ex.items():
             excluded[k] = excluded.get(k, 0) + v

@@ -180,8 +180,8 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
             test.scored.append(f"clip_finetune/seed{r['seed']}")  # scored once, by its own rule
         models["clip_finetune"] = {
             "modalities": ["text", "image"], "params": ft_results[0]["params"],
-            "val": {head.select_metric: {"mean": float(np.mean([r["val_score"] for r in ft_results])),
-                                         "std": float(np.std([r["val_score"] for r in ft_results], ddof=1)) if len(ft_results) > 1 else 0.0}},
+            "val": {head.select_metric: {k: v for k, v in summarize_seeds(
+                [{"val": r["val_score"]} for r in ft_results], ["val"])["val"].items() if k in ("mean", "std")}},
             "best_epochs": [r["best_epoch"] for r in ft_results], "seeds": [r["seed"] for r in ft_results],
             "test": _summarise(kind, y, ft_preds, cats, tc), "device": ft_results[0].get("device"),
             "model": ft_results[0].get("model"), "checkpoints": [r["checkpoint"] for r in ft_results],

@@ -29,7 +29,7 @@ from .. import tables
 from ..parquet_io import config_digest, provenance, write_json, write_table
 from .arrays import DataError, open_split
 from .config import HeadConfig, SweepConfig, TrainConfig
-from .evaluation import sort_key
+from .evaluation import sort_key, summarize_seeds
 
 log = logging.getLogger(__name__)
 
@@ -198,10 +198,9 @@ def select(results: Sequence[Mapping[str, Any]], metric: str) -> dict[str, dict[
     for model, points in by_model.items():
         grid = []
         for key in order[model]:
-            scores = np.array([t["val_score"] for t in points[key]], np.float64)
-            grid.append({"params": json.loads(key), "val_mean": float(np.nanmean(scores)) if np.isfinite(scores).any() else np.nan,
-                         "val_std": float(np.nanstd(scores, ddof=1)) if np.isfinite(scores).sum() > 1 else 0.0,
-                         "seeds": len(scores)})
+            val = summarize_seeds([{"val": t["val_score"]} for t in points[key]], ["val"])["val"]
+            grid.append({"params": json.loads(key), "val_mean": val["mean"], "val_std": val["std"],
+                         "seeds": len(points[key])})
         best = min(range(len(grid)), key=lambda i: (sort_key(metric, grid[i]["val_mean"]), i))
         trials = sorted(points[order[model][best]], key=lambda t: t["seed"])
         chosen[model] = {**grid[best], "grid": grid,

@@ -3,14 +3,14 @@
 
 Per stage, in the same run, on the same cores and data:
 
-* **sentiment** - ours: ``affectflow.sentiment.sentiment_shard`` on a posts shard (caption and merged
+* **sentiment** - ours: ``affectflow.features.sentiment.sentiment_shard`` on a posts shard (caption and merged
   comments). Naive: ``transformers.pipeline("sentiment-analysis")`` with its defaults (one text at a
   time) over the same texts; ``truncation=True`` is the one change, since without it the pipeline
   crashes on any text over 512 tokens.
-* **text embeddings** - ours: ``affectflow.text_embed.text_embeddings_shard``. Naive:
+* **text embeddings** - ours: ``affectflow.features.text_embed.text_embeddings_shard``. Naive:
   ``SentenceTransformer.encode`` with its defaults (batches of 32, sorted by length) on the same
   caption + comments texts. Run for an MPNet-base-sized model and for the real all-MiniLM-L6-v2.
-* **image embeddings** - ours: ``affectflow.image_embed.image_embeddings_shard`` reading JPEGs
+* **image embeddings** - ours: ``affectflow.features.image_embed.image_embeddings_shard`` reading JPEGs
   from a split archive in place (DataLoader workers, draft decoding, batches). Naive: a loop that
   reads one image from the volumes, opens it, runs open_clip's preprocess and embeds it alone.
   Also decode-only rates with and without draft (what sizes the decode workers beside a GPU).
@@ -166,8 +166,8 @@ def build_archive(out: Path, n_images: int) -> tuple[Path, Path]:
     import numpy as np
     import polars as pl
 
-    from affectflow.multizip import MultiVolumeZip
-    from affectflow.sample import split_zip
+    from affectflow.io.multizip import MultiVolumeZip
+    from affectflow.ops.sample import split_zip
 
     folder = out / (f"images-{n_images}" + ("" if (W, H) == (1080, 1350) else f"-{W}x{H}"))
     archive = folder / "posts_image.zip"
@@ -225,7 +225,7 @@ def texts_of(posts: Path, stage: str) -> list[str]:
     if stage == "sentiment":
         t = pl.concat([df["caption"], df["comments_text"]])
     else:
-        from affectflow.text_embed import post_text
+        from affectflow.features.text_embed import post_text
 
         t = df.select(post_text())["text"]
     t = t.str.strip_chars()
@@ -292,8 +292,8 @@ def run_variant(spec: dict) -> dict:
             import polars as pl
             from PIL import Image
 
+            from affectflow.io.multizip import Member, MultiVolumeZip
             from affectflow.models import load_clip
-            from affectflow.multizip import Member, MultiVolumeZip
 
             cfg = stage_cfg(models, None, device, "fp32", spec["threads"], 1, 1, 0)
             net, preprocess, _, _ = load_clip(cfg, device=dev)
@@ -312,8 +312,8 @@ def run_variant(spec: dict) -> dict:
     elif path == "decode":
         import polars as pl
 
-        from affectflow.image_decode import MEMBER_COLUMNS, ImageBatches, Preprocess
-        from affectflow.multizip import MultiVolumeZip
+        from affectflow.features.image_decode import MEMBER_COLUMNS, ImageBatches, Preprocess
+        from affectflow.io.multizip import MultiVolumeZip
 
         plan = pl.read_parquet(spec["plan"])
         ds = ImageBatches(MultiVolumeZip(spec["archive"]), {k: plan[k].to_list() for k in MEMBER_COLUMNS},
@@ -329,7 +329,8 @@ def run_variant(spec: dict) -> dict:
                         spec["workers"])
         import polars as pl
 
-        from affectflow import image_embed, runner, text_batches
+        from affectflow.features import image_embed, text_batches
+        from affectflow.inference import runner
 
         clocks: list[Clock] = []
 
@@ -346,15 +347,15 @@ def run_variant(spec: dict) -> dict:
         pl.read_parquet(spec["posts"]).head(8).write_parquet(warm_posts)
         for posts, tag in ((warm_posts, "warm"), (Path(spec["posts"]), "run")):
             if stage == "sentiment":
-                from affectflow.sentiment import sentiment_shard
+                from affectflow.features.sentiment import sentiment_shard
 
                 r = sentiment_shard(cfg, posts, out / f"s-{tag}.parquet", threads=spec["threads"])
             elif stage.startswith("text"):
-                from affectflow.text_embed import text_embeddings_shard
+                from affectflow.features.text_embed import text_embeddings_shard
 
                 r = text_embeddings_shard(cfg, posts, out / f"t-{tag}.parquet", threads=spec["threads"])
             else:
-                from affectflow.image_embed import image_embeddings_shard
+                from affectflow.features.image_embed import image_embeddings_shard
 
                 plan = spec["plan"]
                 if tag == "warm":
@@ -370,7 +371,7 @@ def run_variant(spec: dict) -> dict:
     res.update(seconds=clk.wall, cpu_s=clk.cpu)
     res["items_per_s"] = res["items"] / clk.wall if clk.wall else 0.0
     res["items_per_cpu_s"] = res["items"] / clk.cpu if clk.cpu else 0.0
-    from affectflow.models import cpu_has_bf16
+    from affectflow.inference.device import cpu_has_bf16
 
     res["cpu_bf16"] = cpu_has_bf16()
     res["torch"] = torch.__version__

@@ -2,7 +2,7 @@
 """Benchmark the Instagram ingestion against the obvious alternative, on the same cores.
 
 For each archive size (posts), it builds a synthetic dataset in the published layout
-(``affectflow.sample.make_bulk_instagram``: multi-volume Info-ZIP archives of realistic post JSON,
+(``affectflow.ops.sample.make_bulk_instagram``: multi-volume Info-ZIP archives of realistic post JSON,
 tiny JPEGs, the mapping file and influencer list), then times:
 
 * **ours**: ``affectflow instagram-plan`` (one process), then ``affectflow instagram-ingest`` for
@@ -155,7 +155,7 @@ def alt_load(files: list[str], out: str) -> None:
     """The alternative's loader: json.load every extracted file, flatten, one DataFrame, Parquet."""
     import polars as pl
 
-    from affectflow.post_parse import PostError, parse_post, unwrap
+    from affectflow.instagram.post_parse import PostError, parse_post, unwrap
 
     rows = []
     for f in files:
@@ -263,8 +263,8 @@ def _vm_hwm_mb() -> float:
 
 def cd_probe(path: str) -> None:
     """Child process: parse the directory (and the plan's name columns); print timings as JSON."""
-    from affectflow.instagram_plan import read_directory
-    from affectflow.multizip import MultiVolumeZip
+    from affectflow.instagram.plan import read_directory
+    from affectflow.io.multizip import MultiVolumeZip
 
     zf = MultiVolumeZip(path)
     base = _vm_hwm_mb()
@@ -318,7 +318,7 @@ def plan_at_scale(work: Path, posts: int, shards: int) -> dict:
 
 # -- driver ----------------------------------------------------------------------------------------
 def bench_size(posts: int, args, root: Path) -> dict:
-    from affectflow.sample import make_bulk_instagram
+    from affectflow.ops.sample import make_bulk_instagram
 
     data = root / f"data-{posts}"
     t = time.perf_counter()

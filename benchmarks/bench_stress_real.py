@@ -33,11 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from affectflow import tables  # noqa: E402
-from affectflow.dreaddit import build_posts  # noqa: E402
-from affectflow.parquet_io import write_table  # noqa: E402
-from affectflow.train import final, stress_data, sweep, text_features  # noqa: E402
-from affectflow.train.evaluation import bootstrap_classification, classification_metrics  # noqa: E402
+from affectflow import tables
+from affectflow.dreaddit.posts import build_posts
+from affectflow.io.parquet import write_table
+from affectflow.train import final, stress_data, sweep, text_features
+from affectflow.train.evaluation import bootstrap_classification, classification_metrics
 
 DATA = Path("/work/shared/data/dreaddit")
 OUT = ROOT / "benchmarks/out"

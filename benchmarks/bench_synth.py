@@ -36,8 +36,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from affectflow.dreaddit import SynthesisConfig, validated  # noqa: E402
-from affectflow.synthesize import Generator, Job, load_pipeline, resolve_precision  # noqa: E402
+from affectflow.dreaddit.config import SynthesisConfig, validated
+from affectflow.dreaddit.synthesize import Generator, Job, load_pipeline, resolve_precision
 
 PROMPT = ("a candid photograph of the scene described here: I have been so worried about the rent this month, "
           "my landlord keeps calling and I can't sleep.")
@@ -92,9 +92,9 @@ def bench_pipeline(model: Path, size: int, steps: int, device: str, precision: s
 
 def bench_shard(model: Path, size: int, steps: int, device: str, precision: str, batch: int, tmp: Path) -> dict:
     """A whole synthesize_shard call (load + prompts + images + PNGs + index) on the sample's posts."""
-    from affectflow.dreaddit import build_posts
-    from affectflow.sample import SampleSpec, make_dreaddit
-    from affectflow.synthesize import synthesize_shard
+    from affectflow.dreaddit.posts import build_posts
+    from affectflow.dreaddit.synthesize import synthesize_shard
+    from affectflow.ops.sample import SampleSpec, make_dreaddit
 
     data = tmp / "data"
     make_dreaddit(data, SampleSpec())
@@ -140,7 +140,7 @@ def build_random_sd_turbo(out: Path) -> Path:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from affectflow.tiny_models import save_sd_pipeline
+    from affectflow.ops.tiny_models import save_sd_pipeline
 
     torch.manual_seed(0)
     text = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from affectflow.tiny_models import build_diffusion
+    from affectflow.ops.tiny_models import build_diffusion
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-synth-"))
     tiny = args.model is None and not args.random_sd_turbo

@@ -18,7 +18,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     """The default sample (seed 0), written once; tests that damage it copy it first."""
-    from affectflow.sample import make_sample
+    from affectflow.ops.sample import make_sample
 
     out = tmp_path_factory.mktemp("sample")
     make_sample(out)
@@ -52,8 +52,8 @@ def whole_dag_config(root: Path, sample: Path, overrides: dict | None = None) ->
     ``overrides`` merge over it (nested keys)."""
     import yaml
 
-    from affectflow import tiny_models
     from affectflow.config import merge
+    from affectflow.ops import tiny_models
 
     models = root / "models"
     tiny_models.build_all(models, ["clip", "diffusion", "sentiment"])

@@ -11,7 +11,7 @@ import pytest
 def dd_models(tmp_path_factory) -> Path:
     """Tiny diffusion pipeline and open_clip model, a safety checker that flags nothing and one
     that flags every image, all built offline through the real classes."""
-    from affectflow.tiny_models import build_all, build_safety_checker
+    from affectflow.ops.tiny_models import build_all, build_safety_checker
 
     out = tmp_path_factory.mktemp("dd-models")
     build_all(out, ["diffusion", "clip", "safety_checker"])
@@ -34,7 +34,7 @@ def dd_config(tmp_path: Path, sample_dir: Path, models: Path, shards: int = 12, 
 
 def posts_path(cfg: dict) -> Path:
     """Build (once per config) the posts table the shard stages read."""
-    from affectflow.dreaddit import build_posts
+    from affectflow.dreaddit.posts import build_posts
 
     out = Path(cfg["results"]) / "dreaddit" / "posts" / "posts.parquet"
     if not out.is_file():

@@ -13,7 +13,7 @@ SHARDS = 2
 
 @pytest.fixture(scope="session")
 def feature_models(tmp_path_factory) -> Path:
-    from affectflow.tiny_models import build_all
+    from affectflow.ops.tiny_models import build_all
 
     out = tmp_path_factory.mktemp("feature-models")
     build_all(out, only=["sentiment", "sbert", "clip"])
@@ -24,8 +24,8 @@ def feature_models(tmp_path_factory) -> Path:
 def ingested(sample_dir, tmp_path_factory) -> Path:
     """The sample's plan and posts shards (the ingestion's own functions, no Snakemake)."""
     from affectflow import config as C
-    from affectflow.instagram_ingest import ingest_shard
-    from affectflow.instagram_plan import plan
+    from affectflow.instagram.ingest import ingest_shard
+    from affectflow.instagram.plan import plan
 
     results = tmp_path_factory.mktemp("feature-results")
     cfg = C.load()

@@ -10,10 +10,10 @@ import numpy as np
 import polars as pl
 
 from affectflow import config as C
-from affectflow.instagram_ingest import ingest_shard
-from affectflow.instagram_plan import plan
-from affectflow.multizip import MultiVolumeZip
-from affectflow.sample import make_bulk_instagram
+from affectflow.instagram.ingest import ingest_shard
+from affectflow.instagram.plan import plan
+from affectflow.io.multizip import MultiVolumeZip
+from affectflow.ops.sample import make_bulk_instagram
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_ingest  # noqa: E402

@@ -6,9 +6,10 @@ import re
 
 import pytest
 import yaml
+from conftest import run_snakemake
 
 from affectflow import config as C
-from conftest import run_snakemake
+from affectflow.instagram.config import InstagramConfig
 
 
 @pytest.mark.parametrize("cfg,key,words", [
@@ -35,7 +36,7 @@ def test_every_problem_is_listed():
 def test_defaults_filled():
     cfg = C.validate({})
     assert cfg["instagram"]["shards"] == 64 and cfg["instagram"]["max_member_bytes"] == 16 << 20
-    ig = C.InstagramConfig.from_config(cfg)
+    ig = InstagramConfig.from_config(cfg)
     assert str(ig.metadata_zip) == "data/instagram/Post_metadata/posts_info.zip"
 
 

@@ -7,14 +7,14 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 import torch
+from dreaddit_support import dd_config, dd_models, posts_path  # noqa: F401  (fixture)
 
 from affectflow import status as S
-from affectflow.dreaddit import shard_bounds
-from affectflow.dreaddit_clip import clip_shard, text_windows, window_tensor
+from affectflow.dreaddit.clip import clip_shard, text_windows, window_tensor
+from affectflow.dreaddit.posts import shard_bounds
+from affectflow.dreaddit.synthesize import synthesize_shard
 from affectflow.models import load_clip
-from affectflow.synthesize import synthesize_shard
 from affectflow.tables import dreaddit_clip
-from dreaddit_support import dd_config, dd_models, posts_path  # noqa: F401  (fixture)
 
 
 def _synth_and_clip(cfg, shard=0, **clip):

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from affectflow import status as S
-from affectflow.dreaddit import DreadditFormatError, assign_split, build_posts, read_posts, shard_bounds, validated
-from affectflow.dreaddit_columns import COLUMNS
-from affectflow.tables import DREADDIT_POSTS
+from affectflow.dreaddit.config import validated
+from affectflow.dreaddit.posts import DreadditFormatError, assign_split, build_posts, read_posts, shard_bounds
+from affectflow.tables import COLUMNS, DREADDIT_POSTS
 
 REAL = Path("/work/shared/data/dreaddit")
 

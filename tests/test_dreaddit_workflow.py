@@ -5,7 +5,6 @@ import json
 import duckdb
 import pytest
 import yaml
-
 from conftest import run_snakemake
 from dreaddit_support import dd_config, dd_models  # noqa: F401  (fixture)
 

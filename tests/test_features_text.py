@@ -9,13 +9,13 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from feature_fixtures import feature_config, feature_models, posts_frame  # noqa: F401  (fixtures)
 
 from affectflow import status as S
-from affectflow.parquet_io import read_provenance
-from affectflow.sentiment import sentiment_shard
-from affectflow.text_batches import TextTokenizer, length_batches
-from affectflow.text_embed import text_embeddings_shard
-from feature_fixtures import feature_config, feature_models, posts_frame  # noqa: F401  (fixtures)
+from affectflow.features.sentiment import sentiment_shard
+from affectflow.features.text_batches import TextTokenizer, length_batches
+from affectflow.features.text_embed import text_embeddings_shard
+from affectflow.io.parquet import read_provenance
 
 LONG = ("A very long caption about everything. " * 300)[:10_000]
 ROWS = [
@@ -188,7 +188,7 @@ def test_missing_model_fails_fast_naming_model_and_fetch_command(posts_file, sam
 
 
 def test_cpu_bf16_path_stays_close_to_fp32(posts_file, sample_cfg, tmp_path):
-    from affectflow.models import cpu_has_bf16
+    from affectflow.inference.device import cpu_has_bf16
 
     if not cpu_has_bf16():
         pytest.skip("this CPU has no native bf16")

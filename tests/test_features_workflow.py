@@ -6,10 +6,10 @@ import json
 import duckdb
 import polars as pl
 import yaml
-
-from affectflow import status as S
 from conftest import run_snakemake
 from feature_fixtures import feature_models  # noqa: F401  (fixture)
+
+from affectflow import status as S
 
 
 def write_config(tmp_path, sample_dir, models, **models_override):

@@ -7,12 +7,12 @@ import pickle
 import numpy as np
 import polars as pl
 import pytest
+from feature_fixtures import feature_config, feature_models, ingested  # noqa: F401  (fixtures)
 from PIL import Image
 
 from affectflow import status as S
-from affectflow.image_decode import MEMBER_COLUMNS, ImageBatches, Preprocess, decode, loader
-from affectflow.multizip import MultiVolumeZip
-from feature_fixtures import feature_config, feature_models, ingested  # noqa: F401  (fixtures)
+from affectflow.features.image_decode import MEMBER_COLUMNS, ImageBatches, Preprocess, decode, loader
+from affectflow.io.multizip import MultiVolumeZip
 
 PRE = Preprocess(size=(224, 224))
 
@@ -106,7 +106,7 @@ def test_draft_decodes_large_jpegs_at_reduced_scale_with_nearly_the_same_pixels(
 
 
 def test_batches_decode_the_same_in_worker_processes(sample_dir, ingested):
-    from affectflow.instagram_plan import read_shard
+    from affectflow.instagram.plan import read_shard
 
     zf = MultiVolumeZip(sample_dir / "instagram/Post_images/posts_image.zip")
     plan = pl.from_arrow(read_shard(ingested / "instagram/plan/images.parquet", 0))

@@ -9,11 +9,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from feature_fixtures import SHARDS, feature_config, feature_models, ingested  # noqa: F401  (fixtures)
 
 from affectflow import status as S
-from affectflow.image_embed import _shard_images, image_embeddings_shard
-from affectflow.parquet_io import read_provenance
-from feature_fixtures import SHARDS, feature_config, feature_models, ingested  # noqa: F401  (fixtures)
+from affectflow.features.image_embed import _shard_images, image_embeddings_shard
+from affectflow.io.parquet import read_provenance
 
 EMBEDDED = {S.OK, S.CONVERTED}
 
@@ -119,8 +119,8 @@ def test_embeddings_equal_open_clip_own_preprocess_and_encoder(stage, sample_dir
     import torch
     from PIL import Image
 
+    from affectflow.io.multizip import MultiVolumeZip
     from affectflow.models import load_clip
-    from affectflow.multizip import MultiVolumeZip
 
     cfg, images, _, _, _ = stage
     net, preprocess, _, _ = load_clip(cfg)

@@ -10,19 +10,19 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import run_snakemake
+from ingest_helpers import expected_post_ids, join_archives, mapped_images, mapping_rows, post_key, write_config
 
 import affectflow
 from affectflow import config as C
 from affectflow import status as S
-from affectflow.instagram_ingest import ingest_shard, summarize
-from affectflow.instagram_plan import plan
-from affectflow.multizip import MultiVolumeZip
-from affectflow.parquet_io import ParquetWriter, config_digest, read_provenance
-from affectflow.post_parse import COMMENT_KEYS, PARSED_FIELDS, PostError, load_post, parse_post
-from affectflow.sample import SPECIAL_CAPTIONS
+from affectflow.instagram.ingest import ingest_shard, summarize
+from affectflow.instagram.plan import plan
+from affectflow.instagram.post_parse import COMMENT_KEYS, PARSED_FIELDS, PostError, load_post, parse_post
+from affectflow.io.multizip import MultiVolumeZip
+from affectflow.io.parquet import ParquetWriter, config_digest, read_provenance
+from affectflow.ops.sample import SPECIAL_CAPTIONS
 from affectflow.tables import POSTS
-from conftest import run_snakemake
-from ingest_helpers import expected_post_ids, join_archives, mapped_images, mapping_rows, post_key, write_config
 
 SHARDS = 3
 
@@ -271,8 +271,8 @@ def test_writes_are_atomic(tmp_path):
 
 def test_shard_failing_mid_read_leaves_no_output(run, tmp_path, monkeypatch):
     """A shard dying after it has started writing (here: its volume vanishes) leaves nothing behind."""
-    from affectflow.instagram_ingest import ShardVolumeError
-    from affectflow.multizip import VolumeError
+    from affectflow.instagram.ingest import ShardVolumeError
+    from affectflow.io.multizip import VolumeError
 
     cfg = {**run["cfg"], "instagram": {**run["cfg"]["instagram"], "row_group_rows": 100}}
     plan_dir = run["results"] / "plan"
@@ -295,7 +295,7 @@ def test_shard_failing_mid_read_leaves_no_output(run, tmp_path, monkeypatch):
 def test_damaged_members_get_their_status(sample_copy, tmp_path):
     """Member-level faults patched into a copy of the sample: a corrupt deflate stream, an
     encrypted flag, an unknown method and a name without ``<user>-``: each post gets its status."""
-    from affectflow.sample import rename_member
+    from affectflow.ops.sample import rename_member
 
     ig = sample_copy / "instagram"
     last = ig / "Post_metadata" / "posts_info.zip"

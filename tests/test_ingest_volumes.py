@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from affectflow.instagram_plan import plan
-from affectflow.multizip import VolumeError
-from affectflow.sample import SampleSpec, make_instagram
 from conftest import run_snakemake
+
+from affectflow.instagram.plan import plan
+from affectflow.io.multizip import VolumeError
+from affectflow.ops.sample import SampleSpec, make_instagram
 
 SHARDS = 8
 
@@ -113,7 +113,7 @@ def test_missing_last_volume_stops_the_plan_naming_it(dataset, tmp_path):
 def test_volume_damaged_after_planning_is_caught_by_the_shard(dataset, tmp_path):
     """The plan saw every volume intact; a volume cut afterwards still fails its shards by name."""
     from affectflow import config as C
-    from affectflow.instagram_ingest import ShardVolumeError, ingest_shard
+    from affectflow.instagram.ingest import ShardVolumeError, ingest_shard
 
     cfg = C.validate(yaml.safe_load(_config(tmp_path, dataset).read_text()))
     plan_dir = tmp_path / "plan"

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 from affectflow import config as C
-from affectflow.instagram_ingest import ingest_shard
-from affectflow.instagram_plan import plan
+from affectflow.instagram.ingest import ingest_shard
+from affectflow.instagram.plan import plan
 from affectflow.tables import POSTS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from affectflow import models as M
-from affectflow.tiny_models import build_all
+from affectflow.ops.tiny_models import build_all
 
 
 @pytest.fixture(scope="session")

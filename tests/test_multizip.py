@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from affectflow.multizip import (
+from affectflow.io.multizip import (
     METHOD_BZIP2,
     METHOD_DEFLATE,
     METHOD_STORED,

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from affectflow.parquet_io import ParquetWriter, read_provenance, write_json, write_table
+from affectflow.io.parquet import ParquetWriter, read_provenance, write_json, write_table
 
 SCHEMA = pa.schema([("post_id", pa.string()), ("x", pa.int32())])
 

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from affectflow import config as C
-from affectflow.instagram_plan import plan, read_influencers, read_mapping, read_shard
+from affectflow.instagram.plan import plan, read_influencers, read_mapping, read_shard
 
 MAPPING = [
     "influencer_name\tJSON_PostMetadata_file_name\tImage_file_name",

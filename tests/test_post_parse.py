@@ -11,8 +11,7 @@ import pyarrow as pa
 import pytest
 
 from affectflow import status as S
-from affectflow.multizip import MultiVolumeZip
-from affectflow.post_parse import (
+from affectflow.instagram.post_parse import (
     COMMENT_KEYS,
     PARSED_SCHEMA,
     PostError,
@@ -24,6 +23,7 @@ from affectflow.post_parse import (
     rows_to_table,
     unwrap,
 )
+from affectflow.io.multizip import MultiVolumeZip
 
 
 def reference(raws: list[bytes]) -> tuple[pa.Table, list[tuple[int, str]]]:

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-
-from affectflow import run_status as R
 from conftest import REPO, run_snakemake
+
+from affectflow.ops import run_status as R
 
 STEP = R.Step("instagram_ingest", ("{results}/instagram/posts/shard-{shard}.parquet",),
               "{logs}/instagram/ingest/shard-{shard}.log", R.instagram_shards)
@@ -48,11 +48,11 @@ def write(path: Path, text: str = "x") -> Path:
     return path
 
 
-CLI_FAILURE = """2026-11-22 23:22:35,001 INFO affectflow.instagram_ingest: reading
+CLI_FAILURE = """2026-11-22 23:22:35,001 INFO affectflow.instagram.ingest: reading
 Traceback (most recent call last):
   File "/x/cli.py", line 75, in main
     rc = args._run(args)
-affectflow.instagram_ingest.ShardVolumeError: shard 1: volume /d/posts_info.z01 is missing
+affectflow.instagram.ingest.ShardVolumeError: shard 1: volume /d/posts_info.z01 is missing
 2026-11-22 23:22:35,384 ERROR affectflow: ShardVolumeError: shard 1: volume /d/posts_info.z01 is missing
 """
 
@@ -244,7 +244,7 @@ def test_status_command_on_a_real_local_run_with_a_failing_shard(tmp_path, sampl
     """profiles/local: the plan runs; a volume vanishes; shard 0 fails, the others finish."""
     import shutil
 
-    from affectflow.sample import SampleSpec, make_sample
+    from affectflow.ops.sample import SampleSpec, make_sample
 
     sample = tmp_path / "sample"
     make_sample(sample, SampleSpec(influencers=24))

@@ -2,7 +2,7 @@
 
 import time
 
-from affectflow.runner import run
+from affectflow.inference.runner import run
 
 
 class ListWriter:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from affectflow.multizip import MultiVolumeZip
-from affectflow.post_parse import COMMENT_KEYS, unwrap
-from affectflow.sample import SPECIAL_CAPTIONS, SampleSpec, make_instagram, make_sample
+from affectflow.instagram.post_parse import COMMENT_KEYS, unwrap
+from affectflow.io.multizip import MultiVolumeZip
+from affectflow.ops.sample import SPECIAL_CAPTIONS, SampleSpec, make_instagram, make_sample
 
 REPO = Path(__file__).resolve().parents[1]
 

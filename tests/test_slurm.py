@@ -32,9 +32,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from affectflow.run_status import incomplete_markers
 from conftest import REPO, whole_dag_config
+
+from affectflow.ops.run_status import incomplete_markers
 
 pytestmark = pytest.mark.slurm
 
@@ -190,7 +190,7 @@ def assert_same_results(results: Path, reference: Path, shards: int) -> None:
 @pytest.fixture(scope="module")
 def sample24(tmp_path_factory) -> Path:
     """A larger sample (24 influencers, five volumes): with 4 shards, volume .z01 is read by shard 0 only."""
-    from affectflow.sample import SampleSpec, make_sample
+    from affectflow.ops.sample import SampleSpec, make_sample
 
     out = tmp_path_factory.mktemp("sample24")
     make_sample(out, SampleSpec(influencers=24))

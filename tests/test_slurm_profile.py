@@ -7,7 +7,6 @@ import re
 
 import pytest
 import yaml
-
 from conftest import REPO, run_snakemake
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"

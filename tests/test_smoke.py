@@ -4,7 +4,6 @@ import json
 
 import polars as pl
 import yaml
-
 from conftest import run_snakemake
 
 

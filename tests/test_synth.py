@@ -9,16 +9,17 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from dreaddit_support import dd_config, dd_models, posts_path  # noqa: F401  (fixture)
 from PIL import Image
 
 from affectflow import status as S
 from affectflow.config import ConfigError
-from affectflow.dreaddit import read_shard, validated
-from affectflow.dreaddit_prompt import PromptFitter, TemplateError, check_template, clean_text
-from affectflow.parquet_io import read_provenance
-from affectflow.synthesize import Generator, load_tokenizer, post_seed, synthesize_shard
+from affectflow.dreaddit.config import validated
+from affectflow.dreaddit.posts import read_shard
+from affectflow.dreaddit.prompt import PromptFitter, TemplateError, check_template, clean_text
+from affectflow.dreaddit.synthesize import Generator, load_tokenizer, post_seed, synthesize_shard
+from affectflow.io.parquet import read_provenance
 from affectflow.tables import DREADDIT_SYNTH
-from dreaddit_support import dd_config, dd_models, posts_path  # noqa: F401  (fixture)
 
 
 def _pixels(path):
@@ -33,7 +34,7 @@ def _run(cfg, shard=0, name="shard-00000.parquet", posts=None):
 
 # -- seeds -------------------------------------------------------------------------------------------
 def test_post_seed_is_stable_across_processes_and_depends_on_both_inputs():
-    code = "from affectflow.synthesize import post_seed; print(post_seed(7, 'dreaddit-123'))"
+    code = "from affectflow.dreaddit.synthesize import post_seed; print(post_seed(7, 'dreaddit-123'))"
     seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": h}).stdout.strip() for h in ("1", "2")}
     assert seen == {str(post_seed(7, "dreaddit-123"))}

@@ -5,7 +5,7 @@ import json
 import polars as pl
 import pytest
 
-from affectflow import tiny_models
+from affectflow.ops import tiny_models
 from affectflow.train import finetune as FT
 from affectflow.train import synthetic as SY
 from affectflow.train.stress_data import UNTRAINABLE

@@ -7,9 +7,9 @@ import json
 
 import polars as pl
 import pytest
+from conftest import run_snakemake, whole_dag_config
 
 from affectflow.train.arrays import open_split
-from conftest import run_snakemake, whole_dag_config
 
 
 @pytest.fixture(scope="module")

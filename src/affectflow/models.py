@@ -194,35 +194,8 @@ def provenance_of(cfg: Mapping, model: HFModel | ClipModel, path: Path, **extra:
 
 
 # -- loaders ---------------------------------------------------------------------------------------
-def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX): there bf16 is 2-5x fp32."""
-    import torch
-
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
 
 
-def device_and_dtype(requested: str = "auto", precision: str = "auto", cpu_bf16: bool = False):
-    """``(torch.device, dtype)``: CUDA with fp16/bf16 when present, CPU with fp32 otherwise.
-
-    ``cpu_bf16=True`` lets a CPU run bf16 where it has native bf16 units: ``auto`` picks it
-    there, and an explicit ``bf16`` is honoured (elsewhere it falls back to fp32, with a warning).
-    """
-    import torch
-
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
-    if precision == "auto":
-        if device.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            precision = "bf16" if cpu_bf16 and cpu_has_bf16() else "fp32"
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-    if device.type == "cpu" and dtype != torch.float32 and not (cpu_bf16 and dtype == torch.bfloat16 and cpu_has_bf16()):
-        log.warning("%s requested on a CPU without native support; using fp32", precision)
-        dtype = torch.float32
-    return device, dtype
 
 
 def clip_dim(net) -> int:

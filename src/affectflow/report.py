@@ -204,7 +204,7 @@ def benchmark_figures_html(files: Sequence[str | Path]) -> str:
 def build_assets(engagement: str | Path | None, stress: str | Path | None, ingest: str | Path | None,
                  bench_dir: str | Path, bench_files: Sequence[str | Path], out: Mapping[str, str | Path]) -> None:
     """Write every report asset named in ``out`` (keys: engagement, stress, ingest, rules, rules_png, bench)."""
-    from .parquet_io import atomic  # atomic text writes, like every other output
+    from .io.parquet import atomic
 
     def put(key: str, text: str) -> None:
         with atomic(out[key]) as tmp:

@@ -3,7 +3,7 @@
 # text_embeddings, image_embeddings; each also runs on CPU. Every model rule takes its model's
 # stamp (workflow/rules/models.smk) as input, and its job loads the model with the hub offline,
 # failing at once, naming the model and the fetch command, when it is not on disk.
-from affectflow.features import stage_config as feature_stage_config
+from affectflow.features.config import stage_config as feature_stage_config
 
 FEATURES = config["features"]
 POSTS_SHARD = f"{RESULTS}/instagram/posts/shard-{{shard}}.parquet"

@@ -15,7 +15,7 @@ def _sample_args(p):
 
 @command("sample", "write the bundled sample datasets (deterministic by seed)", _sample_args)
 def sample(args):
-    from ..sample import SampleSpec, make_sample
+    from ..ops.sample import SampleSpec, make_sample
 
     info = make_sample(args.out, SampleSpec(seed=args.seed, influencers=args.influencers,
                                             posts_per_influencer=args.posts_per_influencer))
@@ -30,7 +30,7 @@ def _inspect_args(p):
 
 @command("inspect", "print a Parquet file's or folder's schema, rows, status counts and provenance", _inspect_args)
 def inspect(args):
-    from ..inspect_parquet import format_report, inspect
+    from ..ops.inspect_parquet import format_report, inspect
 
     report = inspect(args.path)
     print(json.dumps(report, indent=2, default=str) if args.json else format_report(report))

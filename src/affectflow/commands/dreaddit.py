@@ -14,7 +14,7 @@ def _posts_args(p):
 
 @command("dreaddit-posts", "read the two Dreaddit CSVs, label faulty rows, carve the validation split", _posts_args)
 def posts(args):
-    from ..dreaddit import build_posts
+    from ..dreaddit.posts import build_posts
 
     s = build_posts(stage_config(args), args.out, args.summary)
     print(json.dumps({"by_status": s["by_status"], "by_split": s["by_split"]}, indent=2))
@@ -27,7 +27,7 @@ def _synth_args(p):
 
 @command("dreaddit-synthesize", "one shard: an image per post from its text (keeps valid earlier images)", _synth_args)
 def synthesize(args):
-    from ..synthesize import synthesize_shard
+    from ..dreaddit.synthesize import synthesize_shard
 
     synthesize_shard(stage_config(args), args.posts, args.shard, args.out, args.images, args.threads)
 
@@ -39,7 +39,7 @@ def _clip_args(p):
 
 @command("dreaddit-clip", "one shard: CLIP text and image embeddings of every post", _clip_args)
 def clip(args):
-    from ..dreaddit_clip import clip_shard
+    from ..dreaddit.clip import clip_shard
 
     clip_shard(stage_config(args), args.posts, args.synth, args.shard, args.out, args.threads)
 
@@ -54,7 +54,7 @@ def _summary_args(p):
 
 @command("dreaddit-summary", "collect the Dreaddit stages' counts into summary.json and check the join", _summary_args)
 def summary(args):
-    from ..dreaddit import summarize
+    from ..dreaddit.posts import summarize
 
     s = summarize(args.posts, args.posts_summary, args.synth, args.clip, args.out)
     print(json.dumps({"synth": s["synth"]["by_status"], "clip": s["clip"]["by_status"]}, indent=2))

@@ -8,14 +8,14 @@ from ..cli import command, shard_args, stage_config
 
 @command("sentiment", "DistilBERT sentiment of each post's caption and merged comments (one shard)", shard_args)
 def sentiment(args):
-    from ..sentiment import sentiment_shard
+    from ..features.sentiment import sentiment_shard
 
     print(json.dumps(sentiment_shard(stage_config(args), args.posts, args.out, args.threads, args.shard)))
 
 
 @command("text-embeddings", "SBERT embedding of each post's caption + merged comments (one shard)", shard_args)
 def text_embeddings(args):
-    from ..text_embed import text_embeddings_shard
+    from ..features.text_embed import text_embeddings_shard
 
     print(json.dumps(text_embeddings_shard(stage_config(args), args.posts, args.out, args.threads, args.shard)))
 
@@ -29,7 +29,7 @@ def _image_args(p):
 @command("image-embeddings", "CLIP embedding of every image of every post (one shard), and per-post means",
          _image_args)
 def image_embeddings(args):
-    from ..image_embed import image_embeddings_shard
+    from ..features.image_embed import image_embeddings_shard
 
     print(json.dumps(image_embeddings_shard(stage_config(args), args.posts, args.plan_images, args.shard, args.out,
                                             args.pooled, args.threads)))
@@ -45,7 +45,7 @@ def _summary_args(p):
 @command("features-summary", "status counts of the feature tables and their join checks against the posts",
          _summary_args)
 def features_summary(args):
-    from ..features import FEATURE_TABLES, summarize
+    from ..features.common import FEATURE_TABLES, summarize
 
     tables = {name: getattr(args, name) for name in FEATURE_TABLES if getattr(args, name)}
     s = summarize(args.posts, tables, args.out)

@@ -15,7 +15,7 @@ def _plan_args(p):
 
 @command("instagram-plan", "plan the ingestion: central directories, mapping, shards", _plan_args)
 def plan(args):
-    from ..instagram_plan import plan
+    from ..instagram.plan import plan
 
     plan(stage_config(args), args.posts, args.images, args.summary)
 
@@ -30,7 +30,7 @@ def _ingest_args(p):
 
 @command("instagram-ingest", "parse one shard's post JSON from the archive into Parquet", _ingest_args)
 def ingest(args):
-    from ..instagram_ingest import ingest_shard
+    from ..instagram.ingest import ingest_shard
 
     ingest_shard(stage_config(args), args.plan, args.plan_summary, args.shard, args.out)
 
@@ -43,7 +43,7 @@ def _summary_args(p):
 
 @command("instagram-summary", "collect the shards' status counts into ingest_summary.json", _summary_args)
 def summary(args):
-    from ..instagram_ingest import summarize
+    from ..instagram.ingest import summarize
 
     s = summarize(args.plan_summary, args.shards, args.out)
     print(json.dumps(s["by_status"], indent=2))

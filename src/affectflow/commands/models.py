@@ -15,8 +15,8 @@ def _fetch_args(p):
 @command("fetch-models", "download the configured models into models.dir (needs internet: run on a login node)",
          _fetch_args)
 def fetch_models(args):
+    from ..io.parquet import write_json
     from ..models import fetch
-    from ..parquet_io import write_json
 
     paths = fetch(stage_config(args), args.only)
     print(json.dumps(paths, indent=2))
@@ -32,6 +32,6 @@ def _tiny_args(p):
 
 @command("tiny-models", "build tiny random-weight models of the real classes (tests, demo; offline)", _tiny_args)
 def tiny_models(args):
-    from ..tiny_models import build_all
+    from ..ops.tiny_models import build_all
 
     print(json.dumps(build_all(args.out, args.only, args.seed), indent=2))

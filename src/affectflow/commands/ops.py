@@ -23,7 +23,7 @@ def status(args):
     import os
 
     from .. import config as C
-    from ..run_status import collect, format_status
+    from ..ops.run_status import collect, format_status
 
     cwd = os.getcwd()
     configfiles = [os.path.abspath(f) for f in args.configfile]

@@ -28,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 
 from .. import tables
-from ..parquet_io import ParquetWriter, provenance, write_json
+from ..io.parquet import ParquetWriter, provenance, write_json
 
 SPLITS = ("train", "val", "test")
 

@@ -8,6 +8,8 @@ from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
+
+
 class SweepConfig:
     executor: str = "auto"
     trials_per_job: int = 8
@@ -34,6 +36,8 @@ class SweepConfig:
 
 
 @dataclass(frozen=True)
+
+
 class HeadConfig:
     """How the heads on frozen features train: the grid, the epochs budget, the selection metric."""
 
@@ -63,6 +67,8 @@ class HeadConfig:
 
 
 @dataclass(frozen=True)
+
+
 class EngagementTarget:
     comment_weight: float = 2.0
     per_follower: bool = True
@@ -70,6 +76,8 @@ class EngagementTarget:
 
 
 @dataclass(frozen=True)
+
+
 class SplitFractions:
     val: float = 0.15
     test: float = 0.15
@@ -77,6 +85,8 @@ class SplitFractions:
 
 
 @dataclass(frozen=True)
+
+
 class FinetuneConfig:
     enabled: bool
     epochs: int
@@ -93,6 +103,8 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+
+
 class TrainConfig:
     seeds: tuple[int, ...]
     device: str

@@ -32,7 +32,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from .. import status as S
-from ..parquet_io import write_json
+from ..io.parquet import write_json
 from .arrays import SPLITS, DataError, Modality, SplitWriter, embedding_dim, split_provenance, vectors
 from .config import TrainConfig
 from .splits import assign_groups, check_disjoint

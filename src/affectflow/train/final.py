@@ -21,11 +21,18 @@ import polars as pl
 import pyarrow as pa
 
 from .. import __version__, tables
-from ..parquet_io import config_digest, provenance, write_json, write_table
+from ..io.parquet import config_digest, provenance, write_json, write_table
 from .arrays import DataError, SplitData, open_split
 from .config import TrainConfig
-from .evaluation import (CLASS_METRICS, REG_METRICS, bootstrap_classification, bootstrap_regression,
-                         classification_metrics, regression_metrics, summarize_seeds)
+from .evaluation import (
+    CLASS_METRICS,
+    REG_METRICS,
+    bootstrap_classification,
+    bootstrap_regression,
+    classification_metrics,
+    regression_metrics,
+    summarize_seeds,
+)
 from .models import modalities_of
 from .plots import confusion_matrices, pred_vs_actual
 

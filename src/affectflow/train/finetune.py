@@ -30,7 +30,7 @@ from torch import nn
 
 from .. import status as S
 from .. import tables
-from ..parquet_io import atomic, config_digest, provenance, write_json, write_table
+from ..io.parquet import atomic, config_digest, provenance, write_json, write_table
 from .arrays import DataError
 from .config import TrainConfig
 from .evaluation import better, classification_metrics

@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from .. import status as S
-from ..parquet_io import parquet_files, write_json
+from ..io.parquet import parquet_files, write_json
 from .arrays import SPLITS, DataError, Modality, SplitWriter, embedding_dim, split_provenance, vectors
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import tables
-from ..parquet_io import config_digest, provenance, write_json, write_table
+from ..io.parquet import config_digest, provenance, write_json, write_table
 from .arrays import DataError, open_split
 from .config import HeadConfig, SweepConfig, TrainConfig
 from .evaluation import sort_key, summarize_seeds

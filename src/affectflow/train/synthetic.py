@@ -17,8 +17,8 @@ import pyarrow as pa
 
 from .. import status as S
 from .. import tables
-from ..arrays import embedding_array
-from ..parquet_io import provenance, write_table
+from ..io.arrays import embedding_array
+from ..io.parquet import provenance, write_table
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -89,7 +89,7 @@ def instagram_features(results: str | Path, text_dim: int = 32, image_dim: int =
 
 def dreaddit_features(results: str | Path, dreaddit_dir: str | Path, shards: int = 2, dim: int = 16,
                       seed: int = 0, text_strength: float = 3.0, image_strength: float = 0.0) -> None:
-    """The real Dreaddit posts table (``affectflow.dreaddit.build_posts``: statuses, grouped val
+    """The real Dreaddit posts table (``affectflow.dreaddit.posts.build_posts``: statuses, grouped val
     split) and CLIP shards with planted signal in place of the CLIP stage.
 
     The image embedding carries ``image_strength`` of the label (0 by default: an image made from
@@ -97,7 +97,7 @@ def dreaddit_features(results: str | Path, dreaddit_dir: str | Path, shards: int
     Dreaddit stage does not trust get no vectors, as the CLIP stage does.
     """
     from .. import config as C
-    from ..dreaddit import build_posts
+    from ..dreaddit.posts import build_posts
 
     results, dreaddit_dir = Path(results), Path(dreaddit_dir)
     cfg = C.validate({"results": str(results), "dreaddit": {
@@ -205,8 +205,8 @@ def split_folders(out: str | Path, task: str, rows: dict[str, int], dims: dict[s
 def ingest_sample(sample_dir: str | Path, results: str | Path, shards: int = 3) -> list[Path]:
     """The real ingestion (plan, every shard, summary) of a sample into ``results``, without Snakemake."""
     from .. import config as C
-    from ..instagram_ingest import ingest_shard, summarize
-    from ..instagram_plan import plan
+    from ..instagram.ingest import ingest_shard, summarize
+    from ..instagram.plan import plan
 
     results = Path(results)
     cfg = C.validate({"results": str(results), "instagram": {"root": str(Path(sample_dir) / "instagram"), "shards": shards}})

@@ -27,8 +27,8 @@ import pyarrow as pa
 
 from .. import status as S
 from .. import tables
-from ..arrays import embedding_array
-from ..parquet_io import parquet_files, provenance, write_table
+from ..io.arrays import embedding_array
+from ..io.parquet import parquet_files, provenance, write_table
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def write_embeddings(cfg: Mapping[str, Any], frame: pl.DataFrame, out: str | Pat
     """
     import torch
 
-    from ..models import device_and_dtype
+    from ..inference.device import device_and_dtype
 
     if threads:
         torch.set_num_threads(threads)

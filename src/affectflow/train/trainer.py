@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..parquet_io import atomic
+from ..io.parquet import atomic
 from .arrays import DataError, SplitData
 from .config import HeadConfig
 from .evaluation import better, classification_metrics, regression_metrics

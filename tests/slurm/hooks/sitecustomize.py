@@ -6,7 +6,7 @@ start-up (``site`` imports ``sitecustomize``). Production code is untouched, and
 variables below set this module does nothing.
 
 ``AFFECTFLOW_TEST_STALL="<output path suffix>:<seconds>:<marker file>[;...]"``: when an
-:class:`affectflow.parquet_io.ParquetWriter` whose target ends with the suffix has written its
+:class:`affectflow.io.parquet.ParquetWriter` whose target ends with the suffix has written its
 first batch (its temporary file exists and holds data, the final file does not), the process
 writes its pid to the marker file and sleeps for the given seconds, or until a file named like the
 marker plus ``.release`` appears. Only the first job to get there stalls (the marker exists
@@ -70,7 +70,7 @@ def _stall_writes(spec: str) -> None:
 
         module.ParquetWriter.write = write
 
-    _after_import("affectflow.parquet_io", patch)
+    _after_import("affectflow.io.parquet", patch)
 
 
 def _steady_poll() -> None:

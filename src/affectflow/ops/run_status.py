@@ -398,7 +398,7 @@ def profile_setting(profile: str | Path | None, key: str) -> str | None:
         return None
     import yaml
 
-    from .config import REPO_ROOT
+    from ..config import REPO_ROOT
 
     for p in (Path(profile), REPO_ROOT / profile):  # as given, else a profile of this repository
         path = p if p.is_file() else p / "config.yaml"
@@ -466,7 +466,7 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
             configfiles: Sequence[str] = (), stages: Iterable[Stage] = STAGES, repo: Path | None = None,
             queue: Mapping[str, tuple[str, str]] | None = None) -> RunStatus:
     """Everything ``affectflow status`` reports, from the config and what is on disk."""
-    from .config import REPO_ROOT
+    from ..config import REPO_ROOT
 
     workdir = Path(workdir)
     declared = workflow_rules(repo or REPO_ROOT)

@@ -23,18 +23,19 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from . import status as S
-from .arrays import embedding_array
-from .config import InstagramConfig
-from .features import (FeaturesConfig, autocast, dtype_name, parsed, prepare_model, read_posts, setup_torch,
-                       to_device)
+from .. import status as S
+from ..inference.device import autocast, dtype_name, prepare_model, setup_torch, to_device
+from ..inference.runner import run
+from ..instagram.config import InstagramConfig
+from ..instagram.plan import read_shard
+from ..io.arrays import embedding_array
+from ..io.multizip import MultiVolumeZip
+from ..io.parquet import ParquetWriter, provenance
+from ..models import ClipModel, clip_dim, load_clip
+from ..tables import image_embeddings, pooled_image_embeddings
+from .common import parsed, read_posts
+from .config import FeaturesConfig
 from .image_decode import MEMBER_COLUMNS, ImageBatches, Preprocess, loader
-from .instagram_plan import read_shard
-from .models import ClipModel, clip_dim, load_clip
-from .multizip import MultiVolumeZip
-from .parquet_io import ParquetWriter, provenance
-from .runner import run
-from .tables import image_embeddings, pooled_image_embeddings
 
 log = logging.getLogger(__name__)
 

@@ -30,9 +30,9 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from . import arrays as A
-from . import status as S
-from .tables import POSTS
+from .. import status as S
+from ..io import arrays as A
+from ..tables import POSTS
 
 COMMENT_KEYS = ("edge_media_to_parent_comment", "edge_media_to_comment", "edge_media_preview_comment")
 MEDIA_KEYS = ("id", "shortcode", "__typename", "edge_media_to_caption", "owner")

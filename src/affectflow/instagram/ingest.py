@@ -20,13 +20,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import arrays as A
-from . import status as S
+from .. import status as S
+from ..io import arrays as A
+from ..io.multizip import MemberError, MultiVolumeZip, VolumeError
+from ..io.parquet import ParquetWriter, parquet_files, provenance, read_columns, read_partition, write_json
+from ..tables import POSTS
 from .config import InstagramConfig
-from .multizip import MemberError, MultiVolumeZip, VolumeError
-from .parquet_io import ParquetWriter, parquet_files, provenance, read_columns, read_partition, write_json
 from .post_parse import PARSED_FIELDS, parse_posts
-from .tables import POSTS
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import numpy as np
 import polars as pl
 
-from .features import clean_text, mostly_non_latin, parsed
-from .runner import RunStats, run
+from ..inference.runner import RunStats, run
+from .common import clean_text, mostly_non_latin, parsed
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -242,7 +242,7 @@ def run_text_stage(posts: pl.DataFrame, text_columns: Sequence[str], tok: TextTo
                    name: str) -> tuple[RunStats, dict[str, int]]:
     """Drive a shard's texts through ``infer`` (batch of features -> numpy); each finished window
     becomes a table (``to_table``) appended to ``out``. Returns timings and status counts."""
-    from .parquet_io import ParquetWriter
+    from ..io.parquet import ParquetWriter
 
     counts: dict[str, int] = {}
     reader = read_windows(posts, text_columns, tok, cfg.window, cfg.batch_size, cfg.max_tokens,

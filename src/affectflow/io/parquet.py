@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import __version__
+from .. import __version__
 
 PROVENANCE_KEY = b"affectflow"
 COMPRESSION = "zstd"

@@ -344,7 +344,7 @@ def make_instagram(out: Path, spec: SampleSpec) -> dict:
 
 
 def _dreaddit_rows(rng: random.Random, n: int, start_id: int, test: bool) -> list[dict]:
-    from .dreaddit_columns import COLUMNS
+    from ..tables import COLUMNS
 
     rows = []
     for i in range(n):
@@ -385,7 +385,7 @@ def make_dreaddit(out: Path, spec: SampleSpec) -> dict:
     few malformed records that the posts stage must label rather than drop: a label that is not
     0/1, an empty label, an empty text, an unparsable feature, a reused id, and a record with one
     field too many (an unquoted comma). ``planted`` says which (by file and ``id``)."""
-    from .dreaddit_columns import COLUMNS
+    from ..tables import COLUMNS
 
     rng = random.Random(spec.seed + 1)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,12 +23,12 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from . import status as S
+from .. import status as S
+from ..io.multizip import MultiVolumeZip
+from ..io.parquet import ParquetWriter, provenance, read_partition, write_json
+from ..io.tsv import examples, read_fields
+from ..tables import PLAN_IMAGES, PLAN_POSTS
 from .config import InstagramConfig
-from .multizip import MultiVolumeZip
-from .parquet_io import ParquetWriter, provenance, read_partition, write_json
-from .tables import PLAN_IMAGES, PLAN_POSTS
-from .tsv import examples, read_fields
 
 log = logging.getLogger(__name__)
 

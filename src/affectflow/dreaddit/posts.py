@@ -19,22 +19,20 @@ group, not from the file order, so the split is a function of (rows, seed, fract
 
 from __future__ import annotations
 
-import copy
 import csv
 import hashlib
 import logging
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import polars as pl
 
-from . import status as S
-from .dreaddit_columns import COLUMNS, FEATURES, INT_FEATURES
-from .parquet_io import provenance, write_json, write_table
-from .tables import DREADDIT_POSTS
+from .. import status as S
+from ..io.parquet import provenance, write_json, write_table
+from ..tables import COLUMNS, DREADDIT_POSTS, FEATURES, INT_FEATURES
+from .config import DreadditConfig, validated
 
 log = logging.getLogger(__name__)
 
@@ -44,70 +42,14 @@ _RANGE = re.compile(r"^\s*[\(\[]\s*(-?\d+)\s*,\s*(-?\d+)\s*[\)\]]\s*$")
 
 
 # -- configuration ---------------------------------------------------------------------------------
-def validated(cfg: Mapping) -> dict:
-    """A copy of a stage's config sections with the schema's defaults filled (rules pass only the
-    sections a stage reads, so keys left out are the defaults)."""
-    from . import config as C
-
-    return C.validate(copy.deepcopy(dict(cfg)))
 
 
-@dataclass(frozen=True)
-class SplitConfig:
-    val_fraction: float
-    seed: int
-    group_by_post: bool
 
 
-@dataclass(frozen=True)
-class SynthesisConfig:
-    template: str
-    negative_prompt: str | None
-    max_prompt_tokens: int | None
-    steps: int
-    guidance: float
-    width: int
-    height: int
-    batch_size: int
-    seed: int
-    device: str
-    precision: str
-    safety_checker: bool
-    attention_slicing: str
-    compile: bool
-    png_compress_level: int
-    writers: int
 
 
-@dataclass(frozen=True)
-class ClipConfig:
-    long_text: str  # window_mean | truncate
-    batch_size: int
-    workers: int
-    device: str
-    precision: str
 
 
-@dataclass(frozen=True)
-class DreadditConfig:
-    train: Path
-    test: Path
-    shards: int
-    split: SplitConfig
-    synthesis: SynthesisConfig
-    clip: ClipConfig
-    results: Path
-
-    @classmethod
-    def from_config(cls, cfg: Mapping) -> "DreadditConfig":
-        d = cfg["dreaddit"]
-        return cls(train=Path(d["train"]), test=Path(d["test"]), shards=int(d["shards"]),
-                   split=SplitConfig(**d["split"]), synthesis=SynthesisConfig(**d["synthesis"]),
-                   clip=ClipConfig(**d["clip"]), results=Path(cfg.get("results", "results")))
-
-    @property
-    def images_dir(self) -> Path:
-        return self.results / "dreaddit" / "images"
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -406,7 +348,7 @@ def summarize(posts: str | Path, posts_summary: str | Path, synth: list[str | Pa
     tables join one-to-one on ``post_id`` (the check fails the rule when they do not)."""
     import json
 
-    from .parquet_io import read_provenance
+    from ..io.parquet import read_provenance
 
     ids = pl.read_parquet(posts, columns=["post_id"])["post_id"]
     syn = pl.concat([pl.read_parquet(f, columns=["post_id", "status", "prompt_truncated"]) for f in synth])

@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from .parquet_io import PROVENANCE_KEY, parquet_files
+from ..io.parquet import PROVENANCE_KEY, parquet_files
 
 
 def inspect(path: str | Path) -> dict[str, Any]:

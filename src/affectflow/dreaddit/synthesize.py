@@ -33,14 +33,16 @@ from typing import Any, Mapping
 import numpy as np
 import pyarrow as pa
 
-from . import config as C
-from . import status as S
-from .dreaddit import DreadditConfig, validated, SynthesisConfig, read_shard, stable_hash
-from .dreaddit_prompt import PromptFitter, check_negative_prompt, check_template
-from .models import HFModel, ModelMissing, check_tokenizer, device_and_dtype, provenance_of, resolve
-from .parquet_io import provenance, write_table
-from .runner import run
-from .tables import DREADDIT_SYNTH
+from .. import config as C
+from .. import status as S
+from ..inference.device import device_and_dtype
+from ..inference.runner import run
+from ..io.parquet import provenance, write_table
+from ..models import HFModel, ModelMissing, check_tokenizer, provenance_of, resolve
+from ..tables import DREADDIT_SYNTH
+from .config import DreadditConfig, SynthesisConfig, validated
+from .posts import read_shard, stable_hash
+from .prompt import PromptFitter, check_negative_prompt, check_template
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import status as S
-from .multizip import Member, MemberError, MultiVolumeZip
+from .. import status as S
+from ..io.multizip import Member, MemberError, MultiVolumeZip
 
 _RESAMPLE = {"bicubic": 3, "bilinear": 2, "nearest": 0, "lanczos": 1}  # PIL.Image.Resampling values
 

@@ -31,13 +31,15 @@ from typing import Any, Mapping
 import numpy as np
 import pyarrow as pa
 
-from . import status as S
-from .dreaddit import DreadditConfig, validated, read_shard
-from .arrays import embedding_array
-from .models import ClipModel, clip_dim, device_and_dtype, load_clip
-from .parquet_io import ParquetWriter, provenance
-from .runner import run
-from .tables import dreaddit_clip
+from .. import status as S
+from ..inference.device import device_and_dtype
+from ..inference.runner import run
+from ..io.arrays import embedding_array
+from ..io.parquet import ParquetWriter, provenance
+from ..models import ClipModel, clip_dim, load_clip
+from ..tables import dreaddit_clip
+from .config import DreadditConfig, validated
+from .posts import read_shard
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""What every model stage shares: device, precision and threads, and the reader -> model -> writer runner."""

@@ -1,0 +1,1 @@
+"""Stage ``ingest`` (workflow/rules/ingest.smk): the Instagram archives planned, read in place and parsed into posts shards."""

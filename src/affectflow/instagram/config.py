@@ -1,0 +1,38 @@
+"""Typed view of the ``instagram`` config section (workflow/rules/ingest.smk)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+
+
+class InstagramConfig:
+    root: Path
+    metadata_zip: Path
+    images_zip: Path
+    mapping: Path
+    influencers: Path
+    shards: int
+    max_member_bytes: int
+    max_compression_ratio: float
+    row_group_rows: int
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> "InstagramConfig":
+        ig = cfg["instagram"]
+        root = Path(ig["root"])
+        return cls(
+            root=root,
+            metadata_zip=root / ig["metadata_zip"],
+            images_zip=root / ig["images_zip"],
+            mapping=root / ig["mapping"],
+            influencers=root / ig["influencers"],
+            shards=int(ig["shards"]),
+            max_member_bytes=int(ig["max_member_bytes"]),
+            max_compression_ratio=float(ig["max_compression_ratio"]),
+            row_group_rows=int(ig["row_group_rows"]),
+        )

@@ -1,0 +1,1 @@
+"""Operator tools: ``affectflow status``, ``inspect``, ``sample`` and ``tiny-models``."""

@@ -159,9 +159,17 @@ def test_launch_reports_every_failed_task_after_the_others_finish(tmp_path, exec
         sweep.launch(math.sqrt, [4.0, -1.0, 9.0], cfg, tmp_path)
 
 
-def test_slurm_executor_takes_the_configured_resources(tmp_path):
+def test_slurm_executor_takes_the_configured_resources(tmp_path, monkeypatch):
     """What a sweep asks SLURM for (the submission itself is covered by the SLURM tests)."""
     from affectflow.train.config import SweepConfig
+
+    # submitit refuses to build a SLURM executor unless `srun` is on PATH: give it one that is never run,
+    # so this test does not depend on whether the SLURM tests installed the real one first.
+    fake = tmp_path / "bin" / "srun"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
 
     cfg = SweepConfig(executor="slurm", max_parallel_jobs=7, cpus_per_job=3, mem_gb=12, gpus_per_job=1, timeout_min=90,
                       slurm_partition="gpu", slurm_account="lab", slurm_additional={"qos": "normal"})

@@ -15,7 +15,7 @@ from affectflow.instagram.ingest import ingest_shard
 from affectflow.instagram.plan import plan
 from affectflow.tables import POSTS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

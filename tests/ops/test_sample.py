@@ -18,7 +18,7 @@ from affectflow.instagram.post_parse import COMMENT_KEYS, unwrap
 from affectflow.io.multizip import MultiVolumeZip
 from affectflow.ops.sample import SPECIAL_CAPTIONS, SampleSpec, make_instagram, make_sample
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _sample_cli(out: Path, seed: int, hashseed: str) -> None:

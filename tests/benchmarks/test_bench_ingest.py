@@ -15,7 +15,7 @@ from affectflow.instagram.plan import plan
 from affectflow.io.multizip import MultiVolumeZip
 from affectflow.ops.sample import make_bulk_instagram
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import bench_ingest  # noqa: E402
 
 

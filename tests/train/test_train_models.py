@@ -1,6 +1,7 @@
 """Trainer, sweep and final scoring on split folders with planted signal (no GPU, seconds)."""
 
 import json
+import os
 import shutil
 
 import numpy as np

@@ -261,7 +261,7 @@ TRAIN_ROWS = pa.schema(
     [
         ("post_id", pa.string()),
         ("split", pa.string()),  # train | val | test
-        ("group", pa.string()),  # what the split keeps apart: influencer (Instagram), subreddit (Dreaddit)
+        ("group", pa.string()),  # what the split keeps apart and the bootstrap resamples: influencer (Instagram), Reddit post (Dreaddit)
         ("category", pa.string()),  # per-category metrics: influencer category, subreddit
         ("target", pa.float32()),  # engagement score, or the stress label (0/1)
     ]

@@ -16,8 +16,11 @@ from affectflow.train.arrays import open_split
 def run(sample_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wf")
     results = tmp / "results"
-    # executor auto: local here; two grid points for stress, so selection has a choice
-    cfg = whole_dag_config(tmp, sample_dir, {"train": {"stress": {"grid": {"lr": [0.001, 0.003]}}}})
+    # executor auto: local here; two grid points for stress (a linear and an MLP head), so selection
+    # has a choice; the real MiniLM fine-tuned for one short epoch, one seed (rule finetune_text)
+    cfg = whole_dag_config(tmp, sample_dir, {"train": {"stress": {
+        "models": ["text", "image", "fusion", "lexical", "text_lexical"], "grid": {"lr": [0.003], "hidden": [0, 32]},
+        "finetune_text": {"enabled": True, "seeds": [0], "epochs": 1, "batch_size": 16, "max_length": 48}}}})
     proc = run_snakemake(tmp, configfile=cfg)  # rule all
     return tmp, results, cfg, proc
 
@@ -31,8 +34,15 @@ def test_all_targets_write_both_metrics_and_the_report(run):
         assert m["selected_on"] == "val" and m["test_scoring"]["once_per_model"]
         assert m["seeds"] == [0, 1, 2]
     assert set(eng["models"]) == {"text", "image", "metadata", "fusion"}
-    assert set(stress["models"]) == {"text", "image", "fusion", "clip_finetune"}
+    assert set(stress["models"]) == {"text", "image", "fusion", "lexical", "text_lexical", "clip_finetune",
+                                     "text_embedding_finetune", "ensemble"}
     assert len(stress["models"]["clip_finetune"]["test"]["f1_weighted"]["per_seed"]) == 3
+    assert stress["models"]["text_embedding_finetune"]["seeds"] == [0]
+    e = stress["ensemble"]
+    assert e["selected_on"] == "val" and e["select_metric"] == "f1" == stress["headline"]["metric"]
+    assert set(e["members"]) <= set(stress["models"]) - {"ensemble"} and 0 < e["threshold"] < 1
+    assert stress["bootstrap"]["unit"] == "Reddit post" and eng["bootstrap"]["unit"] == "influencer"
+    assert "confidence" not in stress["dataset"]["lexical"]["columns"]
     assert "leakage_check" in stress and stress["anchors"]["bert_base_f1"]["value"] == 0.807
     posts = pl.read_parquet(results / "dreaddit/posts/posts.parquet")
     # every Dreaddit row is trained/scored or counted as left out (by its status)

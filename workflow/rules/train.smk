@@ -5,6 +5,8 @@ ENG = f"{RESULTS}/models/engagement"
 STRESS = f"{RESULTS}/models/stress"
 TRAIN_SEEDS = config["train"]["seeds"]
 FINETUNE = config["train"]["stress"]["finetune"]["enabled"]
+FT_TEXT = config["train"]["stress"]["finetune_text"]
+FT_TEXT_SEEDS = FT_TEXT["seeds"] if FT_TEXT["seeds"] is not None else TRAIN_SEEDS
 _SWEEP = config["train"]["sweep"]
 
 TEXT_ENCODER = config["train"]["stress"]["text_encoder"]
@@ -223,6 +225,35 @@ rule finetune_stress:
         " --synth {input.synth:q} --out {params.out:q} --threads {threads} > {log:q} 2>&1"
 
 
+rule finetune_text:
+    """GPU (CPU works): fine-tune the text encoder models.<train.stress.finetune_text.model> with a
+    stress head for one seed; epoch chosen on val, val probabilities kept for the ensemble, test scored once."""
+    input:
+        posts=DD_POSTS,
+        model=model_stamp(FT_TEXT["model"]),
+    output:
+        result=f"{STRESS}/finetune_text/seed-{{seed}}/result.json",
+        val=f"{STRESS}/finetune_text/seed-{{seed}}/val_predictions.parquet",
+        predictions=f"{STRESS}/finetune_text/seed-{{seed}}/test_predictions.parquet",
+        model=f"{STRESS}/finetune_text/seed-{{seed}}/model.safetensors",
+    params:
+        cfg=cfg_json("train", "models"),
+        out=f"{STRESS}/finetune_text/seed-{{seed}}",
+    wildcard_constraints:
+        seed=r"\d+",
+    log:
+        f"{LOGS}/train/finetune_text/seed-{{seed}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/train/finetune_text/seed-{{seed}}.tsv"
+    threads: 4
+    resources:
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
+    shell:
+        "{AF} train-finetune-text --config-json {params.cfg:q} --seed {wildcards.seed} --posts {input.posts:q}"
+        " --out {params.out:q} --threads {threads} > {log:q} 2>&1"
+
+
 rule train_engagement:
     """The selected engagement models scored once per seed on the test influencers."""
     input:
@@ -252,12 +283,15 @@ rule train_engagement:
 
 
 rule train_stress:
-    """The selected stress models (and the fine-tuned CLIP) scored once per seed on the test split."""
+    """The selected stress models (and the fine-tuned CLIP / text encoder) scored once per seed on the
+    test split; the ensemble is chosen on the val split first."""
     input:
         selection=rules.stress_sweep.output.selection,
         test=rules.stress_dataset.output.test,
         dataset=rules.stress_dataset.output.summary,
-        finetune=expand(rules.finetune_stress.output.result, seed=TRAIN_SEEDS) if FINETUNE else [],
+        finetune=(expand(rules.finetune_stress.output.result, seed=TRAIN_SEEDS) if FINETUNE else [])
+        + (expand(rules.finetune_text.output.result, seed=FT_TEXT_SEEDS) if FT_TEXT["enabled"] else []),
+        val=rules.stress_dataset.output.val,
     output:
         metrics=report(f"{STRESS}/metrics.json", category="Stress", labels={"figure": "metrics (JSON)"}),
         plot=report(f"{STRESS}/confusion_matrix.png", caption="../report/confusion_matrix.rst", category="Stress",
@@ -278,7 +312,7 @@ rule train_stress:
         runtime=lambda wc, attempt: 30 * attempt,
     shell:
         "{AF} train-score --config-json {params.cfg:q} --task stress --selection {input.selection:q}"
-        " --test {input.test:q} --dataset {input.dataset:q} --out {params.out:q}"
+        " --val {input.val:q} --test {input.test:q} --dataset {input.dataset:q} --out {params.out:q}"
         " --finetune {input.finetune:q} > {log:q} 2>&1"
 
 

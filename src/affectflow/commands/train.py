@@ -86,10 +86,13 @@ def _score_args(p):
     config_args(p)
     p.add_argument("--task", required=True, choices=["engagement", "stress"])
     p.add_argument("--selection", required=True, type=Path)
+    p.add_argument("--val", type=Path, default=None,
+                   help="the val split folder (stress: the ensemble's members, weights and threshold are chosen on it)")
     p.add_argument("--test", required=True, type=Path, help="the test split folder")
     p.add_argument("--dataset", required=True, type=Path, help="the dataset summary (dataset.json)")
     p.add_argument("--out", required=True, type=Path, help="folder for metrics.json, predictions, plots, checkpoints/")
-    p.add_argument("--finetune", nargs="*", default=[], type=Path, help="fine-tuning result.json files (stress)")
+    p.add_argument("--finetune", nargs="*", default=[], type=Path,
+                   help="fine-tuning result.json files (stress: CLIP and/or text encoder, one per seed)")
 
 
 @command("train-score", "score each model chosen on val on the test split, once per seed; write metrics.json", _score_args)
@@ -97,7 +100,7 @@ def score(args):
     from ..train.final import score_final
 
     m = score_final(stage_config(args), args.task, args.selection, args.test, args.dataset, args.out,
-                    finetune=[f.parent for f in given_paths(args.finetune)])
+                    finetune=[f.parent for f in given_paths(args.finetune)], val_dir=args.val)
     keys = ("rmse", "spearman") if m["kind"] == "regression" else ("f1_weighted", "f1_macro")
     for name, r in m["models"].items():
         print(f"{args.task}/{name}: " + ", ".join(
@@ -120,3 +123,21 @@ def finetune(args):
 
     r = run(stage_config(args), args.seed, args.posts, args.synth, args.out, threads=args.threads)
     print(f"clip_finetune seed {args.seed}: best epoch {r['best_epoch']}, val {r['select_metric']} {r['val_score']:.4f}")
+
+
+def _finetune_text_args(p):
+    config_args(p)
+    p.add_argument("--seed", required=True, type=int)
+    p.add_argument("--posts", required=True, type=Path, help="the Dreaddit posts table")
+    p.add_argument("--out", required=True, type=Path, help="the seed's folder: result.json, predictions, model.safetensors")
+    p.add_argument("--threads", type=int, default=None)
+
+
+@command("train-finetune-text", "fine-tune a text encoder (train.stress.finetune_text.model) with a stress head; "
+         "epoch chosen on val, then test scored once", _finetune_text_args)
+def finetune_text(args):
+    from ..train.finetune_text import finetune_text as run
+
+    r = run(stage_config(args), args.seed, args.posts, args.out, threads=args.threads)
+    print(f"{r['name']} seed {args.seed}: best epoch {r['best_epoch']}, val {r['select_metric']} {r['val_score']:.4f} "
+          f"({r['precision']} on {r['device']}, {r['seconds']:.0f}s)")

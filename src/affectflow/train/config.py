@@ -103,8 +103,49 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneTextConfig:
+    """``train.stress.finetune_text``: full fine-tuning of the encoder ``models.<model>``."""
+
+    enabled: bool
+    model: str
+    epochs: int
+    lr: float
+    head_lr: float
+    weight_decay: float
+    batch_size: int
+    max_length: int
+    warmup: float
+    precision: str
+    seeds: tuple[int, ...] | None
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "FinetuneTextConfig":
+        kw = {k: d[k] for k in cls.__dataclass_fields__}
+        kw["seeds"] = tuple(kw["seeds"]) if kw["seeds"] is not None else None
+        return cls(**kw)
 
 
+@dataclass(frozen=True)
+class LexicalConfig:
+    """``train.stress.lexical``: Dreaddit's own text-derived columns as the ``lexical`` modality."""
+
+    enabled: bool
+    prefixes: tuple[str, ...]
+    subreddit: bool
+    social: bool
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """``train.stress.ensemble``: an average of probabilities, members/weights/threshold chosen on val."""
+
+    enabled: bool
+    max_members: int
+    weights: tuple[float, ...]
+    threshold: bool
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     seeds: tuple[int, ...]
     device: str
@@ -117,6 +158,10 @@ class TrainConfig:
     split: SplitFractions
     stress: HeadConfig
     finetune: FinetuneConfig
+    finetune_text: FinetuneTextConfig
+    lexical: LexicalConfig
+    ensemble: EnsembleConfig
+    bootstrap_unit: str = "group"
 
     def head(self, task: str) -> HeadConfig:
         if task not in ("engagement", "stress"):
@@ -142,4 +187,11 @@ class TrainConfig:
             split=SplitFractions(**e["split"]),
             stress=HeadConfig.from_dict("stress", s),
             finetune=FinetuneConfig.from_dict(s["finetune"]),
+            finetune_text=FinetuneTextConfig.from_dict(s["finetune_text"]),
+            lexical=LexicalConfig(enabled=bool(s["lexical"]["enabled"]), prefixes=tuple(s["lexical"]["prefixes"]),
+                                  subreddit=bool(s["lexical"]["subreddit"]), social=bool(s["lexical"]["social"])),
+            ensemble=EnsembleConfig(enabled=bool(s["ensemble"]["enabled"]), max_members=int(s["ensemble"]["max_members"]),
+                                    weights=tuple(float(w) for w in s["ensemble"]["weights"]),
+                                    threshold=bool(s["ensemble"]["threshold"])),
+            bootstrap_unit=b["unit"],
         )

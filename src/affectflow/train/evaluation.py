@@ -90,32 +90,79 @@ def classification_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, object]
     return out
 
 
-def bootstrap_classification(y: np.ndarray, preds: np.ndarray, resamples: int, level: float, seed: int,
-                             chunk: int = 100) -> dict[str, list[float]]:
-    """Percentile intervals of each metric of the seed-mean, resampling test rows.
+def group_index(groups: Sequence | np.ndarray | None, n: int) -> tuple[np.ndarray, int]:
+    """``(code per row, number of groups)``: rows with the same group share a code, numbered in
+    order of first appearance; ``None`` (or a null group) makes a row its own group, so singleton
+    groups draw exactly what the row bootstrap draws."""
+    if groups is None:
+        return np.arange(n), n
+    g = np.asarray(groups, dtype=object)
+    if len(g) != n:
+        raise ValueError(f"{len(g)} group labels for {n} rows")
+    keys = np.array([f"\x00row{i}" if v is None else str(v) for i, v in enumerate(g)], dtype=object)
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))  # codes in order of first appearance
+    code = rank[inv.ravel()]
+    return code, int(code.max()) + 1 if n else 0
 
-    ``preds`` is (seeds x rows) of predicted labels.
+
+def _group_draws(rng: np.random.Generator, n_groups: int, b: int) -> np.ndarray:
+    """How often each group is drawn in each of ``b`` resamples (b x groups): ``n_groups`` draws
+    with replacement per resample."""
+    draws = rng.integers(0, n_groups, size=(b, n_groups))
+    offs = (np.arange(b) * n_groups)[:, None]
+    return np.bincount((draws + offs).ravel(), minlength=b * n_groups).reshape(b, n_groups)
+
+
+def bootstrap_classification(y: np.ndarray, preds: np.ndarray, resamples: int, level: float, seed: int,
+                             chunk: int = 100, groups: Sequence | np.ndarray | None = None) -> dict[str, list[float]]:
+    """Percentile intervals of each metric of the seed-mean, resampling test rows or groups of rows.
+
+    A cluster (group) bootstrap: each resample draws as many groups as there are, with
+    replacement, and takes all rows of each drawn group (Davison & Hinkley 1997, sec. 3.8). With
+    ``groups=None`` every row is its own group (the ordinary row bootstrap). Metrics come from the
+    resample's confusion counts, the sum of the drawn groups' counts.
+
+    Args:
+        y: true labels (rows,), 0/1.
+        preds: predicted labels, (seeds x rows) or (rows,).
+        resamples, level, seed: number of resamples, interval level (0.95), generator seed.
+        groups: the group of each row (rows,), e.g. the Reddit post or the influencer; None: rows.
+
+    Returns:
+        ``{metric: [low, high]}`` for every metric of :data:`CLASS_METRICS`.
     """
     y = np.asarray(y, np.int64)
     preds = np.atleast_2d(np.asarray(preds, np.int64))
-    n, k = len(y), 2
+    k = 2
+    code, n_groups = group_index(groups, len(y))
+    # confusion counts per seed and group: seeds x groups x k x k
+    cells = (code[None] * k * k + y[None] * k + preds).ravel() + np.repeat(np.arange(preds.shape[0]) * n_groups * k * k, len(y))
+    per_group = np.bincount(cells, minlength=preds.shape[0] * n_groups * k * k).reshape(preds.shape[0], n_groups, k, k)
+    per_group = per_group.astype(np.float64)
     rng = np.random.default_rng(seed)
     vals = {m: [] for m in CLASS_METRICS}
     for start in range(0, resamples, chunk):
         b = min(chunk, resamples - start)
-        idx = rng.integers(0, n, size=(b, n))
-        codes = y[idx][None] * k + preds[:, idx]  # seeds x b x n
-        offs = (np.arange(preds.shape[0] * b) * k * k).reshape(preds.shape[0], b, 1)
-        c = np.bincount((codes + offs).ravel(), minlength=preds.shape[0] * b * k * k)
-        c = c.reshape(preds.shape[0], b, k, k)
+        w = _group_draws(rng, n_groups, b).astype(np.float64)
+        c = np.einsum("bg,sgij->sbij", w, per_group)
         for m, v in _from_counts(c).items():
             vals[m].append(v.mean(axis=0))
     return _intervals(vals, level)
 
 
 def bootstrap_regression(y: np.ndarray, preds: np.ndarray, resamples: int, level: float, seed: int,
-                         chunk: int = 50, spearman_max_rows: int = 200_000) -> dict[str, list[float]]:
-    """Percentile intervals of RMSE, MAE, R² (and Spearman for test sets up to ``spearman_max_rows``)."""
+                         chunk: int = 50, spearman_max_rows: int = 200_000,
+                         groups: Sequence | np.ndarray | None = None) -> dict[str, list[float]]:
+    """Percentile intervals of RMSE, MAE, R² (and Spearman for test sets up to ``spearman_max_rows``).
+
+    ``groups`` (rows,): resample groups (influencers) instead of rows, as
+    :func:`bootstrap_classification` does; RMSE, MAE and R² then come from the drawn groups'
+    summed squared/absolute errors and target moments.
+    """
+    if groups is not None:
+        return _bootstrap_regression_groups(y, preds, resamples, level, seed, spearman_max_rows, groups)
     y = np.asarray(y, np.float64)
     preds = np.atleast_2d(np.asarray(preds, np.float64))
     n = len(y)
@@ -141,6 +188,41 @@ def bootstrap_regression(y: np.ndarray, preds: np.ndarray, resamples: int, level
                 rp = rp - rp.mean(-1, keepdims=True)
                 rho = (rp * ry[None]).sum(-1) / np.sqrt((rp**2).sum(-1) * (ry**2).sum(-1)[None])
                 vals["spearman"].append(rho.mean(0))
+    return _intervals(vals, level)
+
+
+def _bootstrap_regression_groups(y, preds, resamples, level, seed, spearman_max_rows, groups):
+    y = np.asarray(y, np.float64)
+    preds = np.atleast_2d(np.asarray(preds, np.float64))
+    n = len(y)
+    code, n_groups = group_index(groups, n)
+    err = preds - y[None]
+    add = lambda v: np.stack([np.bincount(code, weights=r, minlength=n_groups) for r in np.atleast_2d(v)])  # noqa: E731
+    cnt, sy, syy = add(np.ones(n))[0], add(y)[0], add(y**2)[0]
+    sse, sae = add(err**2), add(np.abs(err))  # seeds x groups
+    members = [np.flatnonzero(code == g) for g in range(n_groups)]
+    rng = np.random.default_rng(seed)
+    metrics = ["rmse", "mae", "r2"] + (["spearman"] if n <= spearman_max_rows else [])
+    vals = {m: [] for m in metrics}
+    for start in range(0, resamples, 100):
+        b = min(100, resamples - start)
+        w = _group_draws(rng, n_groups, b).astype(np.float64)  # b x groups
+        nn_, ys, yys = w @ cnt, w @ sy, w @ syy
+        se, ae = sse @ w.T, sae @ w.T  # seeds x b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vals["rmse"].append(np.sqrt(se / nn_).mean(0))
+            vals["mae"].append((ae / nn_).mean(0))
+            vals["r2"].append((1 - se / (yys - ys**2 / nn_)).mean(0))
+        if "spearman" in vals:
+            rho = np.empty(b)
+            for i in range(b):
+                idx = np.concatenate([np.repeat(members[g], int(c)) for g, c in enumerate(w[i]) if c])
+                ry = _rank(y[idx])
+                rp = _rank(preds[:, idx])
+                ry, rp = ry - ry.mean(), rp - rp.mean(-1, keepdims=True)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    rho[i] = np.mean((rp * ry).sum(-1) / np.sqrt((rp**2).sum(-1) * (ry**2).sum()))
+            vals["spearman"].append(rho)
     return _intervals(vals, level)
 
 

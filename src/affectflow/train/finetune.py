@@ -123,6 +123,29 @@ def _predict(model: StressCLIP, loader, device, autocast) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
+def write_split_predictions(path: Path, frame: pl.DataFrame, split: str, name: str, seed: int, prob: np.ndarray,
+                            prov_cfg: Mapping[str, Any], model: Any) -> None:
+    """One fine-tuned model's P(stress) for the rows of ``frame`` (post_id, label) as tables.PREDICTIONS."""
+    n = frame.height
+    write_table(path, pa.table({
+        "post_id": frame["post_id"].to_arrow(), "split": pa.array([split] * n),
+        "model": pa.array([name] * n), "seed": pa.array(np.full(n, seed, np.int32)),
+        "target": pa.array(frame["label"].cast(pl.Float32).to_numpy()), "prediction": pa.array(prob.astype(np.float32)),
+        "predicted_label": pa.array((prob >= 0.5).astype(np.int8))}), tables.PREDICTIONS,
+        provenance(f"stress_finetune_{split}_predictions", prov_cfg, model=model, seed=seed))
+
+
+def save_finetuned(path: Path, state: Mapping[str, torch.Tensor], meta: Mapping[str, Any], cfg: Mapping[str, Any]) -> Path:
+    """A fine-tuned model's weights as safetensors, ``meta`` + the train config digest in its metadata."""
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in state.items()}
+    with atomic(path) as tmp:
+        save_file(state, str(tmp), metadata={"affectflow": json.dumps(
+            {**meta, "config_digest": config_digest(cfg.get("train", {}))}, default=str)})
+    return Path(path)
+
+
 def finetune(cfg: Mapping[str, Any], seed: int, posts_path: str | Path, synth_paths: Sequence[str | Path],
              out_dir: str | Path, threads: int | None = None) -> dict[str, Any]:
     """Fine-tune on train, choose the epoch on val, then score test once; write result.json,
@@ -188,27 +211,20 @@ def finetune(cfg: Mapping[str, Any], seed: int, posts_path: str | Path, synth_pa
             best = (float(m[metric]), epoch, {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}, m)
     model.load_state_dict(best[2])
 
+    prov_cfg = {"train": cfg.get("train", {})}
+    best_val = _predict(model, vl, device, autocast)
+    write_split_predictions(out_dir / "val_predictions.parquet", val, "val", "clip_finetune", seed, best_val, prov_cfg, model_id)
+
     # selection is over: now, and only now, the test split
     test = rows.filter(pl.col("split") == "test")
     prob = _predict(model, _loader(test, tokenizer, pre_val, size, ft.batch_size, workers, False, seed, pin), device, autocast)
-    write_table(out_dir / "test_predictions.parquet", pa.table({
-        "post_id": test["post_id"].to_arrow(), "split": pa.array(["test"] * test.height),
-        "model": pa.array(["clip_finetune"] * test.height), "seed": pa.array(np.full(test.height, seed, np.int32)),
-        "target": pa.array(test["label"].cast(pl.Float32).to_numpy()), "prediction": pa.array(prob.astype(np.float32)),
-        "predicted_label": pa.array((prob >= 0.5).astype(np.int8))}), tables.PREDICTIONS,
-        provenance("stress_finetune_predictions", {"train": cfg.get("train", {})}, model=model_id, seed=seed))
+    write_split_predictions(out_dir / "test_predictions.parquet", test, "test", "clip_finetune", seed, prob, prov_cfg, model_id)
     digest = hashlib.blake2b(rows.select("post_id", "split", "label").write_csv().encode(), digest_size=16).hexdigest()
     params = {k: getattr(ft, k) for k in ("epochs", "lr", "head_lr", "weight_decay", "batch_size")}
-    from safetensors.torch import save_file
-
-    ckpt = out_dir / "model.safetensors"
-    state = {k: v.contiguous() for k, v in best[2].items()}
-    with atomic(ckpt) as tmp:
-        save_file(state, str(tmp), metadata={"affectflow": json.dumps({
-            "task": "stress", "model": "clip_finetune", "clip": clip_prov, "seed": seed,
-            "params": params, "best_epoch": best[1], "selected_on": "val", "data_digest": digest,
-            "config_digest": config_digest(cfg.get("train", {}))}, default=str)})
-    result = {"task": "stress", "model": model_id, "clip": clip_prov, "seed": seed, "params": params,
+    ckpt = save_finetuned(out_dir / "model.safetensors", best[2], {
+        "task": "stress", "model": "clip_finetune", "clip": clip_prov, "seed": seed, "params": params,
+        "best_epoch": best[1], "selected_on": "val", "data_digest": digest}, cfg)
+    result = {"task": "stress", "kind": "clip_finetune", "name": "clip_finetune", "model": model_id, "clip": clip_prov, "seed": seed, "params": params,
               "selected_on": "val", "select_metric": metric, "val_score": best[0], "val_metrics": best[3],
               "best_epoch": best[1], "history": history, "rows": {"train": train.height, "val": val.height, "test": test.height},
               "images_missing": int(rows["image_file"].null_count()), "device": str(device), "precision": precision,

@@ -23,7 +23,8 @@ from torch import nn
 MODEL_MODALITIES = {
     "engagement": {"text": ("text",), "image": ("image",), "metadata": ("metadata",),
                    "fusion": ("text", "image", "metadata")},
-    "stress": {"text": ("text",), "image": ("image",), "fusion": ("text", "image")},
+    "stress": {"text": ("text",), "image": ("image",), "fusion": ("text", "image"), "lexical": ("lexical",),
+               "text_lexical": ("text", "lexical")},
 }
 
 
@@ -35,12 +36,14 @@ def modalities_of(task: str, model: str) -> tuple[str, ...]:
 
 
 class ModalityEncoder(nn.Module):
+    """Standardise -> Linear -> GELU -> Dropout (``hidden`` 0: standardise only, for a linear head)."""
+
     def __init__(self, d_in: int, hidden: int, dropout: float):
         super().__init__()
         self.register_buffer("in_mean", torch.zeros(d_in))
         self.register_buffer("in_std", torch.ones(d_in))
-        self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout))
-        self.missing = nn.Parameter(torch.zeros(hidden))
+        self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout)) if hidden else nn.Identity()
+        self.missing = nn.Parameter(torch.zeros(hidden or d_in))
 
     def forward(self, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         h = self.net((x - self.in_mean) / self.in_std)
@@ -48,26 +51,37 @@ class ModalityEncoder(nn.Module):
 
 
 class AffectHead(nn.Module):
-    """Unimodal (one modality) or attention-fusion model; ``out_dim`` 1 (regression) or 2 (classes)."""
+    """Unimodal (one modality) or attention-fusion model; ``out_dim`` 1 (regression) or 2 (classes).
+
+    ``hidden`` 0 makes a linear model (logistic regression for classes): the standardised
+    modalities side by side, dropout, one linear layer (``fusion`` is then ignored).
+    """
 
     def __init__(self, dims: Mapping[str, int], hidden: int, dropout: float, out_dim: int, fusion: bool,
                  modality_dropout: float = 0.0):
         super().__init__()
         self.names = list(dims)
-        self.fusion = fusion
+        self.linear = hidden == 0
+        self.fusion = fusion and not self.linear
         self.modality_dropout = modality_dropout
-        if not fusion and len(self.names) != 1:
+        if not self.fusion and not self.linear and len(self.names) != 1:
             raise ValueError("a unimodal head takes exactly one modality")
         self.enc = nn.ModuleDict({m: ModalityEncoder(d, hidden, dropout) for m, d in dims.items()})
+        self.register_buffer("y_mean", torch.zeros(()))
+        self.register_buffer("y_std", torch.ones(()))
+        if self.linear:
+            self.score = None
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(sum(dims.values()), out_dim))
+            return
         self.score = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1, bias=False)) if fusion else None
         self.head = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout),
                                   nn.Linear(hidden, out_dim))
-        self.register_buffer("y_mean", torch.zeros(()))
-        self.register_buffer("y_std", torch.ones(()))
 
     def forward(self, x: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         hs = [self.enc[m](x[m], present[m]) for m in self.names]
+        if self.linear:
+            return self.head(torch.cat(hs, dim=-1)), None
         if not self.fusion:
             return self.head(hs[0]), None
         h = torch.stack(hs, dim=1)  # B x M x H

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from .. import status as S
 from ..io.parquet import parquet_files, write_json
 from .arrays import SPLITS, DataError, Modality, SplitWriter, embedding_dim, split_provenance, vectors
+from .config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +80,38 @@ def _read_vectors(paths: Sequence[Path], column: str) -> tuple[pl.DataFrame, np.
     return frame, np.concatenate(xs), np.concatenate(ms)
 
 
+def _with_post_groups(posts: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """``_group``: the Reddit post of each row (several sentence ranges share one); the row's own
+    ``post_id`` where the table has none."""
+    names = pq.read_schema(parquet_files(path)[0]).names
+    if "reddit_post_id" not in names:
+        return posts.with_columns(pl.col("post_id").alias("_group"))
+    ids = pl.concat([pl.read_parquet(f, columns=["post_id", "reddit_post_id"]) for f in parquet_files(path)])
+    posts = posts.join(ids, on="post_id", how="left", maintain_order="left")
+    return posts.with_columns(pl.coalesce("reddit_post_id", "post_id").alias("_group")).drop("reddit_post_id")
+
+
+def _lexical(path: Path, joined: pl.DataFrame, tc: TrainConfig) -> tuple[np.ndarray, dict[str, Any]]:
+    """The lexical modality's matrix for ``joined``'s rows (in order) and its summary."""
+    from .lexical import lexical_columns, lexical_matrix
+
+    files = parquet_files(path)
+    cols = lexical_columns(pq.read_schema(files[0]).names, tc.lexical)
+    feats = pl.concat([pl.read_parquet(f, columns=["post_id", *cols]) for f in files])
+    frame = joined.select("post_id", "subreddit", "split").join(feats, on="post_id", how="left", maintain_order="left")
+    return lexical_matrix(frame, cols, (frame["split"] == "train").to_numpy(), tc.lexical.subreddit)
+
+
 def build(cfg: Mapping[str, Any], posts_path: str | Path, clip_paths: Sequence[str | Path], out_dir: str | Path,
           summary_path: str | Path, text_path: str | Path | None = None) -> dict[str, Any]:
     """Write ``out_dir/{train,val,test}`` and the summary; return the summary.
 
     Text features come from the CLIP table's ``text_embedding``, or from ``text_path`` (a
-    ``tables.text_embeddings`` file: ``train.stress.text_encoder: text_embedding``). Dreaddit is
-    small (3.5k posts) by nature, so the features are read whole.
+    ``tables.text_embeddings`` file: ``train.stress.text_encoder: text_embedding``); with
+    ``train.stress.lexical.enabled`` Dreaddit's own columns make the modality ``lexical``
+    (:mod:`.lexical`, standardised on train). A row's ``group`` is its Reddit post (the
+    bootstrap's unit), its ``category`` the subreddit. Dreaddit is small (3.5k posts) by nature,
+    so the features are read whole.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -93,6 +119,8 @@ def build(cfg: Mapping[str, Any], posts_path: str | Path, clip_paths: Sequence[s
     if not clip_paths:
         raise DataError("no CLIP shards given")
     posts, excluded = read_posts(Path(posts_path))
+    tc = TrainConfig.from_config(cfg)
+    posts = _with_post_groups(posts, Path(posts_path))
     sources = {"image": _read_vectors(clip_paths, "image_embedding"),
                "text": _read_vectors([Path(text_path)], "embedding") if text_path else _read_vectors(clip_paths, "text_embedding")}
     joined = posts
@@ -114,6 +142,10 @@ def build(cfg: Mapping[str, Any], posts_path: str | Path, clip_paths: Sequence[s
     text_overlap = int(shared.filter(pl.col("a") & pl.col("b")).height)
 
     modalities = [Modality(m, sources[m][1].shape[1], "float16") for m in ("text", "image")]
+    lexical_info = None
+    if tc.lexical.enabled:
+        lex_x, lexical_info = _lexical(Path(posts_path), joined, tc)
+        modalities.append(Modality("lexical", lex_x.shape[1], "float32"))
     prov = split_provenance("stress", {"train": cfg.get("train", {})}, sources=[str(posts_path)],
                             text_features=str(text_path) if text_path else "clip")
     metas = {}
@@ -126,8 +158,11 @@ def build(cfg: Mapping[str, Any], posts_path: str | Path, clip_paths: Sequence[s
             jj = j.fill_null(0).to_numpy()
             x[m] = np.where(present[:, None], xm[jj], 0.0)
             mask[m] = present & vm[jj]
+        if lexical_info is not None:
+            sel = (joined["split"] == s).to_numpy()
+            x["lexical"], mask["lexical"] = lex_x[sel], np.ones(int(sel.sum()), bool)
         w = SplitWriter(out_dir / s, s, sub.height, modalities, "int64", "stress", prov)
-        rows = sub.select("post_id", "split", pl.col("subreddit").alias("group"), pl.col("subreddit").alias("category"),
+        rows = sub.select("post_id", "split", pl.col("_group").alias("group"), pl.col("subreddit").alias("category"),
                           pl.col("label").cast(pl.Float32).alias("target")).to_arrow()
         w.write(x, mask, sub["label"].to_numpy(), rows)
         metas[s] = w.close()
@@ -137,6 +172,8 @@ def build(cfg: Mapping[str, Any], posts_path: str | Path, clip_paths: Sequence[s
         "posts_seen": posts.height + sum(v for k, v in excluded.items() if k != "no_features"),
         "rows": {s: metas[s]["rows"] for s in SPLITS}, "excluded": excluded,
         "text_features": "text_embedding" if text_path else "clip",
+        "group": "reddit_post_id: the Reddit post a row's sentence range comes from (the bootstrap unit)",
+        "lexical": lexical_info,
         "label_rate": {s: float(joined.filter(pl.col("split") == s)["label"].mean()) for s in SPLITS},
         "text_overlap_train_test": text_overlap,
         "modalities": {s: metas[s]["modalities"] for s in SPLITS},

@@ -90,8 +90,8 @@ def build_model(task: str, model: str, dims: Mapping[str, int], params: Mapping[
                 modality_dropout: float) -> AffectHead:
     mods = modalities_of(task, model)
     return AffectHead({m: dims[m] for m in mods}, hidden=int(params["hidden"]), dropout=float(params["dropout"]),
-                      out_dim=1 if task == "engagement" else 2, fusion=model == "fusion",
-                      modality_dropout=modality_dropout if model == "fusion" else 0.0)
+                      out_dim=1 if task == "engagement" else 2, fusion=len(mods) > 1,
+                      modality_dropout=modality_dropout if len(mods) > 1 else 0.0)
 
 
 @dataclass

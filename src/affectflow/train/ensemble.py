@@ -1,0 +1,112 @@
+"""Ensembles chosen on the validation split: a weighted average of the members' P(stress).
+
+Every subset of the candidate models up to ``max_members``, every combination of the allowed
+relative weights, and (with ``threshold: true``) every decision threshold on a 0.01 grid between
+0.05 and 0.95 is scored on val with the selection metric; the best wins, ties going to fewer
+members, then to the threshold nearest 0.5, then to the earlier candidate order. Only validation
+probabilities and labels are arguments: the choice cannot depend on test.
+
+A single model with a tuned threshold is among the candidates, so the ensemble is never worse on
+val than the best single model (it may be on test: that is what the test figure is for).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .evaluation import LOWER_IS_BETTER, _from_counts
+
+THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
+
+
+def scores_at_thresholds(y: np.ndarray, prob: np.ndarray, thresholds: np.ndarray, metric: str) -> np.ndarray:
+    """``metric`` of the labels ``prob >= t`` for every ``t`` in ``thresholds`` (vectorised).
+
+    Args:
+        y: true labels (rows,), 0/1.
+        prob: P(class 1) (rows,).
+        thresholds: (T,).
+        metric: a key of :func:`evaluation._from_counts` (f1, f1_weighted, f1_macro, accuracy...).
+
+    Returns:
+        (T,) float64.
+    """
+    y = np.asarray(y, np.int64)
+    pred = (np.asarray(prob)[None] >= np.asarray(thresholds)[:, None]).astype(np.int64)
+    codes = (y[None] * 2 + pred) + (np.arange(len(thresholds)) * 4)[:, None]
+    c = np.bincount(codes.ravel(), minlength=len(thresholds) * 4).reshape(len(thresholds), 2, 2)
+    return _from_counts(c)[metric]
+
+
+def _weightings(k: int, weights: Sequence[float]) -> list[tuple[float, ...]]:
+    """Distinct normalised weight vectors of ``k`` members from the allowed relative weights."""
+    seen, out = set(), []
+    for w in itertools.product(weights, repeat=k):
+        v = tuple(round(x / sum(w), 6) for x in w)
+        if v not in seen:
+            seen.add(v)
+            out.append(v)
+    return out
+
+
+def choose_ensemble(y_val: np.ndarray, val_probs: Mapping[str, np.ndarray], metric: str, max_members: int = 3,
+                    weights: Sequence[float] = (1.0, 2.0), tune_threshold: bool = True) -> dict[str, Any]:
+    """The val-best weighted average of candidates' probabilities.
+
+    Args:
+        y_val: validation labels (rows,).
+        val_probs: candidate name -> validation P(stress) (rows,), in a fixed order.
+        metric: the selection metric (higher is better; rmse-like metrics are refused).
+        max_members: largest subset tried.
+        weights: relative weights a member may take.
+        tune_threshold: choose the threshold on val (else 0.5).
+
+    Returns:
+        ``members`` (names), ``weights`` (summing to 1), ``threshold``, ``val_score`` (at that
+        threshold), ``val_score_at_0_5``, ``candidates`` (each one's val score at 0.5 and at its
+        own best threshold), ``combinations_tried``, ``selected_on: "val"``, ``select_metric``.
+
+    Raises:
+        ValueError: no candidates, or a metric where lower is better.
+    """
+    if metric in LOWER_IS_BETTER:
+        raise ValueError(f"ensembles are chosen by a classification metric, not {metric!r}")
+    names = list(val_probs)
+    if not names:
+        raise ValueError("no candidate models for the ensemble")
+    y = np.asarray(y_val, np.int64)
+    p = {n: np.asarray(val_probs[n], np.float64) for n in names}
+    thr = THRESHOLDS if tune_threshold else np.array([0.5])
+    mid = np.argmin(np.abs(thr - 0.5))
+    best: tuple | None = None
+    tried = 0
+    for k in range(1, min(max_members, len(names)) + 1):
+        for combo in itertools.combinations(range(len(names)), k):
+            for w in _weightings(k, weights) if k > 1 else [(1.0,)]:
+                avg = sum(wi * p[names[i]] for wi, i in zip(w, combo))
+                s = scores_at_thresholds(y, avg, thr, metric)
+                tried += 1
+                j = int(np.lexsort((np.abs(thr - 0.5), -s))[0])  # best score, then nearest 0.5
+                key = (-s[j], k, abs(thr[j] - 0.5))
+                if best is None or key < best[0]:
+                    best = (key, combo, w, float(thr[j]), float(s[j]), float(s[mid]) if tune_threshold else float(s[j]))
+    _, combo, w, t, score, at_half = best
+    cands = {}
+    for n in names:
+        s = scores_at_thresholds(y, p[n], THRESHOLDS, metric)
+        cands[n] = {"val_at_0_5": float(scores_at_thresholds(y, p[n], np.array([0.5]), metric)[0]),
+                    "val_best": float(s.max()), "best_threshold": float(THRESHOLDS[int(np.argmax(s))])}
+    return {"members": [names[i] for i in combo], "weights": list(w), "threshold": t, "val_score": score,
+            "val_score_at_0_5": float(scores_at_thresholds(y, sum(wi * p[names[i]] for wi, i in zip(w, combo)),
+                                                            np.array([0.5]), metric)[0]),
+            "select_metric": metric, "selected_on": "val", "threshold_tuned": bool(tune_threshold),
+            "max_members": max_members, "allowed_weights": list(weights), "combinations_tried": tried,
+            "candidates": cands}
+
+
+def combine(probs: Mapping[str, np.ndarray], choice: Mapping[str, Any]) -> np.ndarray:
+    """The ensemble's P(stress): ``choice``'s weighted average of ``probs[member]``."""
+    return sum(w * np.asarray(probs[m], np.float64) for m, w in zip(choice["members"], choice["weights"]))

@@ -1,0 +1,226 @@
+"""The stress model at the published level: fine-tuned encoder, Dreaddit's own features, ensembles
+chosen on val, group-bootstrap intervals (tiny models and the sample; seconds on CPU)."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from affectflow.ops import tiny_models
+from affectflow.train import arrays, ensemble, final, stress_data, sweep, synthetic
+from affectflow.train import finetune_text as FTT
+from affectflow.train.arrays import DataError, open_split
+from affectflow.train.config import LexicalConfig, TrainConfig
+from affectflow.train.evaluation import bootstrap_classification, bootstrap_regression
+from affectflow.train.lexical import lexical_columns, lexical_matrix
+
+FAST = {"train": {"seeds": [0, 1], "sweep": {"executor": "debug"}, "bootstrap": {"resamples": 200},
+                  "stress": {"models": ["text", "image"], "epochs": 6, "patience": 3, "batch_size": 64,
+                             "grid": {"lr": [0.003], "hidden": [0, 16]}}}}
+
+
+# -- Dreaddit's own features ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dd(sample_dir, tmp_path_factory):
+    results = tmp_path_factory.mktemp("dd") / "results"
+    synthetic.dreaddit_features(results, sample_dir / "dreaddit", shards=2)
+    return results, results / "dreaddit/posts/posts.parquet", sorted((results / "dreaddit/clip").glob("*.parquet"))
+
+
+@pytest.mark.parametrize("prefixes", [["confidence"], ["conf"], ["lex_liwc_", "confidence"], ["label"]])
+def test_confidence_and_labels_are_refused_as_features(prefixes):
+    names = ["lex_liwc_WC", "confidence", "label", "sentiment"]
+    with pytest.raises(DataError, match="never a feature"):
+        lexical_columns(names, LexicalConfig(True, tuple(prefixes), True, False))
+
+
+def test_confidence_is_refused_by_the_dataset_stage(dd, tmp_path):
+    results, posts, clip = dd
+    cfg = {"train": {"stress": {"lexical": {"prefixes": ["lex_dal_", "confidence"]}}}}
+    with pytest.raises(DataError, match="confidence.*annotation metadata"):
+        stress_data.build(cfg, posts, clip, tmp_path / "data", tmp_path / "dataset.json")
+
+
+def test_lexical_modality_standardised_on_train_social_only_when_asked(dd, tmp_path):
+    results, posts, clip = dd
+    s = stress_data.build({}, posts, clip, tmp_path / "a", tmp_path / "a.json")
+    lex = s["lexical"]
+    assert not any(c.startswith(("social_", "confidence")) for c in lex["columns"])
+    assert any(c.startswith("lex_liwc_") for c in lex["columns"]) and "sentiment" in lex["columns"]
+    assert "syntax_fk_grade" in lex["columns"] and any(c.startswith("subreddit=") for c in lex["columns"])
+    assert lex["standardised_on"] == "train" and lex["known_only_after_posting"] == []
+    tr = np.asarray(open_split(tmp_path / "a/train").x["lexical"], np.float64)
+    assert tr.shape[1] == len(lex["columns"])
+    assert np.allclose(tr.mean(0), 0, atol=1e-4)
+    sd = tr.std(0)
+    assert np.median(sd) == pytest.approx(1, abs=1e-4)  # columns with missing values (set to the mean) a little under 1
+    assert np.all(sd[sd > 0] <= 1 + 1e-4) and np.all(sd[sd > 0] > 0.9)
+    rows = open_split(tmp_path / "a/test").rows()
+    reddit = pl.read_parquet(posts).select("post_id", "reddit_post_id")
+    assert rows.join(reddit, on="post_id")["group"].to_list() == rows.join(reddit, on="post_id")["reddit_post_id"].to_list()
+    s2 = stress_data.build({"train": {"stress": {"lexical": {"social": True}}}}, posts, clip, tmp_path / "b", tmp_path / "b.json")
+    assert set(s2["lexical"]["known_only_after_posting"]) >= {"social_karma", "social_upvote_ratio"}
+    assert "confidence" not in s2["lexical"]["columns"]
+
+
+def test_lexical_matrix_uses_train_statistics_only():
+    frame = pl.DataFrame({"a": [1.0, 3.0, 100.0, None], "subreddit": ["x", "y", "z", "x"]})
+    is_train = np.array([True, True, False, False])
+    x, info = lexical_matrix(frame, ["a"], is_train, subreddit=True)
+    assert info["mean"]["a"] == 2.0 and info["std"]["a"] == 1.0
+    assert x[2, 0] == pytest.approx(98.0) and x[3, 0] == 0.0  # a missing value takes the train mean
+    assert info["subreddits"] == ["x", "y"]  # z is not in train: no column, all zeros before scaling
+
+
+# -- group bootstrap --------------------------------------------------------------------------------
+def test_group_bootstrap_is_at_least_as_wide_as_row_bootstrap_on_grouped_data():
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(60), 6)
+    y = rng.integers(0, 2, 60)[g]
+    hard = rng.random(60)[g] < 0.25  # whole groups are misclassified together
+    pred = np.where(hard, 1 - y, y)
+    row = bootstrap_classification(y, pred[None], 1000, 0.95, 0)
+    grp = bootstrap_classification(y, pred[None], 1000, 0.95, 0, groups=g)
+    for m in ("f1", "f1_weighted", "accuracy"):
+        assert grp[m][1] - grp[m][0] >= row[m][1] - row[m][0]
+    assert grp["f1"][1] - grp["f1"][0] > 1.3 * (row["f1"][1] - row["f1"][0])
+    # singleton groups are the row bootstrap exactly
+    assert bootstrap_classification(y, pred[None], 300, 0.95, 4, groups=np.arange(len(y))) == \
+        bootstrap_classification(y, pred[None], 300, 0.95, 4)
+    yr = rng.normal(size=60)[g] + rng.normal(size=len(g)) * 0.2
+    pr = yr + rng.normal(size=60)[g] * 0.5
+    r_row = bootstrap_regression(yr, pr[None], 300, 0.95, 0)
+    r_grp = bootstrap_regression(yr, pr[None], 300, 0.95, 0, groups=g)
+    assert r_grp["rmse"][1] - r_grp["rmse"][0] > r_row["rmse"][1] - r_row["rmse"][0]
+    assert r_grp["rmse"][0] < np.sqrt(np.mean((pr - yr) ** 2)) < r_grp["rmse"][1]
+
+
+# -- ensembles chosen on val ------------------------------------------------------------------------
+def test_choose_ensemble_is_a_function_of_val_and_prefers_fewer_members():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    good = np.clip(y * 0.6 + rng.normal(0.2, 0.2, 400), 0, 1)
+    noise = rng.random(400)
+    c = ensemble.choose_ensemble(y, {"noise": noise, "good": good}, "f1", max_members=2)
+    assert c["members"] == ["good"] and c["selected_on"] == "val" and 0.05 <= c["threshold"] <= 0.95
+    assert c["val_score"] >= c["candidates"]["good"]["val_at_0_5"]
+    with pytest.raises(ValueError, match="classification metric"):
+        ensemble.choose_ensemble(y, {"good": good}, "rmse")
+
+
+@pytest.fixture(scope="module")
+def heads(tmp_path_factory):
+    out = tmp_path_factory.mktemp("heads")
+    synthetic.split_folders(out / "data", "stress", {"train": 300, "val": 100, "test": 120})
+    (out / "data/dataset.json").write_text(json.dumps({"digests": {"test": open_split(out / "data/test").digest}}))
+    sweep.run_sweep(FAST, "stress", out / "data/train", out / "data/val", out / "sweep")
+    return out
+
+
+def test_ensemble_chosen_before_test_is_opened_and_recorded(heads, monkeypatch):
+    real = ensemble.choose_ensemble
+    opened_at_choice = []
+
+    def spy(*a, **kw):
+        opened_at_choice.append([s for s, _ in arrays.ACCESS_LOG])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(ensemble, "choose_ensemble", spy)
+    arrays.ACCESS_LOG.clear()
+    m = final.score_final(FAST, "stress", heads / "sweep/selection.json", heads / "data/test", heads / "data/dataset.json",
+                          heads / "out", val_dir=heads / "data/val")
+    assert opened_at_choice == [["val"]]  # chosen with val open and test not yet read
+    assert [s for s, _ in arrays.ACCESS_LOG] == ["val", "test"]
+    on_disk = json.loads((heads / "out/metrics.json").read_text())
+    e = on_disk["ensemble"]
+    assert e["selected_on"] == "val" and e["select_metric"] == "f1" == on_disk["select_metric"]
+    assert e["members"] and set(e["members"]) <= {"text", "image"} and len(e["weights"]) == len(e["members"])
+    assert abs(sum(e["weights"]) - 1) < 1e-6 and 0.05 <= e["threshold"] <= 0.95
+    assert on_disk["models"]["ensemble"]["test"]["threshold"] == e["threshold"]
+    assert on_disk["headline"]["metric"] == "f1" and on_disk["headline"]["model"] == "ensemble"
+    assert on_disk["bootstrap"]["unit"] == "Reddit post" and on_disk["bootstrap"]["groups_in_test"] == 12
+    for name in ("text", "ensemble"):
+        t = on_disk["models"][name]["test"]
+        assert t["f1"]["ci"][0] <= t["f1"]["mean"] <= t["f1"]["ci"][1]
+        assert {"f1_weighted", "f1_macro"} <= set(t)
+    assert m["test_scoring"]["once_per_model"]
+    assert {g["params"]["hidden"] for g in m["models"]["text"]["grid"]} == {0, 16}  # logistic and MLP heads
+
+
+def test_ensemble_choice_ignores_the_test_labels(heads, tmp_path):
+    """Same val, different test labels: the same members, weights and threshold."""
+    import shutil
+
+    a = final.score_final(FAST, "stress", heads / "sweep/selection.json", heads / "data/test", heads / "data/dataset.json",
+                          tmp_path / "a", val_dir=heads / "data/val")
+    flipped = tmp_path / "test"
+    shutil.copytree(heads / "data/test", flipped)
+    y = np.load(flipped / "y.npy", mmap_mode="r+")
+    y[:] = 1 - y
+    y.flush()
+    meta = json.loads((flipped / "meta.json").read_text())
+    (tmp_path / "dataset.json").write_text(json.dumps({"digests": {"test": meta["digest"]}}))
+    b = final.score_final(FAST, "stress", heads / "sweep/selection.json", flipped, tmp_path / "dataset.json",
+                          tmp_path / "b", val_dir=heads / "data/val")
+    keys = ("members", "weights", "threshold", "val_score")
+    assert {k: a["ensemble"][k] for k in keys} == {k: b["ensemble"][k] for k in keys}
+    assert a["models"]["ensemble"]["test"]["f1"]["mean"] != b["models"]["ensemble"]["test"]["f1"]["mean"]
+
+
+def test_row_bootstrap_unit_is_recorded(heads, tmp_path):
+    cfg = json.loads(json.dumps(FAST))
+    cfg["train"]["bootstrap"]["unit"] = "row"
+    m = final.score_final(cfg, "stress", heads / "sweep/selection.json", heads / "data/test", heads / "data/dataset.json",
+                          tmp_path)
+    assert m["bootstrap"]["unit"] == "test row" and "ensemble" not in m  # no val split given: no ensemble
+    assert m["headline"]["metric"] == "f1"
+
+
+# -- fine-tuning a text encoder ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sbert(tmp_path_factory):
+    return tiny_models.build_sbert(tmp_path_factory.mktemp("sbert") / "m")
+
+
+def test_finetune_text_selects_on_val_and_scores_test_last(dd, sbert, tmp_path, monkeypatch):
+    results, posts, _ = dd
+    seen = []
+    real = FTT._predict
+
+    def spy(model, ids, *a, **kw):
+        seen.append(len(ids))
+        return real(model, ids, *a, **kw)
+
+    monkeypatch.setattr(FTT, "_predict", spy)
+    cfg = {"models": {"dir": str(tmp_path), "text_embedding": {"id": str(sbert)}},
+           "train": {"stress": {"finetune_text": {"epochs": 2, "batch_size": 8, "max_length": 32}}}}
+    r = FTT.finetune_text(cfg, 0, posts, tmp_path / "seed-0", threads=1)
+    n = r["rows"]
+    assert seen == [n["val"], n["val"], n["test"]]  # val after each epoch; test once, last
+    assert r["selected_on"] == "val" and r["select_metric"] == "f1" and 1 <= r["best_epoch"] <= 2
+    assert r["model"]["pooling"] == "mean" and r["precision"] in ("bf16", "fp32")
+    val = pl.read_parquet(tmp_path / "seed-0/val_predictions.parquet")
+    test = pl.read_parquet(tmp_path / "seed-0/test_predictions.parquet")
+    assert set(val["split"]) == {"val"} and val.height == n["val"] and test.height == n["test"]
+    assert test["prediction"].is_between(0, 1).all()
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "seed-0/model.safetensors"), framework="pt") as f:
+        meta = json.loads(f.metadata()["affectflow"])
+        assert meta["selected_on"] == "val" and meta["best_epoch"] == r["best_epoch"]
+        assert any(k.startswith("encoder.") for k in f.keys()) and "head.weight" in f.keys()
+
+
+def test_finetune_text_names_an_unconfigured_model(dd, tmp_path):
+    _, posts, _ = dd
+    cfg = {"models": {"dir": str(tmp_path)}, "train": {"stress": {"finetune_text": {"model": "nope"}}}}
+    with pytest.raises(DataError, match="models.nope is not configured"):
+        FTT.finetune_text(cfg, 0, posts, tmp_path / "x")
+
+
+def test_train_config_defaults_select_on_stress_f1():
+    tc = TrainConfig.from_config({})
+    assert tc.stress.select_metric == "f1" and tc.bootstrap_unit == "group"
+    assert tc.finetune_text.model == "text_embedding" and tc.finetune_text.max_length == 256
+    assert "confidence" not in tc.lexical.prefixes and not tc.lexical.social

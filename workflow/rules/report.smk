@@ -61,7 +61,7 @@ rule report:
     output:
         **outputs_of("report"),
     params:
-        config=cfg_of("report"),
+        cfg=cfg_of("report"),
         snakefile=workflow.main_snakefile,
     log:
         log_of("report"),
@@ -72,15 +72,8 @@ rule report:
     resources:
         mem_mb=2000,
         runtime=15,
-    run:
+    shell:
         # An inner `snakemake --report` over this run's metadata, for the report's own inputs (not
         # this job), with this run's resolved config: the same DAG the run just finished.
-        import os, subprocess, tempfile, yaml
-
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = Path(tmp) / "config.yaml"
-            cfg.write_text(yaml.safe_dump(afc.from_json(params.config), sort_keys=True))
-            cmd = [sys.executable, "-m", "snakemake", "--snakefile", params.snakefile, "--directory", os.getcwd(),
-                   "--configfile", str(cfg), "--report", output[0], "--nolock", "report_assets"]
-            with open(log[0], "w") as fh:
-                subprocess.run(cmd, check=True, stdout=fh, stderr=subprocess.STDOUT)
+        "{AF} report --config-json {params.cfg:q} --snakefile {params.snakefile:q} --out {output:q}"
+        " report_assets > {log:q} 2>&1"

@@ -11,8 +11,9 @@ from feature_fixtures import feature_config, feature_models, ingested  # noqa: F
 from PIL import Image
 
 from affectflow import status as S
-from affectflow.features.image_decode import MEMBER_COLUMNS, ImageBatches, Preprocess, decode, loader
+from affectflow.features.image_decode import ImageBatches, Preprocess, decode, loader
 from affectflow.io.multizip import MultiVolumeZip
+from affectflow.tables import MEMBER_COLUMNS
 
 PRE = Preprocess(size=(224, 224))
 

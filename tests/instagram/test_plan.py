@@ -124,3 +124,16 @@ def test_a_shard_reads_only_its_row_group(planned, tmp_path):
     assert got.equals(want) and set(got["shard"].to_pylist()) == {2} and got.num_rows > 0
     with pytest.raises(Exception):  # noqa: B017  (whatever the Parquet reader raises on garbage)
         read_plan_shard(path, 3).validate(full=True)
+
+
+def test_plan_tables_carry_a_members_location_in_member_field_order():
+    """tables.MEMBER_LOCATION is the one declaration: both plan tables carry it, and its columns
+    are Member's fields in order (rows are read back positionally into Members)."""
+    from dataclasses import fields
+
+    from affectflow.io.multizip import Member
+    from affectflow.tables import MEMBER_COLUMNS, MEMBER_LOCATION, PLAN_IMAGES, PLAN_POSTS
+
+    assert [f.name for f in fields(Member)] == ["name", *MEMBER_COLUMNS[1:]]
+    for schema in (PLAN_POSTS, PLAN_IMAGES):
+        assert [(n, schema.field(n).type) for n in MEMBER_COLUMNS] == MEMBER_LOCATION

@@ -32,10 +32,10 @@ from ..io.arrays import embedding_array
 from ..io.multizip import MultiVolumeZip
 from ..io.parquet import ParquetWriter, provenance
 from ..models import ClipModel, clip_dim, load_clip
-from ..tables import image_embeddings, pooled_image_embeddings
+from ..tables import MEMBER_COLUMNS, image_embeddings, pooled_image_embeddings
 from .common import parsed, read_posts_shard
 from .config import FeaturesConfig
-from .image_decode import MEMBER_COLUMNS, ImageBatches, Preprocess, loader
+from .image_decode import ImageBatches, Preprocess, loader
 
 log = logging.getLogger(__name__)
 

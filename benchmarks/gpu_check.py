@@ -135,10 +135,13 @@ def build_assets(work: Path, smoke: bool, sizes: dict) -> dict:
             build_random_sd_turbo(sd)
         paths = {"sentiment": full["sentiment"], "text": full["mpnet"], "clip": full["clip"], "diffusion": str(sd)}
         minilm = Path(full["minilm"])
+    print(f"  models: {time.perf_counter() - t0:.1f} s", flush=True)
     posts = BF.build_posts(work, sizes["posts"], sizes["images"], minilm)
     subset = work / f"posts-compare-{sizes['compare_posts']}.parquet"
     pl.read_parquet(posts).head(sizes["compare_posts"]).write_parquet(subset)
+    print(f"  + {sizes['posts']:,} posts: {time.perf_counter() - t0:.1f} s", flush=True)
     archive, plan = BF.build_archive(work, sizes["images"], sizes["distinct"])
+    print(f"  + {sizes['images']:,}-image archive: {time.perf_counter() - t0:.1f} s", flush=True)
     n_train, n_test = sizes["dreaddit"]
     dd = work / "dreaddit-data"
     if not (dd / "dreaddit-test.csv").is_file():
@@ -160,6 +163,7 @@ class Env:
 
         self.device = torch.device(args.device)
         self.smoke, self.assets, self.sizes, self.work = args.cpu_smoke, assets, sizes, work
+        self.run = time.strftime("%Y%m%d-%H%M%S")  # synthesis keeps finished images: each run makes its own
         # the smoke runs on shared CI cores: one thread, no oversubscription
         self.threads = args.threads or (1 if self.smoke else (os.cpu_count() or 2))
 
@@ -278,15 +282,50 @@ def check_synthesis(env: Env, steps: int) -> dict:
     posts = _dreaddit_posts(env)
     out = env.out(f"synth-{steps}step.parquet")
     cfg = _dreaddit_cfg(env, steps)
-    cfg["results"] = str(env.work / f"dd-results-{steps}step")  # each run makes its own images
+    cfg["results"] = str(env.work / f"dd-results-{steps}step-{env.run}")  # each run makes its own images
     r = synthesize_shard(cfg, posts, 0, out, threads=env.threads)
     peak = _peak_gb(env.device)
     index = pl.read_parquet(out)
     made = index.filter(pl.col("status") == "ok").height
     failed = index.filter(pl.col("status") == "synth_failed").height
-    return {"steps": steps, "size": env.sizes["synth_size"], "images": r["made"], "synth_failed": failed,
-            "oom_splits": r.get("oom_splits"), "finite": failed == 0, "ok": made > 0 and failed == 0,
-            "peak_gpu_gb": peak, "index": str(out), **_split(r["timing"] or {})}
+    res = {"steps": steps, "size": env.sizes["synth_size"], "images": r["made"], "synth_failed": failed,
+           "oom_splits": r.get("oom_splits"), "finite": failed == 0, "ok": made > 0 and failed == 0,
+           "peak_gpu_gb": peak, "index": str(out), **_split(r["timing"] or {})}
+    if steps == 1:
+        res.update(_synthesis_vs_fp32(env, cfg))
+        counts = res["same_batch_finite"]
+        res["finite"] = res["finite"] and counts[res["precision"]] == counts["of"]
+        res["ok"] = res["ok"] and res["finite"]
+    return res
+
+
+def _synthesis_vs_fp32(env: Env, cfg: dict) -> dict:
+    """The stage's mapper on one batch of prompts in the stage's precision and in fp32: are both
+    finite, and how far apart are the images (mean |difference| in 0..255 units)."""
+    import torch
+
+    from affectflow.dreaddit.config import SynthesisConfig, validated
+    from affectflow.dreaddit.synthesize import Generator, Job, load_pipeline, resolve_precision
+
+    cfg = validated(cfg)
+    syn = SynthesisConfig(**cfg["dreaddit"]["synthesis"])
+    path = Path(env.assets["models"]["diffusion"])
+    device, dtype, precision = resolve_precision(syn.device, syn.precision)
+    jobs = [Job(f"p{i}", f"a candid photograph of the scene described here: worried about rent, day {i}", i,
+                Path("unused"), "") for i in range(syn.batch_size)]
+    images = {}
+    for name, dt in ((precision, dtype), ("fp32", torch.float32)):
+        pipe = load_pipeline(cfg, path, device, dt)
+        images[name] = Generator(pipe, syn)(jobs)
+        del pipe
+        _reset(env.device)
+    half, full = images[precision], images["fp32"]
+    both = [(a[0], b[0]) for a, b in zip(half, full) if a[0] is not None and b[0] is not None]
+    diff = float(np.mean([np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() for a, b in both])) if both else None
+    return {"precision": precision, "same_batch_finite": {precision: len([h for h in half if h[0] is not None]),
+                                                          "fp32": len([f for f in full if f[0] is not None]),
+                                                          "of": len(jobs)},
+            "mean_abs_diff_vs_fp32": diff and round(diff, 2)}
 
 
 def check_dreaddit_clip(env: Env) -> dict:
@@ -296,7 +335,7 @@ def check_dreaddit_clip(env: Env) -> dict:
     if not synth.is_file():
         raise RuntimeError("needs the synthesis[1 step] check's images")
     cfg = _dreaddit_cfg(env, 1)
-    cfg["results"] = str(env.work / "dd-results-1step")
+    cfg["results"] = str(env.work / f"dd-results-1step-{env.run}")
     r = clip_shard(cfg, posts, synth, 0, env.out("dreaddit-clip.parquet"), threads=env.threads)
     peak = _peak_gb(env.device)
     cfg32 = _dreaddit_cfg(env, 1, "fp32")
@@ -317,7 +356,7 @@ def check_finetune(env: Env) -> dict:
     posts, synth = _dreaddit_posts(env), env.out("synth-1step.parquet")
     if not synth.is_file():
         raise RuntimeError("needs the synthesis[1 step] check's images")
-    cfg = {"results": str(env.work / "dd-results-1step"),
+    cfg = {"results": str(env.work / f"dd-results-1step-{env.run}"),
            "models": {"dir": str(env.work / "store"), "clip": {"arch": "ViT-B-32", "pretrained": env.assets["models"]["clip"]}},
            "train": {"device": str(env.device),
                      "stress": {"finetune": {"epochs": 1, "batch_size": env.sizes["ft_batch"],
@@ -389,7 +428,7 @@ def table(results: dict, smoke: bool = False) -> str:
             return fmt.format(v) if isinstance(v, (int, float)) else "-"
 
         corr = ", ".join(f"{k.replace('cosine_min_vs_', 'cos vs ')}={v}" for k, v in r.items()
-                         if k.startswith(("cosine_min", "argmax_agreement")))
+                         if k.startswith(("cosine_min", "argmax_agreement", "mean_abs_diff")))
         lines.append(f"{name:30s} {'yes' if r.get('ok') else 'NO':>4s} {num(ips, '{:.1f}'):>10s} "
                      f"{num(goal, '{:,}'):>8s} {ratio:>8s} {num(r.get('peak_gpu_gb')):>8s} {num(r.get('read_s')):>8s} "
                      f"{num(r.get('inference_s')):>8s} {num(r.get('write_s')):>8s}  "

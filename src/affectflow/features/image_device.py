@@ -25,6 +25,7 @@ its pixels are compared with the CPU path's ``draft=False`` pixels.
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,10 @@ from .image_decode import Decoded, ImageBatches, Preprocess, decode
 DECODE_MODES = ("cpu", "gpu", "auto")
 _TORCH_INTERPOLATION = {"bicubic": "BICUBIC", "bilinear": "BILINEAR", "nearest": "NEAREST"}
 _EOI = b"\xff\xd9"
+# torchvision 0.29 marks its image codecs deprecated in favour of torchcodec; decode_jpeg still works
+# (batched nvJPEG on CUDA), so the warning is noise in every job log until the move to torchcodec.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
 
 
 def resolve_decode(mode: str, device):

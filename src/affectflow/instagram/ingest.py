@@ -148,13 +148,16 @@ def summarize(plan_summary: str | Path, shards: list[str | Path], out: str | Pat
 
     plan = json.loads(Path(plan_summary).read_text())
     files = [f for s in shards for f in parquet_files(s)]
-    posts = pl.scan_parquet(files).select("status", "image_files", "missing_images", "category", "post_id").collect()
+    posts = pl.scan_parquet(files).select("status", "image_files", "missing_images", "category", "post_id",
+                                          "likes_hidden", "comments_hidden").collect()
     by_status = dict(posts.group_by("status").len().sort("status").iter_rows())
     duplicates = posts.height - posts["post_id"].n_unique()
     summary = {
         "posts": posts.height,
         "by_status": by_status,
         "duplicate_post_ids": duplicates,
+        "likes_hidden": int(posts["likes_hidden"].sum()),  # negative like counts in the dump: likes is null
+        "comments_hidden": int(posts["comments_hidden"].sum()),
         "images_present": int(posts["image_files"].list.len().sum()),
         "missing_images": int(posts["missing_images"].list.len().sum()),
         "posts_with_missing_images": int((posts["missing_images"].list.len() > 0).sum()),

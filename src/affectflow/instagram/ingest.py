@@ -69,8 +69,10 @@ def check_shard_volumes(plan_summary: dict, shard: int, zf: MultiVolumeZip, plan
         users = {v: sorted(int(s) for s, names in plan_summary.get("shard_volumes", {}).items() if v in names) for v in problems}
         parts = [f"volume {zf.volumes[seen[v]['disk']]} is {why} (shards that need it: {users[v]})" for v, why in problems.items()]
         # one line: operators (and `affectflow status`) read the last log line
-        raise ShardVolumeError(f"shard {shard} cannot be ingested: " + "; ".join(parts)
-                               + ". Replace the volume, then rerun: only these shards run again.")
+        remedy = (" Copy the missing volume beside the others (every volume of the set in one folder, named"
+                  f" {zf.volumes[0].name} … {zf.last_volume.name}), then rerun: only these shards run again."
+                  if "missing" in problems.values() else " Replace the volume, then rerun: only these shards run again.")
+        raise ShardVolumeError(f"shard {shard} cannot be ingested: " + "; ".join(parts) + "." + remedy)
 
 
 def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, shard: int, out: str | Path) -> dict[str, int]:

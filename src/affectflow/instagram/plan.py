@@ -24,7 +24,7 @@ import polars as pl
 import pyarrow as pa
 
 from .. import status as S
-from ..io.multizip import MultiVolumeZip
+from ..io.multizip import MultiVolumeZip, member_layout
 from ..io.parquet import ParquetWriter, provenance, read_partition, write_json
 from ..io.tsv import examples, read_fields
 from ..tables import PLAN_IMAGES, PLAN_POSTS
@@ -136,9 +136,18 @@ def read_directory(zf: MultiVolumeZip) -> tuple[pl.DataFrame, dict[str, Any]]:
     return df, counts
 
 
-def _volume_report(zf: MultiVolumeZip, directory: pl.DataFrame) -> tuple[dict[int, str], list[dict]]:
-    problems = zf.check_volumes(directory.select("name", "disk", "offset", "compressed_size").to_arrow())
+def _volume_report(zf: MultiVolumeZip, directory: pl.DataFrame, counts: dict[str, Any]) -> tuple[dict[int, str], list[dict]]:
+    """Volume problems and sizes; adds the directory entries that are stray or overlap to ``counts``
+    (each such member is still read through its own header: its own row says whether it could be)."""
+    located = directory.select("name", "disk", "offset", "compressed_size").to_arrow()
+    problems = zf.check_volumes(located)
     sizes = zf.volume_sizes()
+    lay = member_layout(located, sizes)
+    names = directory["name"]
+    for key in ("stray", "overlap"):
+        hit = pl.Series(lay[key])
+        counts[f"{key}_entries"] = int(hit.sum())
+        counts[f"{key}_examples"] = names.filter(hit).head(20).to_list()
     vols = [{"disk": d, "path": str(p), "bytes": sizes[d], "problem": problems.get(d)} for d, p in enumerate(zf.volumes)]
     for d, why in problems.items():
         log.error("volume %s: %s", zf.volumes[d], why)
@@ -167,7 +176,7 @@ def plan(cfg: dict, posts_out: str | Path, images_out: str | Path, summary_out: 
 
     meta_zip = MultiVolumeZip(ig.metadata_zip)
     members, meta_counts = read_directory(meta_zip)
-    meta_problems, meta_vols = _volume_report(meta_zip, members)
+    meta_problems, meta_vols = _volume_report(meta_zip, members, meta_counts)
 
     too_large = (pl.col("uncompressed_size") > ig.max_member_bytes) | (
         (pl.col("uncompressed_size") > RATIO_FLOOR)
@@ -220,7 +229,7 @@ def plan(cfg: dict, posts_out: str | Path, images_out: str | Path, summary_out: 
     # images: every mapped image, present in the image archive or not (joined on user and file name)
     img_zip = MultiVolumeZip(ig.images_zip)
     img_dir, img_counts = read_directory(img_zip)
-    img_problems, img_vols = _volume_report(img_zip, img_dir)
+    img_problems, img_vols = _volume_report(img_zip, img_dir, img_counts)
     img_dir = (img_dir.filter(~pl.col("unsafe") & ~pl.col("bad_name")).drop("unsafe", "bad_name")
                .filter(pl.struct("username", "file").is_first_distinct()))
     archived = img_dir.height

@@ -26,14 +26,16 @@ import pyarrow as pa
 from .. import status as S
 from ..io.multizip import MultiVolumeZip, member_layout
 from ..io.parquet import ParquetWriter, provenance, read_partition, write_json
-from ..io.tsv import examples, read_fields
+from ..io.tsv import check_header, examples, read_fields
 from ..tables import PLAN_IMAGES, PLAN_POSTS
 from .config import InstagramConfig
 
 log = logging.getLogger(__name__)
 
 MAPPING_FIELDS = ["username", "json_file", "images_raw"]
+MAPPING_HEADER = ["influencer_name", "JSON_PostMetadata_file_name", "Image_file_name"]
 INFLUENCER_FIELDS = ["username", "category", "followers", "followees", "posts"]
+INFLUENCER_HEADER = ["Username", "Category", "#Followers", "#Followees", "#Posts"]
 CATEGORY_ALIASES = {"fasion": "fashion"}  # the real influencers.txt misspells some rows
 _QUOTED = r"""(?:'[^'\\]*'|"[^"\\]*")"""
 LIST_LITERAL = rf"""^\[\s*(?:{_QUOTED}\s*(?:,\s*{_QUOTED}\s*)*,?\s*)?\]$"""
@@ -53,9 +55,12 @@ def read_mapping(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
     mapping_error``) and the counts for the summary. Duplicates are dropped with masks before
     the derived columns are built, so the 10M-row file is held about once.
     """
+    check_header(path, MAPPING_HEADER, lambda f: len(f) >= 2 and (f[1].strip().endswith(".info") or f[-1].strip().startswith("[")))
     df = read_fields(path, MAPPING_FIELDS)
     rows = df.height
-    keyable = (pl.col("fields") >= 2) & (pl.col("username").fill_null("") != "") & (pl.col("json_file").fill_null("") != "")
+    # more than 3 fields: a tab inside a name, so which field is the user and which the file is
+    # unknown; the row names no post (its JSON, if archived, is `unmapped`)
+    keyable = pl.col("fields").is_between(2, 3) & (pl.col("username").fill_null("") != "") & (pl.col("json_file").fill_null("") != "")
     unkeyable = df.filter(~keyable).select("line")
     df = df.filter(keyable & pl.struct("username", "json_file", "images_raw").is_first_distinct())
     duplicates = rows - unkeyable.height - df.height
@@ -89,7 +94,7 @@ def read_mapping(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
         "unkeyable_rows": unkeyable.height,
         "malformed_rows": malformed.height,
         "posts": df.height,
-        "malformed_examples": examples(unkeyable, path, "row names no influencer and JSON file")
+        "malformed_examples": examples(unkeyable, path, "row names no influencer and JSON file (or has a tab inside a name)")
         + malformed["mapping_error"].head(20).to_list(),
     }
     return df.select("post_id", "username", "json_file", "images", "mapping_malformed", "mapping_error"), counts
@@ -97,18 +102,25 @@ def read_mapping(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
 
 def read_influencers(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
     """``username, category, followers`` from ``influencers.txt`` (skips its ``====`` rule)."""
+    check_header(path, INFLUENCER_HEADER, lambda f: len(f) >= 3 and f[2].strip().replace(",", "").isdigit())
     df = read_fields(path, INFLUENCER_FIELDS, skip_prefix="=")
     df = df.with_columns(
         pl.col("followers").str.replace_all(",", "").cast(pl.Int64, strict=False),
         pl.col("category").str.to_lowercase().alias("category_raw"),
     ).with_columns(pl.col("category_raw").replace(CATEGORY_ALIASES).alias("category"))
     bad = df.filter((pl.col("fields") != 5) | pl.col("followers").is_null())
-    good = df.join(bad.select("line"), on="line", how="anti").unique("username", keep="first", maintain_order=True)
+    good = df.join(bad.select("line"), on="line", how="anti")
+    distinct = good.unique(["username", "category", "followers"], keep="first", maintain_order=True)
+    duplicates = good.height - distinct.height
+    good = distinct.unique("username", keep="first", maintain_order=True)
+    conflicts = distinct.height - good.height
     counts = {
         "file": str(path),
         "rows": df.height,
         "influencers": good.height,
         "malformed_rows": bad.height,
+        "duplicate_rows": duplicates,  # the same influencer row again: dropped
+        "conflicting_rows": conflicts,  # the same username with another category or follower count: the first row wins
         "malformed_examples": examples(bad, path, "expected 5 tab-separated fields with a numeric #Followers"),
         "categories_corrected": dict(good.filter(pl.col("category") != pl.col("category_raw"))
                                      .group_by("category_raw").len().iter_rows()),

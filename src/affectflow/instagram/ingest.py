@@ -75,10 +75,30 @@ def check_shard_volumes(plan_summary: dict, shard: int, zf: MultiVolumeZip, plan
         raise ShardVolumeError(f"shard {shard} cannot be ingested: " + "; ".join(parts) + "." + remedy)
 
 
+class PlanMismatch(RuntimeError):
+    """The plan a job reads was made for another config (shard count)."""
+
+
+def check_plan(summary: dict, ig: InstagramConfig, where: str | Path, shard: int | None = None) -> None:
+    """Refuse a plan made for another shard count than the config's (another checkout writing the
+    same results folder, or a plan not rerun), or a shard number outside it.
+
+    Raises:
+        PlanMismatch: naming the plan file and both counts.
+    """
+    if summary.get("shards") != ig.shards:
+        raise PlanMismatch(f"{where} was made for {summary.get('shards')} shards, but the config says {ig.shards}: "
+                           "rerun the plan (snakemake does when the config changes); is another checkout writing "
+                           "this results folder?")
+    if shard is not None and not 0 <= shard < ig.shards:
+        raise PlanMismatch(f"shard {shard} is not in the plan {where} ({ig.shards} shards)")
+
+
 def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, shard: int, out: str | Path) -> dict[str, int]:
     """Parse shard ``shard`` of the plan into ``out`` (a :data:`tables.POSTS` file). Returns status counts."""
     ig = InstagramConfig.from_config(cfg)
     summary = json.loads(Path(plan_summary).read_text())
+    check_plan(summary, ig, plan_summary, shard)
     zf = MultiVolumeZip(ig.metadata_zip)
     check_shard_volumes(summary, shard, zf, plan_posts)
     plan = read_partition(plan_posts, "shard", shard, _PLAN_COLUMNS)
@@ -148,8 +168,14 @@ def summarize(plan_summary: str | Path, shards: list[str | Path], out: str | Pat
     """``ingest_summary.json``: status counts over all shards plus the plan's counts."""
     import polars as pl
 
+    from ..ops.results_folder import check_folder
+
     plan = json.loads(Path(plan_summary).read_text())
     files = [f for s in shards for f in parquet_files(s)]
+    if len(files) != plan["shards"]:
+        raise RuntimeError(f"{plan_summary} plans {plan['shards']} shards, but {len(files)} shard files were given")
+    for folder in {Path(f).parent for f in files}:
+        check_folder(folder, sorted(folder.glob("shard-*.parquet")))
     posts = pl.scan_parquet(files).select("status", "image_files", "missing_images", "category", "post_id",
                                           "likes_hidden", "comments_hidden").collect()
     by_status = dict(posts.group_by("status").len().sort("status").iter_rows())

@@ -308,6 +308,12 @@ def plan(cfg: dict, posts_out: str | Path, images_out: str | Path, summary_out: 
         "shards_affected": affected(meta_problems, meta_zip.volumes),
     }
     summary["plan_status"] = {("parse" if k is None else k): v for k, v in summary["plan_status"].items()}
+    if "results" in cfg:  # shard files of a plan with more shards would be read beside this one's
+        from ..ops.results_folder import prune_foreign_shards
+
+        summary["removed_foreign_shards"] = prune_foreign_shards(cfg)
+        if summary["removed_foreign_shards"]:
+            log.info("removed %d shard files outside this plan of %d shards", len(summary["removed_foreign_shards"]), ig.shards)
     write_json(summary_out, summary)
     meta_zip.close()
     img_zip.close()

@@ -47,7 +47,8 @@ IMAGE_UNREADABLE = "image_unreadable"  # the indexed image could not be opened f
 # status in every feature table, with null features. The states below are the features' own.
 NO_TEXT = "no_text"  # nothing the text model can read: empty, whitespace, or only unknown tokens (emoji)
 NON_LATIN = "non_latin"  # scored, but most letters are not Latin script: an English model is unreliable
-CONVERTED = "converted"  # a readable image that is not an RGB JPEG (PNG data, CMYK, grayscale): embedded after conversion to RGB
+CONVERTED = "converted"  # a readable image that is not an RGB JPEG (PNG data, CMYK, grayscale, 16-bit): embedded after conversion to 8-bit RGB
+REPAIRED = "repaired"  # a JPEG whose end marker is missing but whose scan is complete: decoded and embedded
 MISSING = "missing"  # mapped image absent from the image archive
 EMPTY = "empty"  # zero-byte image member
 CORRUPT = "corrupt"  # not an image, or truncated / undecodable data
@@ -55,4 +56,4 @@ NO_IMAGE = "no_image"  # pooled: the post has no embedded image (none mapped, or
 # (an image whose header claims more pixels than features.image.max_pixels gets TOO_LARGE)
 
 TEXT_STATUSES = (OK, NO_TEXT, NON_LATIN)
-IMAGE_STATUSES = (OK, CONVERTED, MISSING, EMPTY, CORRUPT, TOO_LARGE, READ_ERROR, UNSUPPORTED)
+IMAGE_STATUSES = (OK, CONVERTED, REPAIRED, MISSING, EMPTY, CORRUPT, TOO_LARGE, READ_ERROR, UNSUPPORTED)

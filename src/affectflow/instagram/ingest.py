@@ -106,9 +106,10 @@ def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, sh
     counts: dict[str, int] = {}
     timing = {"read": 0.0, "parse": 0.0, "write": 0.0}
     t0 = time.perf_counter()
+    bounds = row_group_bounds(plan, ig.row_group_rows, ig.row_group_bytes)
     with zf, ParquetWriter(out, POSTS, prov, row_group_size=ig.row_group_rows) as writer:
-        for start in range(0, plan.num_rows, ig.row_group_rows):
-            table = ingest_rows(zf, plan.slice(start, ig.row_group_rows), ig, shard, timing)
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            table = ingest_rows(zf, plan.slice(start, stop - start), ig, shard, timing)
             t = time.perf_counter()
             writer.write(table)
             timing["write"] += time.perf_counter() - t
@@ -118,6 +119,28 @@ def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, sh
     log.info("shard %d: %d posts in %.2fs (%.0f posts/s; read %.2fs, parse %.2fs, write %.2fs) %s", shard, plan.num_rows,
              elapsed, plan.num_rows / max(elapsed, 1e-9), timing["read"], timing["parse"], timing["write"], counts)
     return counts
+
+
+def row_group_bounds(plan: pa.Table, max_rows: int, max_bytes: int) -> list[int]:
+    """Where the shard's row groups start and end: at most ``max_rows`` posts, and at most
+    ``max_bytes`` of declared inflated JSON (members the plan already refused count nothing), so
+    the members held at once are bounded whatever the archive holds. A single member over the
+    budget gets a row group of its own (its size is bounded by ``max_member_bytes``).
+
+    Returns:
+        ``[0, b1, ..., num_rows]``.
+    """
+    n = plan.num_rows
+    sizes = A.to_numpy(pc.fill_null(plan["uncompressed_size"], 0)).astype(np.int64)
+    refused = A.to_numpy(pc.fill_null(pc.and_(pc.is_valid(plan["plan_status"]),
+                                              pc.not_equal(plan["plan_status"], S.MAPPING_MALFORMED)), False))
+    cum = np.concatenate([[0], np.cumsum(np.where(refused, 0, sizes))])
+    bounds = [0]
+    while bounds[-1] < n:
+        lo = bounds[-1]
+        by_bytes = int(np.searchsorted(cum, cum[lo] + max_bytes, side="right")) - 1
+        bounds.append(min(lo + max_rows, max(by_bytes, lo + 1), n))
+    return bounds
 
 
 def ingest_rows(zf: MultiVolumeZip, plan: pa.Table, ig: InstagramConfig, shard: int, timing: dict[str, float]) -> pa.Table:
@@ -137,6 +160,8 @@ def ingest_rows(zf: MultiVolumeZip, plan: pa.Table, ig: InstagramConfig, shard: 
             read_idx.append(i)
         except MemberError as exc:
             status[i], error[i] = exc.status, f"{archive}: {exc}"
+        except MemoryError:  # one member's fault: the row group is bounded, so this member is huge
+            status[i], error[i] = S.TOO_LARGE, f"{archive}: {loc[0]}: out of memory inflating {loc[4]} bytes"
         except VolumeError as exc:
             raise ShardVolumeError(f"shard {shard}: {exc}") from exc
     t1 = time.perf_counter()

@@ -126,3 +126,20 @@ def test_same_rows_at_1_2_3_and_7_shards(tmp_path):
     assert summary["likes_hidden"] == sum(1 for r in by_id.values() if r["likes_hidden"]) >= 4
     assert summary["by_status"][S.OK] >= 150
     assert json.loads((tmp_path / "s7" / "ingest_summary.json").read_text())["likes_hidden"] == summary["likes_hidden"]
+
+
+@pytest.mark.parametrize("bad,reads", [("truncated", 1), ("empty", 1), ("bom", 1), ("likes_float", 2), ("id_number", 2)])
+def test_faults_are_isolated_in_one_pass(monkeypatch, bad, reads):
+    """Faults must not slow the healthy posts: corrupt posts never reach the bulk reader, and
+    type oddities cost one more read of the block, not a split-in-halves search."""
+    from affectflow.instagram import post_parse as P
+
+    calls = []
+    real = P._read_block
+    monkeypatch.setattr(P, "_read_block", lambda raws: calls.append(len(raws)) or real(raws))
+    raws = [raw for _, raw in clean_posts(300, seed=11)]
+    for i in range(0, 300, 30):  # 10 faulty posts spread over the block
+        raws[i] = MUTATIONS[bad](raws[i])
+    got = verdicts(raws)
+    assert len(calls) == reads
+    assert [g for i, g in enumerate(got) if i % 30] == [reference(r) for i, r in enumerate(raws) if i % 30]

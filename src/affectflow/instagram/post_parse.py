@@ -14,13 +14,15 @@ Two implementations of one definition:
 
 Which posts the bulk reader sees is decided per post, in one pass, before the bulk read
 (:func:`screen`): each post is decoded by ``orjson`` (the definition of valid JSON, so both
-paths accept and reject exactly the same bytes) and its kept fields are checked against the
-reader's schema (:func:`fits_schema`). Posts that fail to decode get ``json_corrupt``; posts
-whose kept fields have another type (a count as a float or string, an id as a number) are parsed
-by the Python reference; the rest go to Arrow in one read. A post's row therefore never depends
-on which other posts share its block, i.e. on the shard count. Should the reader still reject a
-screened block (a JSON oddity the screen does not model, such as a duplicated key), the block is
-split in halves until the posts it rejects are isolated (a safety net, not the common path).
+paths accept and reject exactly the same bytes: a BOM, 3000 nested brackets or a bare ``null``
+are not Arrow's to judge). Posts that fail to decode get ``json_corrupt``, the valid ones go to
+Arrow in one read. When the reader rejects that block (a kept field of another type: a count as
+a float or string, an id as a number), each post's kept fields are checked against the reader's
+schema (:func:`fits_schema`): those that do not fit are parsed by the Python reference, the rest
+read again by Arrow. A post's row never depends on which other posts share its block, i.e. on
+the shard count (tested on a mutated corpus). Should the reader reject even a checked block (a
+JSON oddity the check does not model, such as a duplicated key), it is split in halves until the
+posts it rejects are isolated: a safety net, not the common path.
 
 The definition, where JSON allows doubt: a leading UTF-8 byte-order mark is ignored (RFC 8259
 §8.1 allows it); an object-valued key counts as present only when it is an object (``null`` =
@@ -446,8 +448,13 @@ def fits_schema(obj: Any) -> bool:
     return type(obj) is dict and _fits(obj, _TOP_SPEC)
 
 
-def screen(raws: list[bytes]) -> tuple[list[int], dict[int, Any], list[tuple[int, str, str]]]:
+def screen(raws: list[bytes], types: bool = True) -> tuple[list[int], dict[int, Any], list[tuple[int, str, str]]]:
     """One pass over a block deciding each post's path (see the module docstring).
+
+    Args:
+        raws: the posts' bytes.
+        types: also check the kept fields' types (:func:`fits_schema`); without, only the top
+            level must be an object (what the reader needs not to crash).
 
     Returns:
         ``(bulk, python, failures)``: indices the Arrow reader takes; ``{index: decoded JSON}`` for
@@ -468,7 +475,7 @@ def screen(raws: list[bytes]) -> tuple[list[int], dict[int, Any], list[tuple[int
                 continue
             python[i] = obj  # valid once its BOM is gone: the reference parses it
             continue
-        if fits_schema(obj):
+        if fits_schema(obj) if types else type(obj) is dict:
             bulk.append(i)
         else:
             python[i] = obj
@@ -478,6 +485,12 @@ def screen(raws: list[bytes]) -> tuple[list[int], dict[int, Any], list[tuple[int
 def parse_posts(raws: list[bytes]) -> tuple[pa.Table, list[tuple[int, str, str]]]:
     """Parse a block of post files.
 
+    Every post is decoded once by orjson (the definition of valid JSON); the valid objects are
+    read by Arrow in one pass. Only when the reader rejects that block (a kept field of another
+    type somewhere in it) are its posts checked one by one (:func:`fits_schema`) and the ones that
+    do not fit parsed by the Python reference, the rest read by Arrow again: one extra pass,
+    never a split-in-halves search.
+
     Args:
         raws: one bytes object per post file.
 
@@ -485,10 +498,21 @@ def parse_posts(raws: list[bytes]) -> tuple[pa.Table, list[tuple[int, str, str]]
         A PARSED_SCHEMA table with one row per input, in input order (all null where the post
         failed), and the failures as ``(index, status, message)`` sorted by index.
     """
-    bulk, python, failures = screen(raws)
+    bulk, python, failures = screen(raws, types=False)
     parts: list[pa.Table] = []
     order: list[int] = []
-    _parse(raws, bulk, parts, order, failures)
+    block = _read_block([raws[i] for i in bulk]) if bulk else None
+    if block is not None:
+        _accept(block, bulk, parts, order, failures)
+    elif bulk:
+        fitting = []
+        for i in bulk:
+            obj = orjson.loads(raws[i])  # valid: decoded above
+            if fits_schema(obj):
+                fitting.append(i)
+            else:
+                python[i] = obj
+        _parse(raws, fitting, parts, order, failures)
     if python:
         rows: list[dict | None] = []
         for i, obj in python.items():
@@ -503,28 +527,35 @@ def parse_posts(raws: list[bytes]) -> tuple[pa.Table, list[tuple[int, str, str]]
         parts.append(rows_to_table(rows))
         order.extend(python)
     parsed = pa.concat_tables(parts) if parts else PARSED_SCHEMA.empty_table()
-    where = np.full(len(raws), -1, np.int64)
-    where[np.asarray(order, np.int64)] = np.arange(len(order))
     failed = [i for i, _, _ in failures]
-    where[failed] = -1
     if len(order) == len(raws) and not failed and order == sorted(order):
         return parsed, []
+    where = np.full(len(raws), -1, np.int64)
+    where[np.asarray(order, np.int64)] = np.arange(len(order))
+    where[failed] = -1
     return A.take_or_null(parsed, where), sorted(failures)
 
 
+def _accept(block: pa.Table, idx: list[int], parts: list[pa.Table], order: list[int], failures: list) -> None:
+    """Columns of a block the reader took; rows that are not posts become ``json_invalid``."""
+    table, is_post = _columns(block)
+    if not _all_true(is_post):
+        for i, ok in zip(idx, is_post.to_pylist()):
+            if not ok:
+                failures.append((i, S.JSON_INVALID, NOT_A_POST))
+    parts.append(table)
+    order.extend(idx)
+
+
 def _parse(raws: list[bytes], idx: list[int], parts: list[pa.Table], order: list[int], failures: list) -> None:
-    """Arrow-read the posts ``idx`` (screened) into ``parts``, appending their indices to ``order``."""
+    """Arrow-read the screened posts ``idx`` into ``parts``. Should the reader reject them anyway
+    (a JSON oddity the screen does not model, e.g. a duplicated key), split in halves down to
+    ``LEAF`` posts, parsed by the reference: a safety net, not the common path."""
     if not idx:
         return
     block = _read_block([raws[i] for i in idx])
     if block is not None:
-        table, is_post = _columns(block)
-        if not _all_true(is_post):
-            for i, ok in zip(idx, is_post.to_pylist()):
-                if not ok:
-                    failures.append((i, S.JSON_INVALID, NOT_A_POST))
-        parts.append(table)
-        order.extend(idx)
+        _accept(block, idx, parts, order, failures)
         return
     if len(idx) <= LEAF:
         rows: list[dict | None] = []

@@ -131,10 +131,10 @@ def row_group_bounds(plan: pa.Table, max_rows: int, max_bytes: int) -> list[int]
         ``[0, b1, ..., num_rows]``.
     """
     n = plan.num_rows
-    sizes = A.to_numpy(pc.fill_null(plan["uncompressed_size"], 0)).astype(np.int64)
-    refused = A.to_numpy(pc.fill_null(pc.and_(pc.is_valid(plan["plan_status"]),
-                                              pc.not_equal(plan["plan_status"], S.MAPPING_MALFORMED)), False))
-    cum = np.concatenate([[0], np.cumsum(np.where(refused, 0, sizes))])
+    # plain Python/numpy: a Python value handed to pyarrow.compute would import pandas in the job
+    sizes = np.asarray([s or 0 for s in plan["uncompressed_size"].to_pylist()], np.int64)
+    refused = np.asarray([st is not None and st != S.MAPPING_MALFORMED for st in plan["plan_status"].to_pylist()], bool)
+    cum = np.concatenate([[0], np.cumsum(np.where(refused, 0, sizes))]).astype(np.int64)
     bounds = [0]
     while bounds[-1] < n:
         lo = bounds[-1]

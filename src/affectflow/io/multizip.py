@@ -217,7 +217,7 @@ class MultiVolumeZip:
         """Refuse a split set joined with ``cat`` (or any file that is not the last volume), naming
         the remedy: its end record still describes the last volume of a set, so every offset in it
         is wrong for the joined file, and its ``.zNN`` siblings are (usually) gone."""
-        if disk_no == 0:
+        if disk_no == 0 or disk_no == 0xFFFF:  # one volume, or the count lives in the ZIP64 records
             return
         siblings = volume_paths(self.last_volume, disk_no + 1)[:-1]
         if any(p.exists() for p in siblings):

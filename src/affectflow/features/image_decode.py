@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import status as S
 from ..io.multizip import Member, MemberError, MultiVolumeZip
+from ..tables import MEMBER_COLUMNS
 
 _RESAMPLE = {"bicubic": 3, "bilinear": 2, "nearest": 0, "lanczos": 1}  # PIL.Image.Resampling values
 
@@ -210,9 +211,6 @@ def decode(data: bytes, pre: Preprocess, name: str = "image", draft: bool = True
     if status == S.CONVERTED:
         note = f"{name}: {fmt} {mode} data " + (f"{deep}, converted to RGB" if deep else "converted to RGB")
     return Decoded(pixels, status, note, **meta)
-
-
-MEMBER_COLUMNS = ("member", "disk", "offset", "compressed_size", "uncompressed_size", "method", "crc", "flags")
 
 
 class ImageBatches:

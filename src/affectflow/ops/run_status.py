@@ -496,7 +496,7 @@ def format_status(s: RunStatus, max_lines: int = 20) -> str:
     elif s.locked:
         out += ["", "The working directory is locked by a Snakemake that is no longer running: unlock it first."]
     if s.unregistered_rules:
-        out += ["", "Rules not tracked by `affectflow status` (add them to run_status.STAGES): "
+        out += ["", "Rules not tracked by `affectflow status` (declare them in affectflow.layout.RULES): "
                 + ", ".join(s.unregistered_rules)]
     out.append("")
     if s.last_run_log:

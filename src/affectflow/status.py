@@ -1,5 +1,7 @@
 """The status vocabulary: every record reaches the output with one of these labels.
 
+What each means, and the design choices behind the fault kinds, is in docs/statuses.md.
+
 ``ok`` is the only clean state. Parsed-but-incomplete states (``unmapped``) still carry their
 fields; fault states carry nulls and an ``error`` sentence naming the file.
 """
@@ -12,8 +14,8 @@ JSON_MISSING = "json_missing"  # mapped post whose JSON is not in the archive
 JSON_EMPTY = "json_empty"  # zero bytes or whitespace only
 JSON_CORRUPT = "json_corrupt"  # not valid JSON (truncated, garbage)
 JSON_INVALID = "json_invalid"  # valid JSON, but not a post object
-TOO_LARGE = "too_large"  # declared size or compression ratio past the limits (zip bomb)
-READ_ERROR = "read_error"  # bad deflate stream, CRC mismatch, no local header
+TOO_LARGE = "too_large"  # declared size or compression ratio past the limits (zip bomb), or out of memory on this one item
+READ_ERROR = "read_error"  # bad deflate stream, CRC mismatch, no local header or another member's, a damaged directory entry
 UNSUPPORTED = "unsupported"  # encryption or an unknown compression method
 UNSAFE_NAME = "unsafe_name"  # member name would escape an output folder
 BAD_NAME = "bad_member_name"  # member name is not <user>-<file>

@@ -78,12 +78,18 @@ def test_squash_mode_resizes_without_crop():
 
 
 def test_only_complete_rgb_jpegs_go_to_the_device():
-    ok = device_candidate(photo((300, 200)), 50_000_000)
+    pre = Preprocess(size=(224, 224))
+    ok = device_candidate(photo((300, 200)), pre, 50_000_000)
     assert ok.status == S.OK and ok.pixels is None
     assert (ok.format, ok.mode, ok.width, ok.height) == ("JPEG", "RGB", 300, 200)
-    for data in [photo(mode="CMYK"), photo(mode="L"), photo(fmt="PNG"), photo()[:-300], b"", b"\xff\xd9" * 4]:
-        assert device_candidate(data, 50_000_000) is None
-    assert device_candidate(photo((300, 200)), 300 * 200 - 1) is None  # over max_pixels: the CPU decoder says too_large
+    no_eoi = photo()[:-2]  # scan complete, end marker lost: the CPU decoder repairs it
+    for data in [photo(mode="CMYK"), photo(mode="L"), photo(fmt="PNG"), photo()[:-300], no_eoi, b"", b"\xff\xd9" * 4]:
+        assert device_candidate(data, pre, 50_000_000) is None
+    assert device_candidate(photo((300, 200)), pre, 300 * 200 - 1) is None  # over max_pixels: the CPU decoder says too_large
+    thin = photo((2000, 10))  # 20k pixels, but 44800x224 once resized: too_large on both paths
+    assert device_candidate(thin, pre, 1_000_000) is None
+    assert decode(thin, pre, "thin.jpg", max_pixels=1_000_000).status == S.TOO_LARGE
+    assert decode(no_eoi, pre, "x.jpg").status == S.REPAIRED
 
 
 def test_decode_mode_resolution():

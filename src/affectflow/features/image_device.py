@@ -31,11 +31,10 @@ from typing import Any
 import numpy as np
 
 from .. import status as S
-from .image_decode import Decoded, ImageBatches, Preprocess, decode
+from .image_decode import EOI, Decoded, ImageBatches, Preprocess, decode, fitted_size
 
 DECODE_MODES = ("cpu", "gpu", "auto")
 _TORCH_INTERPOLATION = {"bicubic": "BICUBIC", "bilinear": "BILINEAR", "nearest": "NEAREST"}
-_EOI = b"\xff\xd9"
 # torchvision 0.29 marks its image codecs deprecated in favour of torchcodec; decode_jpeg still works
 # (batched nvJPEG on CUDA), so the warning is noise in every job log until the move to torchcodec.
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
@@ -66,17 +65,19 @@ def resolve_decode(mode: str, device):
     return device
 
 
-def device_candidate(data: bytes, max_pixels: int) -> Decoded | None:
+def device_candidate(data: bytes, pre: Preprocess, max_pixels: int) -> Decoded | None:
     """Header-only look at one image: a pixel-less ``ok`` :class:`Decoded` with its facts when the
-    device decoder should take it (a complete 8-bit RGB JPEG within ``max_pixels``), else ``None``
-    (the CPU decoder decides: conversion, status, error).
+    device decoder should take it, else ``None`` (the CPU decoder decides: conversion, repair,
+    status, error).
 
-    A JPEG whose bytes do not end with the EOI marker (truncated, or trailing data) goes to the
-    CPU decoder, which tells a cut file from a readable one; nvJPEG may not.
+    The device takes a complete 8-bit RGB JPEG whose size, and size once resized to the model's
+    input (:func:`image_decode.fitted_size`), stay within ``max_pixels``. A JPEG whose bytes do not
+    end with the end-of-image marker (cut, or its marker lost) goes to the CPU decoder, which tells
+    a cut file (``corrupt``) from a complete scan (``repaired``); nvJPEG may not.
     """
     from PIL import Image
 
-    if not data or not data.rstrip(b"\0").endswith(_EOI):
+    if not data or not data.rstrip(b"\x00").endswith(EOI):
         return None
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -84,6 +85,9 @@ def device_candidate(data: bytes, max_pixels: int) -> Decoded | None:
     except Exception:  # noqa: BLE001  (whatever PIL makes of it, the CPU decoder labels it)
         return None
     if fmt != "JPEG" or mode != "RGB" or w * h > max_pixels:
+        return None
+    fw, fh = fitted_size(pre, w, h)
+    if fw * fh > max_pixels:
         return None
     return Decoded(None, S.OK, None, format=fmt, mode=mode, width=w, height=h)
 
@@ -113,7 +117,7 @@ class ByteBatches(ImageBatches):
                 items.append(got)
                 continue
             data, name = got
-            cand = device_candidate(data, self.max_pixels)
+            cand = device_candidate(data, self.pre, self.max_pixels)
             if cand is None:
                 items.append(decode(data, self.pre, name, self.draft, self.max_pixels))
                 continue
@@ -160,12 +164,7 @@ def fit_tensors(images: list, pre: Preprocess, chunk: int = 64):
     for k, img in enumerate(images):
         by_shape.setdefault(tuple(img.shape[-2:]), []).append(k)
     for (h, w), idx in by_shape.items():
-        if pre.resize_mode == "squash":
-            nh, nw = th, tw
-        else:  # shortest side to the input size, long side int(size * long / short), as torchvision's Resize
-            short, long = (w, h) if w <= h else (h, w)
-            new_short, new_long = min(th, tw), int(min(th, tw) * long / short)
-            nw, nh = (new_short, new_long) if w <= h else (new_long, new_short)
+        nw, nh = fitted_size(pre, w, h)  # as torchvision's Resize: shortest side to the input size (or squash)
         top, left = int(round((nh - th) / 2.0)), int(round((nw - tw) / 2.0))
         for s in range(0, len(idx), chunk):
             part = idx[s:s + chunk]

@@ -265,3 +265,41 @@ def test_status_command_on_a_real_local_run_with_a_failing_shard(tmp_path, sampl
     assert data["resume"][-1] == f"snakemake --profile profiles/local --rerun-incomplete ingest --configfile {cfgfile}"
     assert "instagram_ingest 00000: ShardVolumeError" in text and data["resume"][0] in text
     assert os.path.isfile(jobs["00000"]["log"])
+
+
+def test_a_job_killed_by_a_signal_is_failed_not_missing(tmp_path):
+    """A local job killed with SIGKILL (kill -9, the OOM killer) writes no error to its own log;
+    the real Snakemake run log records it, and status reports the job failed, from that log."""
+    step = R.Step("victim", ("{results}/v/{shard}.out",), "{logs}/v/{shard}.log",
+                  lambda cfg: [{"shard": s} for s in ("00000", "00001")])
+    (tmp_path / "Snakefile").write_text(
+        "rule all:\n    input: expand('res/v/{s}.out', s=['00000', '00001'])\n"
+        "rule victim:\n    output: 'res/v/{shard}.out'\n    log: 'lg/v/{shard}.log'\n"
+        "    shell: \"echo started > {log}; if [ {wildcards.shard} = 00000 ]; then kill -9 $$; fi; touch {output}\"\n")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--keep-going", "-d", str(tmp_path),
+                           "-s", str(tmp_path / "Snakefile")], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode != 0, proc.stderr
+
+    failures = R.run_log_failures(tmp_path / ".snakemake" / "log")
+    assert list(failures) == ["lg/v/00000.log"]
+    jobs = {wc["shard"]: R.job_status(step, CFG, wc, tmp_path, {}, {}, tmp_path, False, run_failures=failures)
+            for wc in step.jobs(CFG)}
+    assert jobs["00001"].state == R.DONE
+    assert jobs["00000"].state == R.FAILED and "kill -9" in jobs["00000"].reason
+    assert str(failures["lg/v/00000.log"]) in jobs["00000"].reason
+
+    # A later attempt that rewrote the job's log is not judged by the older run's record.
+    later = tmp_path / "lg/v/00000.log"
+    os.utime(later, (failures["lg/v/00000.log"].stat().st_mtime + 10,) * 2)
+    assert R.job_status(step, CFG, {"shard": "00000"}, tmp_path, {}, {}, tmp_path, False,
+                        run_failures=failures).state == R.MISSING
+
+
+def test_status_takes_several_configfiles_after_one_flag(tmp_path):
+    """As snakemake does: ``--configfile a.yaml b.yaml`` (and the flag repeated) both work."""
+    from affectflow.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["status", "--configfile", "a.yaml", "b.yaml"]).configfile == ["a.yaml", "b.yaml"]
+    assert parser.parse_args(["status", "--configfile", "a.yaml", "--configfile", "b.yaml"]).configfile == ["a.yaml", "b.yaml"]
+    assert parser.parse_args(["status"]).configfile == []

@@ -9,8 +9,10 @@ data and the whole workflow to load) and in well under a second:
   read their paths from);
 * a job is *done* when all its outputs exist and Snakemake has no incomplete marker for them
   (``.snakemake/incomplete``: a job was running when it or Snakemake was killed);
-* *failed* when its log ends in an error (the CLI's last ``ERROR`` line, or a traceback), or when
-  the SLURM log of its job says SLURM killed it (time limit, memory, node failure);
+* *failed* when its log ends in an error (the CLI's last ``ERROR`` line, or a traceback), when
+  the SLURM log of its job says SLURM killed it (time limit, memory, node failure), or when a
+  Snakemake run log (``.snakemake/log``) records the job's error although its own log holds none
+  (a local job killed by a signal: ``kill -9``, the kernel's out-of-memory killer);
 * *running*/*queued* when ``squeue`` lists its job (the plugin's ``--comment`` names rule and
   wildcards; jobs are matched by working directory);
 * *incomplete* when Snakemake marked its outputs incomplete, or a temporary file from the atomic
@@ -190,6 +192,37 @@ def log_error(path: str | Path) -> str | None:
     return None
 
 
+_RUN_LOG_ERROR_LOG = re.compile(r"^    log: (?P<log>.+?) \(check log file\(s\) for error details\)$")
+
+
+def run_log_failures(log_dir: Path, last: int = 5) -> dict[str, Path]:
+    """The jobs Snakemake saw fail, from its newest ``last`` run logs (``<date>.snakemake.log``).
+
+    Args:
+        log_dir: ``.snakemake/log`` of the working directory.
+        last: how many of the newest run logs to read.
+
+    Returns:
+        The job's log path exactly as its rule names it (what Snakemake prints in its
+        ``Error in rule ...`` block) -> the newest run log that records that failure.
+    """
+    out: dict[str, Path] = {}
+    for run_log in sorted(log_dir.glob("*.snakemake.log"))[::-1][:last]:
+        try:
+            lines = run_log.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        in_error = False
+        for ln in lines:
+            if ln.startswith("Error in rule "):
+                in_error = True
+            elif in_error and not ln.startswith(" "):
+                in_error = False
+            elif in_error and (m := _RUN_LOG_ERROR_LOG.match(ln)):
+                out.setdefault(m.group("log"), run_log)
+    return out
+
+
 def slurm_kill_reason(path: str | Path) -> str | None:
     """Why SLURM ended a job, from slurmstepd's line in the job's output (``*** JOB n ... ***``)."""
     try:
@@ -333,8 +366,12 @@ def _fmt(pattern: str, cfg: Mapping, wildcards: Wildcards) -> str:
 
 def job_status(step: Step, cfg: Mapping, wildcards: Wildcards, workdir: Path, markers: Mapping[str, str | None],
                queue: Mapping[str, tuple[str, str]], slurm_logdir: Path, snakemake_running: bool,
-               listings: dict[Path, list[str]] | None = None) -> JobStatus:
-    """The state of one job of ``step`` (see the module docstring for the rules)."""
+               listings: dict[Path, list[str]] | None = None,
+               run_failures: Mapping[str, Path] | None = None) -> JobStatus:
+    """The state of one job of ``step`` (see the module docstring for the rules).
+
+    ``run_failures`` is :func:`run_log_failures` of the working directory (job log -> run log).
+    """
     outputs = [_fmt(o, cfg, wildcards) for o in step.outputs]
     log = _fmt(step.log, cfg, wildcards)
     j = JobStatus(step.rule, dict(wildcards), MISSING, outputs, log)
@@ -369,9 +406,20 @@ def job_status(step: Step, cfg: Mapping, wildcards: Wildcards, workdir: Path, ma
         j.state, j.reason = INCOMPLETE, f"only some outputs exist: missing {[o for o, ok in zip(outputs, present) if not ok]}"
     elif killed or error:
         j.state, j.reason = FAILED, killed or error
+    elif (run_log := (run_failures or {}).get(log)) and _not_older(run_log, workdir / log):
+        j.state, j.reason = FAILED, (f"ended with no error in its log (killed by a signal: kill -9, out of memory?); "
+                                     f"Snakemake recorded the failure in {run_log}")
     elif j.leftovers:
         j.state, j.reason = INCOMPLETE, "a killed job left a temporary file (safe to delete)"
     return j
+
+
+def _not_older(run_log: Path, job_log: Path) -> bool:
+    """Whether ``run_log`` was written after ``job_log`` (so it speaks of that attempt of the job)."""
+    try:
+        return run_log.stat().st_mtime >= job_log.stat().st_mtime
+    except OSError:
+        return True  # the job's log is gone: the run log is the only evidence
 
 
 def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None = "profiles/slurm",
@@ -383,6 +431,7 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
     workdir = Path(workdir)
     declared = workflow_rules(repo or REPO_ROOT)
     markers = incomplete_markers(workdir / ".snakemake")
+    run_failures = run_log_failures(workdir / ".snakemake" / "log")
     queue = slurm_queue(workdir) if queue is None else queue
     pids = snakemake_processes(workdir)
     slurm_logdir = workdir / (profile_setting(profile, "slurm-logdir") or ".snakemake/slurm_logs")
@@ -397,7 +446,8 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
         if not steps:
             continue
         result[stage.name] = {
-            s.rule: [job_status(s, cfg, wc, workdir, markers, queue, slurm_logdir, bool(pids), listings)
+            s.rule: [job_status(s, cfg, wc, workdir, markers, queue, slurm_logdir, bool(pids), listings,
+                                  run_failures)
                      for wc in s.jobs(cfg)]
             for s in steps
         }

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -100,6 +101,19 @@ def test_missing_required_column_fails_naming_the_file(tmp_path):
     bad.write_text("subreddit,post_id,text\nptsd,abc,hello\n")
     with pytest.raises(DreadditFormatError, match=r"train\.csv.*\['id', 'label'\]"):
         read_dreaddit_csvs(_cfg(bad, bad))
+
+
+@pytest.mark.parametrize("body", ["", "\n\n", "\r\n"])
+def test_a_file_with_a_header_and_no_records_fails_naming_it(tmp_path, sample_dir, body):
+    """Header only (or blank lines after it): one clear error naming the file, not an empty split."""
+    good = sample_dir / "dreaddit" / "dreaddit-test.csv"
+    bad = tmp_path / "train.csv"
+    bad.write_text((sample_dir / "dreaddit" / "dreaddit-train.csv").read_text().splitlines()[0] + "\n" + body)
+    with pytest.raises(DreadditFormatError, match=rf"{re.escape(str(bad))}: no records after the header"):
+        read_dreaddit_csvs(_cfg(bad, good))
+    bad.write_text("")
+    with pytest.raises(DreadditFormatError, match="empty file"):
+        read_dreaddit_csvs(_cfg(bad, good))
 
 
 def test_unterminated_quote_fails_naming_file_and_line(tmp_path):

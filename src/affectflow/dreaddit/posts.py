@@ -105,6 +105,8 @@ def read_file(path: str | Path, official_split: str) -> tuple[pl.DataFrame, dict
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise DreadditFormatError(f"{path}: duplicated column name(s) {dupes}")
+    if not records:  # a cut download: the split, the synthesis and the training would all be empty
+        raise DreadditFormatError(f"{path}: no records after the header (a truncated or wrong file?)")
     known = set(COLUMNS)
     info = {"path": str(path), "rows": len(records), "missing_columns": [c for c in COLUMNS if c not in header],
             "extra_columns": [c for c in header if c not in known]}

@@ -81,3 +81,31 @@ def test_influencer_duplicates_and_tabs_are_counted(tmp_path):
     assert df.sort("username").rows() == [("ann", "food", 1234), ("cat", "pet", 5)]
     assert counts["duplicate_rows"] == 1 and counts["conflicting_rows"] == 1 and counts["malformed_rows"] == 1
     assert counts["malformed_examples"][0].startswith(f"{path}:6: ")
+
+
+@pytest.mark.parametrize("bad", [b"\xff\xfe", b"\xe9", b"\xc3"])  # stray bytes, Latin-1 text, a cut sequence
+@pytest.mark.parametrize("where", ["images", "user"])
+def test_a_line_that_is_not_utf8_costs_that_row_only(tmp_path, bad, where):
+    """One undecodable line in the mapping is one malformed row naming file:line; every other row
+    is read as before (the file used to fail as a whole with polars' bare 'invalid utf8')."""
+    rows = [f"u{i}\t{i}.info\t['{i}.jpg']".encode() for i in range(1, 6)]
+    rows[2] = (b"u3\t3.info\t['3.jpg']" + bad) if where == "images" else (b"u3" + bad + b"\t3.info\t['3.jpg']")
+    path = tmp_path / "mapping.txt"
+    path.write_bytes(b"\r\n".join([MAP_HEADER.encode(), *rows]) + b"\r\n")
+    df, counts = read_mapping(path)
+    assert df.height == 5 and counts["malformed_rows"] == 1
+    bad_row = df.filter(df["mapping_malformed"])
+    assert bad_row["mapping_error"].to_list() == [f"{path}:4: not valid UTF-8 (names and image list not trusted)"]
+    assert bad_row["images"].to_list() == [[]]
+    good = df.filter(~df["mapping_malformed"]).sort("post_id")
+    assert good["post_id"].to_list() == ["u1-1", "u2-2", "u4-4", "u5-5"]
+    assert good["images"].to_list() == [["1.jpg"], ["2.jpg"], ["4.jpg"], ["5.jpg"]]
+
+
+def test_influencers_line_that_is_not_utf8_is_a_malformed_row(tmp_path):
+    path = tmp_path / "influencers.txt"
+    path.write_bytes("\n".join([INF_HEADER, RULE, "a\tfashion\t10\t1\t1", ""]).encode()
+                     + b"b\xe9\tfood\t20\t1\t1\nc\tfood\t30\t1\t1\n")
+    df, counts = read_influencers(path)
+    assert sorted(df["username"].to_list()) == ["a", "c"]
+    assert counts["malformed_rows"] == 1 and counts["malformed_examples"][0].startswith(f"{path}:4:")

@@ -74,7 +74,9 @@ def read_mapping(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
     bad_list = ~pl.col("images_raw").fill_null("").str.contains(LIST_LITERAL)
     df = df.select(
         "post_id", "username", "json_file",
-        pl.when(pl.col("fields") != 3)
+        pl.when(pl.col("not_utf8"))
+        .then(pl.format("{}:{}: not valid UTF-8 (names and image list not trusted)", pl.lit(str(path)), pl.col("line")))
+        .when(pl.col("fields") != 3)
         .then(pl.format("{}:{}: expected 3 tab-separated fields, found {}", pl.lit(str(path)), pl.col("line"), pl.col("fields")))
         .when(bad_list)
         .then(pl.format("{}:{}: image list is not a list literal of quoted names", pl.lit(str(path)), pl.col("line")))
@@ -111,7 +113,7 @@ def read_influencers(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
         pl.col("followers").str.replace_all(",", "").cast(pl.Int64, strict=False),
         pl.col("category").str.to_lowercase().alias("category_raw"),
     ).with_columns(pl.col("category_raw").replace(CATEGORY_ALIASES).alias("category"))
-    bad = df.filter((pl.col("fields") != 5) | pl.col("followers").is_null())
+    bad = df.filter((pl.col("fields") != 5) | pl.col("followers").is_null() | pl.col("not_utf8"))
     good = df.join(bad.select("line"), on="line", how="anti")
     distinct = good.unique(["username", "category", "followers"], keep="first", maintain_order=True)
     duplicates = good.height - distinct.height
@@ -124,7 +126,7 @@ def read_influencers(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
         "malformed_rows": bad.height,
         "duplicate_rows": duplicates,  # the same influencer row again: dropped
         "conflicting_rows": conflicts,  # the same username with another category or follower count: the first row wins
-        "malformed_examples": examples(bad, path, "expected 5 tab-separated fields with a numeric #Followers"),
+        "malformed_examples": examples(bad, path, "expected 5 tab-separated UTF-8 fields with a numeric #Followers"),
         "categories_corrected": dict(good.filter(pl.col("category") != pl.col("category_raw"))
                                      .group_by("category_raw").len().iter_rows()),
     }

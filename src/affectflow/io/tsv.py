@@ -53,12 +53,13 @@ def check_header(path: str | Path, names: list[str], looks_like_data: Callable[[
 
 def read_fields(path: str | Path, names: list[str], skip_prefix: str | None = None,
                 header: bool = True) -> pl.DataFrame:
-    """Columns ``line`` (1-based), ``fields`` (count) and one string column per name.
+    """Columns ``line`` (1-based), ``fields`` (count), ``not_utf8`` and one string column per name.
 
     A row is well-formed when it has exactly ``len(names)`` fields; extra fields stay joined in
     the last column so nothing is dropped. Blank lines and lines starting with ``skip_prefix``
     (the influencer list's ``====`` rule) are skipped. With ``header``, line 1 is skipped: check it
-    first with :func:`check_header`.
+    first with :func:`check_header`. A line that is not valid UTF-8 is kept with ``not_utf8`` set
+    (its bad bytes read as U+FFFD) for the caller to report as a malformed row.
 
     Raises:
         FileNotFoundError: no such file.
@@ -67,8 +68,37 @@ def read_fields(path: str | Path, names: list[str], skip_prefix: str | None = No
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
+    try:
+        df = _split_fields(pl.scan_lines(path, name="raw", row_index_name="line", row_index_offset=1)
+                           .with_columns(pl.lit(False).alias("not_utf8")), names, skip_prefix, header)
+    except pl.exceptions.ComputeError as exc:
+        if "utf8" not in str(exc).lower() and "utf-8" not in str(exc).lower():
+            raise
+        # A line that is not UTF-8 is one bad row, not a bad file: read it again line by line
+        # (in memory: only files with such a line take this path), each line decoded on its own.
+        df = _split_fields(_lines_lossy(path), names, skip_prefix, header)
+    if df.height == 0:
+        raise InputFileError(f"{path}: no data rows" + (" after the header line" if header else ""))
+    return df
+
+
+def _lines_lossy(path: Path) -> pl.LazyFrame:
+    """Columns ``line``, ``raw`` (invalid bytes replaced by U+FFFD) and ``not_utf8`` of each line."""
+    raw: list[str] = []
+    bad: list[bool] = []
+    with open(path, "rb") as fh:
+        for b in fh:
+            try:
+                raw.append(b.decode("utf-8").rstrip("\n"))
+                bad.append(False)
+            except UnicodeDecodeError:
+                raw.append(b.decode("utf-8", "replace").rstrip("\n"))
+                bad.append(True)
+    return pl.LazyFrame({"line": pl.Series(range(1, len(raw) + 1), dtype=pl.UInt32), "raw": raw, "not_utf8": bad})
+
+
+def _split_fields(lf: pl.LazyFrame, names: list[str], skip_prefix: str | None, header: bool) -> pl.DataFrame:
     n = len(names)
-    lf = pl.scan_lines(path, name="raw", row_index_name="line", row_index_offset=1)
     lf = lf.with_columns(pl.col("raw").str.strip_chars_end("\r"))
     if header:
         lf = lf.filter(pl.col("line") > 1)
@@ -86,8 +116,6 @@ def read_fields(path: str | Path, names: list[str], skip_prefix: str | None = No
         .drop("_parts", "raw")
         .collect(engine="streaming")
     )
-    if df.height == 0:
-        raise InputFileError(f"{path}: no data rows" + (" after the header line" if header else ""))
     return df
 
 

@@ -58,17 +58,21 @@ class DreadditFormatError(ValueError):
     """A file cannot be read as Dreaddit at all (missing required columns, not a CSV)."""
 
 
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that did not decode, as surrogateescape keeps them
+
+
 def _read_records(path: Path) -> tuple[list[str], list[list[str]], list[int], list[str | None]]:
     """Header, records padded/cut to the header's width, each record's first line, and a
-    field-count error per record (None when the count is right)."""
+    fault per record (None when it has the header's field count and is valid UTF-8)."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     records: list[list[str]] = []
     lines: list[int] = []
     faults: list[str | None] = []
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    # surrogateescape: a byte that is not UTF-8 fails its record (below), not the whole file
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
         reader = csv.reader(fh, strict=True)  # a stray quote raises instead of swallowing later records
         try:
-            header = [h.strip() for h in next(reader)]
+            header = [h.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip() for h in next(reader)]
         except StopIteration:
             raise DreadditFormatError(f"{path}: empty file (no header)") from None
         except csv.Error as exc:
@@ -86,8 +90,11 @@ def _read_records(path: Path) -> tuple[list[str], list[list[str]], list[int], li
             if not row:  # a blank line between records
                 continue
             fault = None
+            if any(_NOT_UTF8.search(f) for f in row):
+                fault = f"{path}:{start}: not valid UTF-8"
+                row = [f.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for f in row]
             if len(row) != width:
-                fault = f"{path}:{start}: {len(row)} fields, header has {width}"
+                fault = fault or f"{path}:{start}: {len(row)} fields, header has {width}"
                 row = (row + [""] * width)[:width]
             records.append(row)
             lines.append(start)

@@ -40,8 +40,7 @@ def stage_config(args) -> dict:
 
 def config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config-json", help="the config sections as JSON (what a rule passes)")
-    p.add_argument("--configfile", action="extend", nargs="+", default=[],
-                   help="extra config files over config.yaml (several after one flag, as snakemake takes them)")
+    p.add_argument("--configfile", action="append", default=[], help="extra config files over config.yaml")
 
 
 def shard_args(p: argparse.ArgumentParser) -> None:

@@ -141,17 +141,20 @@ def test_collect_counts_and_resume_commands(tmp_path):
         write(wd / "res/instagram" / name)
     write(wd / "lg/instagram/ingest/shard-00002.log", CLI_FAILURE)
     extra = "\n\nrule emotion_scores:\n    output:\n        'x'\n    shell: 'true'\n"
-    st = R.collect(cfg, wd, profile=None, configfiles=["my config.yaml"], repo=fake_repo(tmp_path, extra), queue={})
+    repo = fake_repo(tmp_path, extra)
+    st = R.collect(cfg, wd, profile=None, configfiles=["my config.yaml"], repo=repo, queue={})
     assert st.counts("ingest", "instagram_plan")[R.DONE] == 1
     assert st.counts("ingest", "instagram_ingest") == {**dict.fromkeys(R.STATES, 0), R.DONE: 1, R.MISSING: 1, R.FAILED: 1}
     assert st.unregistered_rules == ["emotion_scores"]  # in the workflow, not in the registry: said so
-    assert st.resume == ["snakemake --rerun-incomplete ingest --configfile 'my config.yaml'"]
+    # run elsewhere than the repository root: the resume command names the Snakefile
+    assert st.resume == [f"snakemake -s {repo}/Snakefile --rerun-incomplete ingest --configfile 'my config.yaml'"]
     assert not st.all_done
 
     write(wd / ".snakemake/locks/0.input.lock")  # a Snakemake was killed: its lock is left
     st = R.collect(cfg, wd, profile="profiles/slurm", repo=fake_repo(tmp_path / "b"), queue={})
-    assert st.locked and st.resume == ["snakemake --profile profiles/slurm --unlock ingest",
-                                       "snakemake --profile profiles/slurm --rerun-incomplete ingest"]
+    sf = f"-s {tmp_path}/b/repo/Snakefile"
+    assert st.locked and st.resume == [f"snakemake {sf} --profile profiles/slurm --unlock ingest",
+                                       f"snakemake {sf} --profile profiles/slurm --rerun-incomplete ingest"]
     text = R.format_status(st)
     assert re.search(r"ingest\s+instagram_ingest\s+3\s+1\s+0\s+0\s+1\s+0\s+1", text)
     assert "instagram_ingest 00002: ShardVolumeError: shard 1" in text and "unlock" in text
@@ -159,7 +162,7 @@ def test_collect_counts_and_resume_commands(tmp_path):
     (wd / ".snakemake/locks/0.input.lock").unlink()
     write(wd / "res/instagram/ingest_summary.json")  # shards 1, 2 deleted by hand after the summary was made
     st = R.collect(cfg, wd, profile=None, repo=fake_repo(tmp_path / "d"), queue={})
-    assert st.resume == ["snakemake --rerun-incomplete res/instagram/posts/shard-00001.parquet "
+    assert st.resume == [f"snakemake -s {tmp_path}/d/repo/Snakefile --rerun-incomplete res/instagram/posts/shard-00001.parquet "
                          "res/instagram/posts/shard-00002.parquet ingest"]
     for shard in ("00001", "00002"):
         write(wd / f"res/instagram/posts/shard-{shard}.parquet")
@@ -178,7 +181,8 @@ def test_stages_not_started_are_not_resumed(tmp_path):
     write(tmp_path / "res/instagram/plan/plan.json")
     st = R.collect(cfg, tmp_path, profile=None, repo=fake_repo(tmp_path), queue={})
     assert [j.label for j in st.stages["models"]["fetch_model"]] == ["clip", "sbert"]
-    assert st.resume == ["snakemake --rerun-incomplete ingest"] and st.not_started == ["fetch_models"]
+    assert st.resume == [f"snakemake -s {tmp_path}/repo/Snakefile --rerun-incomplete ingest"]
+    assert st.not_started == ["fetch_models"]
     assert "Not started yet (their targets): fetch_models" in R.format_status(st)
     for key in ("clip", "sbert"):
         write(tmp_path / f"m/.fetched/{key}.json")
@@ -303,3 +307,12 @@ def test_status_takes_several_configfiles_after_one_flag(tmp_path):
     assert parser.parse_args(["status", "--configfile", "a.yaml", "b.yaml"]).configfile == ["a.yaml", "b.yaml"]
     assert parser.parse_args(["status", "--configfile", "a.yaml", "--configfile", "b.yaml"]).configfile == ["a.yaml", "b.yaml"]
     assert parser.parse_args(["status"]).configfile == []
+
+
+def test_resume_from_the_repository_root_names_no_snakefile(tmp_path):
+    """Run in the repository root, Snakemake finds the Snakefile itself: no ``-s``."""
+    repo = fake_repo(tmp_path)
+    cfg = {"results": "res", "logs": "lg", "instagram": {"shards": 1}}
+    write(repo / "res/instagram/plan/plan.json")
+    st = R.collect(cfg, repo, profile=None, repo=repo, queue={})
+    assert st.resume == ["snakemake --rerun-incomplete ingest"]

@@ -476,19 +476,27 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
     in_workdir = {**cfg, "results": str(workdir / cfg["results"])}  # a relative results folder is the working directory's
     status.foreign_files = [os.path.relpath(p, workdir) if not Path(cfg["results"]).is_absolute() else str(p)
                             for p in foreign_shard_files(in_workdir)]
-    status.resume = resume_commands(status, targets, profile, configfiles)
+    root = Path(repo or REPO_ROOT)
+    snakefile = None if workdir.resolve() == root.resolve() else root / "Snakefile"
+    status.resume = resume_commands(status, targets, profile, configfiles, snakefile)
     return status
 
 
 def resume_commands(status: RunStatus, targets: Sequence[str], profile: str | Path | None,
-                    configfiles: Sequence[str]) -> list[str]:
-    """The commands that pick the run up: unlock if a killed Snakemake left its lock, then rerun."""
+                    configfiles: Sequence[str], snakefile: str | Path | None = None) -> list[str]:
+    """The commands that pick the run up: unlock if a killed Snakemake left its lock, then rerun.
+
+    ``snakefile`` is named (``-s``) when the working directory is not the repository root, where
+    Snakemake would not find it.
+    """
     if not targets:
         return []
     tail = " ".join(shlex.quote(t) for t in targets)
     if configfiles:
         tail += " --configfile " + " ".join(shlex.quote(str(c)) for c in configfiles)
     prof = f"--profile {shlex.quote(str(profile))} " if profile else ""
+    if snakefile:
+        prof = f"-s {shlex.quote(str(snakefile))} " + prof
     cmds = []
     if status.locked and not status.snakemake_pids:
         cmds.append(f"snakemake {prof}--unlock {tail}")

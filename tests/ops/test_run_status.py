@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -316,3 +317,28 @@ def test_resume_from_the_repository_root_names_no_snakefile(tmp_path):
     write(repo / "res/instagram/plan/plan.json")
     st = R.collect(cfg, repo, profile=None, repo=repo, queue={})
     assert st.resume == ["snakemake --rerun-incomplete ingest"]
+
+
+def test_a_job_left_running_by_a_killed_snakemake_is_running(tmp_path):
+    """kill -9 of a local Snakemake leaves its jobs running; status finds them by their output
+    argument and working directory instead of calling them incomplete (to be redone now)."""
+    out = "res/instagram/posts/shard-00001.parquet"
+    snakemake_marker(tmp_path, out)
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "affectflow", "--out", out],
+                           cwd=tmp_path)
+    try:
+        for _ in range(50):  # the process is listed once it has exec'd
+            local = R.local_job_processes(tmp_path)
+            if out in local:
+                break
+            time.sleep(0.1)
+        assert local.get(out) == job.pid
+        j = R.job_status(STEP, CFG, {"shard": "00001"}, tmp_path, R.incomplete_markers(tmp_path / ".snakemake"),
+                         {}, tmp_path / "slurm_logs", False, local_jobs=local)
+        assert j.state == R.RUNNING and f"pid {job.pid}" in j.reason
+        assert R.local_job_processes(tmp_path / "res") == {}  # another working directory: not ours
+    finally:
+        job.kill()
+        job.wait()
+    assert out not in R.local_job_processes(tmp_path)
+    assert state(tmp_path).state == R.INCOMPLETE

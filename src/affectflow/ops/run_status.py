@@ -14,7 +14,8 @@ data and the whole workflow to load) and in well under a second:
   Snakemake run log (``.snakemake/log``) records the job's error although its own log holds none
   (a local job killed by a signal: ``kill -9``, the kernel's out-of-memory killer);
 * *running*/*queued* when ``squeue`` lists its job (the plugin's ``--comment`` names rule and
-  wildcards; jobs are matched by working directory);
+  wildcards; jobs are matched by working directory), or, locally, when its ``affectflow`` command
+  is still alive in the working directory after its Snakemake was killed;
 * *incomplete* when Snakemake marked its outputs incomplete, or a temporary file from the atomic
   Parquet writer was left behind by a killed job;
 * *missing* otherwise (not run yet, or waiting for an upstream job).
@@ -322,6 +323,26 @@ def snakemake_processes(workdir: Path) -> list[int]:
     return sorted(pids)
 
 
+def local_job_processes(workdir: Path) -> dict[str, int]:
+    """Jobs of a local run still alive in ``workdir``: each argument of a running ``affectflow``
+    command (its output paths among them, as the rule wrote them) -> the process id. After a
+    local Snakemake is killed (``kill -9``), its jobs go on running without it."""
+    import psutil
+
+    wd = os.path.realpath(workdir)
+    args: dict[str, int] = {}
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmd = p.info["cmdline"] or []
+            if p.info["pid"] == os.getpid() or not any(c == "affectflow" or c.endswith("/affectflow") for c in cmd[:5]):
+                continue
+            if os.path.realpath(p.cwd()) == wd:
+                args.update(dict.fromkeys(cmd, p.info["pid"]))
+        except (psutil.Error, OSError):
+            continue
+    return args
+
+
 def workflow_rules(repo: Path) -> dict[str, bool]:
     """Rules declared in the workflow (Snakefile + workflow/rules/*.smk) -> whether they have outputs."""
     rules: dict[str, bool] = {}
@@ -367,10 +388,12 @@ def _fmt(pattern: str, cfg: Mapping, wildcards: Wildcards) -> str:
 def job_status(step: Step, cfg: Mapping, wildcards: Wildcards, workdir: Path, markers: Mapping[str, str | None],
                queue: Mapping[str, tuple[str, str]], slurm_logdir: Path, snakemake_running: bool,
                listings: dict[Path, list[str]] | None = None,
-               run_failures: Mapping[str, Path] | None = None) -> JobStatus:
+               run_failures: Mapping[str, Path] | None = None,
+               local_jobs: Mapping[str, int] | None = None) -> JobStatus:
     """The state of one job of ``step`` (see the module docstring for the rules).
 
-    ``run_failures`` is :func:`run_log_failures` of the working directory (job log -> run log).
+    ``run_failures`` is :func:`run_log_failures` of the working directory (job log -> run log);
+    ``local_jobs`` is :func:`local_job_processes` (argument -> pid) when no Snakemake runs there.
     """
     outputs = [_fmt(o, cfg, wildcards) for o in step.outputs]
     log = _fmt(step.log, cfg, wildcards)
@@ -390,8 +413,13 @@ def job_status(step: Step, cfg: Mapping, wildcards: Wildcards, workdir: Path, ma
         return j
     if marked:
         j.slurm_job = markers[marked[0]]
+        alive = [(local_jobs or {}).get(o) for o in outputs]
         if snakemake_running:
             j.state = RUNNING
+        elif any(alive):
+            j.state = RUNNING
+            j.reason = (f"still running (pid {next(a for a in alive if a)}) after its Snakemake was killed: "
+                        "let it finish, or kill it, before resuming")
         else:
             j.state = INCOMPLETE
             j.reason = ("was running when Snakemake or its job was killed; "
@@ -434,6 +462,7 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
     run_failures = run_log_failures(workdir / ".snakemake" / "log")
     queue = slurm_queue(workdir) if queue is None else queue
     pids = snakemake_processes(workdir)
+    local_jobs = {} if pids else local_job_processes(workdir)
     slurm_logdir = workdir / (profile_setting(profile, "slurm-logdir") or ".snakemake/slurm_logs")
     result: dict[str, dict[str, list[JobStatus]]] = {}
     listings: dict[Path, list[str]] = {}
@@ -447,7 +476,7 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
             continue
         result[stage.name] = {
             s.rule: [job_status(s, cfg, wc, workdir, markers, queue, slurm_logdir, bool(pids), listings,
-                                  run_failures)
+                                  run_failures, local_jobs)
                      for wc in s.jobs(cfg)]
             for s in steps
         }

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import status as S
-from ..inference.device import device_and_dtype
+from ..inference.device import place
 from ..inference.runner import run
 from ..io.arrays import embedding_array
 from ..io.parquet import ParquetWriter, provenance
@@ -220,13 +220,12 @@ def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, o
                threads: int | None = None) -> dict[str, Any]:
     """Stage ``dreaddit_clip``: text + image embeddings of one shard's posts; returns counts."""
     import polars as pl
-    import torch
 
     cfg = validated(cfg)
     dd = DreadditConfig.from_config(cfg)
     cc = dd.clip
-    if threads:
-        torch.set_num_threads(threads)
+    where = place(cc.device, cc.precision, threads=threads, what="dreaddit.clip.device")
+    device, dtype = where.device, where.dtype
     rows = read_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
     index = pl.read_parquet(synth, columns=["post_id", "image_path", "status"])
     if rows["post_id"].to_list() != index["post_id"].to_list():
@@ -236,7 +235,6 @@ def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, o
     rows = rows.with_columns(pl.when(text_ok).then(pl.col("text")).alias("text"),
                              pl.when(index["status"] == S.OK).then(index["image_path"]).alias("image_path"))
 
-    device, dtype = device_and_dtype(cc.device, cc.precision)
     net, preprocess, tokenizer, model_prov = load_clip(cfg, ClipModel.from_config(cfg), device=device, dtype=dtype)
     dim = clip_dim(net)
     synth_status = dict(index.select("post_id", "status").iter_rows())

@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from .. import config as C
 from .. import status as S
-from ..inference.device import device_and_dtype
+from ..inference.device import Placement, place
 from ..inference.runner import run
 from ..io.parquet import provenance, write_table
 from ..models import HFModel, ModelMissing, check_tokenizer, provenance_of, resolve
@@ -111,15 +111,23 @@ def save_png(path: Path, pixels: np.ndarray, job: Job, model: str, level: int) -
 
 
 # -- the pipeline ----------------------------------------------------------------------------------
-def resolve_precision(syn_device: str, precision: str):
-    """fp16 on GPU unless told otherwise (SD weights are published for it), fp32 on CPU."""
-    device, _ = device_and_dtype(syn_device, "fp32")
-    if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
-    if device.type == "cpu":
-        precision = "fp32"
-    device, dtype = device_and_dtype(str(device), precision)
-    return device, dtype, precision
+def synthesis_placement(device: str, precision: str, threads: int | None = None) -> Placement:
+    """Synthesis's precision rule for :func:`inference.device.place`: fp16 on a GPU unless told
+    otherwise (Stable Diffusion weights are published for it), always fp32 on a CPU.
+
+    Args:
+        device: ``dreaddit.synthesis.device`` (auto | cpu | cuda | cuda:N).
+        precision: ``dreaddit.synthesis.precision`` (auto | fp16 | bf16 | fp32).
+        threads: the job's cores, or None to leave torch's pool alone.
+
+    Returns:
+        The :class:`~affectflow.inference.device.Placement`; its ``precision`` goes into each image's recipe.
+
+    Raises:
+        DeviceMissing: ``dreaddit.synthesis.device`` names CUDA and no GPU is visible.
+    """
+    return place(device, precision, threads=threads, gpu_auto="fp16", cpu_half="never",
+                 what="dreaddit.synthesis.device")
 
 
 def _model_index(path: Path) -> dict:
@@ -272,22 +280,19 @@ def _batches(jobs: list[Job], size: int):
 def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Path,
                      images_dir: str | Path | None = None, threads: int | None = None) -> dict[str, Any]:
     """Stage ``synthesize``: the shard's images (kept or made) and its index; returns counts."""
-    import torch
-
     cfg = validated(cfg)
     dd = DreadditConfig.from_config(cfg)
     syn = dd.synthesis
     check_template(syn.template)  # before any model loads: a leaking template fails at once
     check_negative_prompt(syn.negative_prompt)
-    if threads:
-        torch.set_num_threads(threads)
+    where = synthesis_placement(syn.device, syn.precision, threads)
+    device, dtype, precision = where.device, where.dtype, where.precision
     images = Path(images_dir) if images_dir else dd.images_dir
     images.mkdir(parents=True, exist_ok=True)
     rows = read_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
 
     model = HFModel.from_config(cfg, "diffusion")
     path = resolve(cfg, model)
-    device, dtype, precision = resolve_precision(syn.device, syn.precision)
     model_prov = provenance_of(cfg, model, path, dtype=precision, device=str(device))
     fitter = PromptFitter(syn.template, load_tokenizer(path), syn.max_prompt_tokens)
 

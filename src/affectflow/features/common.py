@@ -1,4 +1,4 @@
-"""What the three Instagram feature stages share: their config, the torch set-up, the posts they read.
+"""What the three Instagram feature stages share: the posts they read, text cleaning, row statuses, the summary.
 
 Each stage (:mod:`sentiment`, :mod:`text_embed`, :mod:`image_embed`) turns one posts shard into one
 feature table with exactly one row per post (per mapped image for the image table), so every

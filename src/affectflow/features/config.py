@@ -76,6 +76,24 @@ class FeaturesConfig:
                    text_embedding=TextStageConfig.from_section(f["text_embedding"]),
                    image_embedding=ImageStageConfig.from_section(f["image_embedding"]))
 
+    def placement(self, threads: int):
+        """Device, dtype and threads of a feature job (:func:`inference.device.place`): bf16/fp16 on
+        a GPU, bf16 on CPUs with native bf16 units, fp32 elsewhere; TF32 on CUDA.
+
+        Args:
+            threads: the job's cores.
+
+        Returns:
+            An :class:`~affectflow.inference.device.Placement`.
+
+        Raises:
+            DeviceMissing: ``features.device`` names CUDA and no GPU is visible.
+        """
+        from ..inference.device import place
+
+        return place(self.device, self.precision, threads=threads, cpu_half="native", cuda_fast=True,
+                       what="features.device")
+
 
 def stage_config(cfg: Mapping[str, Any], stage: str, model_key: str) -> dict[str, Any]:
     """The config one feature stage runs with: device, precision, its own settings, its model.

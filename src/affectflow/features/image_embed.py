@@ -24,7 +24,7 @@ import polars as pl
 import pyarrow as pa
 
 from .. import status as S
-from ..inference.device import autocast, dtype_name, prepare_model, setup_torch, to_device
+from ..inference.device import autocast, dtype_name, prepare_model, to_device
 from ..inference.runner import run
 from ..instagram.config import InstagramConfig
 from ..instagram.plan import read_shard
@@ -174,7 +174,8 @@ def image_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, plan_
     icfg = fcfg.image_embedding
     ig = InstagramConfig.from_config(cfg)
     threads = threads or icfg.threads
-    device, dtype = setup_torch(fcfg, threads)
+    where = fcfg.placement(threads)
+    device, dtype = where.device, where.dtype
     net, pre, dim, model_prov = load_image_model(cfg, device, dtype)
     posts = read_posts(posts_path, ["username", "image_files", "missing_images"]).with_row_index("post_row")
     present, missing = _shard_images(posts, plan_images, shard)

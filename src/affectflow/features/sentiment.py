@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from ..inference.device import autocast, dtype_name, prepare_model, setup_torch, to_device
+from ..inference.device import autocast, dtype_name, prepare_model, to_device
 from ..io.parquet import provenance
 from ..models import HFModel, check_tokenizer, provenance_of, resolve
 from ..tables import SENTIMENT
@@ -90,7 +90,8 @@ def sentiment_shard(cfg: Mapping[str, Any], posts_path: str | Path, out: str | P
     """Score one posts shard into ``out``; returns the run's timings and status counts."""
     fcfg = FeaturesConfig.from_config(cfg)
     scfg = fcfg.sentiment
-    device, dtype = setup_torch(fcfg, threads or scfg.threads)
+    where = fcfg.placement(threads or scfg.threads)
+    device, dtype = where.device, where.dtype
     net, tok, model_prov = load_classifier(cfg, device, dtype)
     max_length = model_max_length(tok, net.config, scfg.max_length)
     labels = np.asarray([net.config.id2label[i] for i in range(net.config.num_labels)], dtype=object)

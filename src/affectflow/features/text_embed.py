@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from ..inference.device import autocast, dtype_name, prepare_model, setup_torch, to_device
+from ..inference.device import autocast, dtype_name, prepare_model, to_device
 from ..io.arrays import embedding_array
 from ..io.parquet import provenance
 from ..models import HFModel, check_tokenizer, provenance_of, resolve
@@ -77,7 +77,8 @@ def text_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, out: s
     """Embed one posts shard into ``out``; returns the run's timings and status counts."""
     fcfg = FeaturesConfig.from_config(cfg)
     tcfg = fcfg.text_embedding
-    device, dtype = setup_torch(fcfg, threads or tcfg.threads)
+    where = fcfg.placement(threads or tcfg.threads)
+    device, dtype = where.device, where.dtype
     st, model_prov = load_sbert(cfg, device, dtype)
     max_length = min(tcfg.max_length or st.max_seq_length, st.max_seq_length)
     dim = int((getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension)())

@@ -61,15 +61,11 @@ def write_embeddings(cfg: Mapping[str, Any], frame: pl.DataFrame, out: str | Pat
     ``frame`` may carry ``status``: rows whose status is not ok keep it; the others get ok, or
     ``text_missing`` without text.
     """
-    import torch
+    from ..inference.device import place
 
-    from ..inference.device import device_and_dtype
-
-    if threads:
-        torch.set_num_threads(threads)
     t0 = time.perf_counter()
     has_text = (frame["text"].fill_null("").str.strip_chars().str.len_chars() > 0).to_numpy()
-    device, _ = device_and_dtype(cfg.get("train", {}).get("device", "auto"))
+    device = place(cfg.get("train", {}).get("device", "auto"), "fp32", threads=threads, what="train.device").device
     if encoder is None:
         encoder, prov = load_encoder(cfg, str(device))
     else:

@@ -110,7 +110,19 @@ def length_batches(lengths: np.ndarray, batch_size: int, max_tokens: int) -> lis
     return batches
 
 
-def _pad(ids: list[list[int]], index: np.ndarray, tok: TextTokenizer, pin: bool) -> dict[str, Any]:
+def pad_batch(ids: list[list[int]], index: np.ndarray, tok: TextTokenizer, pin: bool) -> dict[str, Any]:
+    """The texts ``index`` of ``ids`` as one batch padded to its longest text.
+
+    Args:
+        ids: token ids per text (:meth:`TextTokenizer.encode`).
+        index: positions of the batch's texts in ``ids``.
+        tok: the tokenizer (its pad id, whether the model takes ``token_type_ids``).
+        pin: pin the tensors (host -> GPU copies overlap with compute).
+
+    Returns:
+        ``{"input_ids", "attention_mask"[, "token_type_ids"]}``: ``(len(index), longest)`` int64
+        CPU tensors; the mask is 1 on real tokens.
+    """
     import torch
 
     rows = [ids[i] for i in index]
@@ -142,7 +154,7 @@ def _prepare(window: Window, texts: list[str], tok: TextTokenizer, batch_size: i
     groups = length_batches(lengths, batch_size, max_tokens)
     batches = []
     for index in groups:
-        feats = _pad(ids, index, tok, pin)
+        feats = pad_batch(ids, index, tok, pin)
         ids_arr = feats["input_ids"].numpy()
         known = ~np.isin(ids_arr, tok.special) & (feats["attention_mask"].numpy() == 1)
         window.known[index] = known.any(axis=1)

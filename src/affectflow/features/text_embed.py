@@ -1,10 +1,9 @@
 """SBERT embedding of each post's caption and merged comments (all-mpnet-base-v2 by default).
 
 One row per post (:func:`tables.text_embeddings`): the caption and the shown comments, joined by a
-newline, embedded by the configured SentenceTransformer through its own module stack (transformer,
-pooling, normalisation ...), fed by :mod:`text_batches` instead of ``encode`` so that batches are
-sorted by token length, padded per batch and prepared while the previous batch runs. The vector is
-re-normalised in float32 (L2 = 1) whatever precision the model ran in.
+newline, embedded by the sentence encoder of :mod:`.sbert` (the loader, truncation rule and
+forward pass the training stage's text vectors use too), fed by :mod:`text_batches` so that
+batches are sorted by token length, padded per batch and prepared while the previous batch runs.
 """
 
 from __future__ import annotations
@@ -13,18 +12,17 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from ..inference.device import autocast, dtype_name, prepare_model, to_device
+from ..inference.device import dtype_name
 from ..io.arrays import embedding_array
 from ..io.parquet import provenance
-from ..models import HFModel, check_tokenizer, provenance_of, resolve
 from ..tables import text_embeddings
 from .common import read_posts, text_status
 from .config import FeaturesConfig
-from .text_batches import TextResults, TextTokenizer, run_text_stage
+from .sbert import embed_with, load_sbert, sbert_dim, sbert_tokenizer
+from .text_batches import TextResults, run_text_stage
 
 log = logging.getLogger(__name__)
 
@@ -33,31 +31,6 @@ def post_text() -> pl.Expr:
     """Caption and merged comments, one text per post (either may be missing)."""
     parts = [pl.col(c).str.strip_chars() for c in ("caption", "comments_text")]
     return pl.concat_str(parts, separator="\n", ignore_nulls=True).alias("text")
-
-
-def load_sbert(cfg: Mapping[str, Any], device, dtype):
-    """``(SentenceTransformer, provenance)`` of ``models.text_embedding``, from disk only."""
-    from sentence_transformers import SentenceTransformer
-
-    model = HFModel.from_config(cfg, "text_embedding")
-    path = resolve(cfg, model)
-    st = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-    check_tokenizer(st.tokenizer, "models.text_embedding")
-    st = prepare_model(st, device, dtype)
-    return st, provenance_of(cfg, model, path, device=str(device), dtype=dtype_name(dtype))
-
-
-def embed_with(st, device, dtype):
-    """Batch of token tensors -> L2-normalised float32 embeddings (numpy)."""
-    import torch
-
-    def infer(feats: dict) -> np.ndarray:
-        inputs = {k: to_device(v, device) for k, v in feats.items()}
-        with torch.inference_mode(), autocast(device, dtype):
-            emb = st(inputs)["sentence_embedding"]
-        return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
-
-    return infer
 
 
 def text_embedding_table(res: TextResults, dim: int) -> pa.Table:
@@ -80,13 +53,13 @@ def text_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, out: s
     where = fcfg.placement(threads or tcfg.threads)
     device, dtype = where.device, where.dtype
     st, model_prov = load_sbert(cfg, device, dtype)
-    max_length = min(tcfg.max_length or st.max_seq_length, st.max_seq_length)
-    dim = int((getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension)())
+    tok = sbert_tokenizer(st, tcfg.max_length)
+    max_length, dim = tok.max_length, sbert_dim(st)
     posts = read_posts(posts_path, ["caption", "comments_text"]).with_columns(post_text())
     prov = provenance("instagram_text_embeddings", cfg, shard=shard, source=str(posts_path),
                       model=model_prov | {"max_length": max_length, "dim": dim}, device=str(device),
                       dtype=dtype_name(dtype))
-    stats, counts = run_text_stage(posts, ["text"], TextTokenizer(st.tokenizer, max_length), tcfg,
+    stats, counts = run_text_stage(posts, ["text"], tok, tcfg,
                                    embed_with(st, device, dtype), lambda res: text_embedding_table(res, dim), out,
                                    text_embeddings(dim), prov, device, "text_embeddings")
     log.info("text embeddings: %d posts -> %s (dim %d); %s", posts.height, out, dim, counts)

@@ -58,6 +58,8 @@ class ImageStageConfig:
 
 
 class FeaturesConfig:
+    """The ``features`` section: device and precision shared by the three stages, and each stage's settings."""
+
     device: str  # auto | cpu | cuda | cuda:N
     precision: str  # auto | fp32 | fp16 | bf16
     sentiment: TextStageConfig
@@ -67,7 +69,11 @@ class FeaturesConfig:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "FeaturesConfig":
         """From the ``features`` section; a rule passes only its own stage's part, so the schema
-        fills the rest with defaults (and checks what is there)."""
+        fills the rest with defaults (and checks what is there).
+
+        Raises:
+            ConfigError: the section does not match the schema.
+        """
         from ..config import validate
 
         f = validate({"features": copy.deepcopy(dict(cfg.get("features") or {}))})["features"]

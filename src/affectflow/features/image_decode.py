@@ -80,7 +80,20 @@ class Decoded:
 
 def decode(data: bytes, pre: Preprocess, name: str = "image", draft: bool = True,
            max_pixels: int = 50_000_000) -> Decoded:
-    """One image's bytes to model-sized RGB pixels, or the reason it has none."""
+    """One image's bytes to model-sized RGB pixels, or the reason it has none.
+
+    Args:
+        data: the member's bytes.
+        pre: the model's input size and resize rule.
+        name: the member's name, for messages.
+        draft: let libjpeg decode JPEGs at a reduced scale (both sides stay >= the input size).
+        max_pixels: an image whose header declares more pixels is not decoded.
+
+    Returns:
+        A :class:`Decoded`: ``pixels`` ``(H, W, 3)`` uint8 at the model's input size with status
+        ``ok`` (RGB JPEG) or ``converted`` (another format or mode); or no pixels with status
+        ``empty``, ``corrupt`` or ``too_large`` and the reason in ``error``. Never raises for bad bytes.
+    """
     from PIL import Image, UnidentifiedImageError
 
     if not data:
@@ -177,7 +190,20 @@ class ImageBatches:
 
 
 def loader(dataset: ImageBatches, batch_size: int, workers: int, prefetch_factor: int, pin_memory: bool):
-    """Batches in plan (archive) order, decoded by ``workers`` processes ahead of the model."""
+    """Batches in plan (archive) order, decoded by ``workers`` processes ahead of the model.
+
+    Args:
+        dataset: the images to read.
+        batch_size: images per batch (the last may be smaller).
+        workers: decode processes; 0 decodes in this process.
+        prefetch_factor: batches each worker prepares ahead.
+        pin_memory: pin the batches (GPU).
+
+    Returns:
+        A DataLoader yielding :meth:`ImageBatches.__getitem__` dicts: ``rows`` and ``decoded``
+        (int64 tensors), ``pixels`` ``(decoded, H, W, 3)`` uint8, and per image ``status``,
+        ``error``, ``format``, ``mode``, ``width``, ``height`` lists.
+    """
     from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
     sampler = BatchSampler(SequentialSampler(range(len(dataset))), batch_size, drop_last=False)

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import numpy as np
 import polars as pl
 
-from ..inference.runner import RunStats, run
 from .common import clean_text, mostly_non_latin, parsed
 
 if TYPE_CHECKING:
@@ -32,7 +31,19 @@ log = logging.getLogger(__name__)
 
 
 class TextTokenizer:
-    """A private copy of a model's fast tokenizer, truncating to ``max_length``, never padding."""
+    """A private copy of a model's fast tokenizer, truncating to ``max_length``, never padding.
+
+    The one truncation rule of the text stages: a text keeps at most ``max_length`` tokens, the
+    model's start and end tokens included (the cut text still ends with the end token), and is
+    flagged when it lost tokens. The model's own tokenizer instance is left as it was.
+
+    Args:
+        hf_tokenizer: a transformers *fast* tokenizer.
+        max_length: tokens per text.
+
+    Raises:
+        TypeError: the tokenizer is not a fast (Rust) tokenizer.
+    """
 
     def __init__(self, hf_tokenizer, max_length: int):
         from tokenizers import Tokenizer
@@ -49,7 +60,12 @@ class TextTokenizer:
         self.type_ids = "token_type_ids" in getattr(hf_tokenizer, "model_input_names", ())
 
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
-        """``(ids per text, lengths, truncated flags)``."""
+        """Tokenise ``texts`` (in the Rust pool: the GIL is released).
+
+        Returns:
+            ``(ids, lengths, truncated)``: token ids per text (start/end included, at most
+            ``max_length``), ``(n,)`` int64 lengths, ``(n,)`` bool True where a text was cut.
+        """
         encs = self.backend.encode_batch(list(texts))
         ids = [e.ids for e in encs]
         lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
@@ -75,6 +91,8 @@ class Window:
 
 @dataclass
 class TextBatch:
+    """One model batch: some of a window's texts, padded to their longest (:func:`pad_batch`)."""
+
     window: Window
     index: np.ndarray  # positions of the batch's texts in the window
     features: dict[str, Any]  # input_ids, attention_mask (+ token_type_ids): CPU tensors
@@ -181,7 +199,22 @@ def _window_texts(number: int, posts: pl.DataFrame, text_columns: Sequence[str])
 
 def read_windows(posts: pl.DataFrame, text_columns: Sequence[str], tok: TextTokenizer, window: int,
                  batch_size: int, max_tokens: int, pin: bool) -> Iterator[TextBatch]:
-    """Batches of every window in turn; the next window is tokenised while this one runs."""
+    """Batches of every window in turn; the next window is tokenised while this one runs.
+
+    Args:
+        posts: the shard's posts (``post_id``, ``status``, ``text_columns``); only parsed posts'
+            non-blank texts (stripped) are read.
+        text_columns: the text columns, each text scored on its own.
+        tok: the tokenizer (truncation rule).
+        window: posts per window (tokenised and length-sorted together).
+        batch_size: texts per batch at most.
+        max_tokens: padded tokens per batch at most.
+        pin: pin the batches' tensors.
+
+    Returns:
+        An iterator of :class:`TextBatch`, each window's in turn, longest texts first; a window
+        without texts yields one empty batch (so its rows are still written).
+    """
     starts = list(range(0, posts.height, window)) or [0]
 
     def prepare(k: int) -> list[TextBatch]:
@@ -216,6 +249,8 @@ class WindowWriter:
         self.emit = emit
 
     def write(self, batch: TextBatch, output: np.ndarray | None) -> None:
+        """Keep ``output`` (``(len(batch), ...)`` rows, or None for an empty batch) in the window's
+        results; when it was the window's last batch, emit the window."""
         win = batch.window
         if output is not None and len(batch):
             if win.results is None:
@@ -249,23 +284,41 @@ class WindowWriter:
         return TextResults(win.posts, values, scored, truncated, non_latin)
 
 
-def run_text_stage(posts: pl.DataFrame, text_columns: Sequence[str], tok: TextTokenizer, cfg, infer: Callable,
-                   to_table: Callable[[TextResults], "pa.Table"], out, schema, prov, device,
-                   name: str) -> tuple[RunStats, dict[str, int]]:
-    """Drive a shard's texts through ``infer`` (batch of features -> numpy); each finished window
-    becomes a table (``to_table``) appended to ``out``. Returns timings and status counts."""
-    from ..io.parquet import ParquetWriter
+def text_reader(posts: pl.DataFrame, text_columns: Sequence[str], tok: TextTokenizer, cfg,
+                pin: bool) -> Iterator[TextBatch]:
+    """The reader of a text stage: :func:`read_windows` sized by the stage's config.
 
-    counts: dict[str, int] = {}
-    reader = read_windows(posts, text_columns, tok, cfg.window, cfg.batch_size, cfg.max_tokens,
-                          pin=device.type == "cuda")
-    mapper = lambda b: infer(b.features) if len(b) else None  # noqa: E731
-    with ParquetWriter(out, schema, prov) as writer:
-        def emit(res: TextResults) -> None:
-            table = to_table(res)
-            for s, n in pl.from_arrow(table.select(["status"])).group_by("status").len().iter_rows():
-                counts[s] = counts.get(s, 0) + n
-            writer.write(table)
+    Args:
+        posts: the shard's posts (``post_id``, ``status`` and ``text_columns``).
+        text_columns: the columns whose texts the model reads, each scored on its own.
+        tok: the model's tokenizer, truncating at the stage's limit.
+        cfg: the stage's :class:`~affectflow.features.config.TextStageConfig` (``window``,
+            ``batch_size``, ``max_tokens``).
+        pin: pin the batches' memory (a GPU stage).
 
-        stats = run(reader, mapper, WindowWriter(len(text_columns), emit), name=name, log_every=20)
-    return stats, counts
+    Returns:
+        An iterator of :class:`TextBatch` (each window yields at least one, maybe empty).
+    """
+    return read_windows(posts, text_columns, tok, cfg.window, cfg.batch_size, cfg.max_tokens, pin)
+
+
+def text_mapper(infer: Callable[[dict], np.ndarray]) -> Callable[[TextBatch], np.ndarray | None]:
+    """The mapper of a text stage: ``infer`` (padded token tensors -> ``(n, ...)`` numpy) on a
+    batch's features; None for the empty batch of a window without texts."""
+    return lambda b: infer(b.features) if len(b) else None
+
+
+class TextTableWriter(WindowWriter):
+    """The writer of a text stage: each finished window, in post order, becomes a table
+    (``to_table``) appended to ``writer``; status counts are kept in :attr:`counts`."""
+
+    def __init__(self, writer, n_columns: int, to_table: Callable[[TextResults], "pa.Table"]):
+        super().__init__(n_columns, self._append)
+        self.writer, self.to_table = writer, to_table
+        self.counts: dict[str, int] = {}
+
+    def _append(self, res: TextResults) -> None:
+        table = self.to_table(res)
+        for s, n in pl.from_arrow(table.select(["status"])).group_by("status").len().iter_rows():
+            self.counts[s] = self.counts.get(s, 0) + n
+        self.writer.write(table)

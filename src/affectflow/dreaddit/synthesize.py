@@ -38,10 +38,11 @@ from .. import status as S
 from ..inference.device import Placement, place
 from ..inference.runner import run
 from ..io.parquet import provenance, write_table
-from ..models import HFModel, ModelMissing, check_tokenizer, provenance_of, resolve
+from ..layout import params as rule_params
+from ..models import HFModel, ModelMissing, check_tokenizer_complete, provenance_of, resolve
 from ..tables import DREADDIT_SYNTH
 from .config import DreadditConfig, SynthesisConfig, validated
-from .posts import read_shard, stable_hash
+from .posts import read_dreaddit_shard, stable_hash
 from .prompt import PromptFitter, check_negative_prompt, check_template
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def load_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path, subfolder="tokenizer")
-    check_tokenizer(tok, f"models.diffusion ({path}/tokenizer)")
+    check_tokenizer_complete(tok, f"models.diffusion ({path}/tokenizer)")
     return tok
 
 
@@ -292,7 +293,7 @@ class Generator:
         return results
 
 
-class ImageWriter:
+class PngWriter:
     """The writer: PNGs encoded in threads while the next batch is generated; statuses collected."""
 
     def __init__(self, model: str, level: int, threads: int):
@@ -387,7 +388,7 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
     """Stage ``synthesize``: the shard's images (kept or made) and its index.
 
     The jobs (:func:`plan_jobs`) whose image is not kept (:func:`kept`) go through reader
-    (:func:`job_batches`), mapper (:class:`Generator`) and writer (:class:`ImageWriter`), driven by
+    (:func:`job_batches`), mapper (:class:`Generator`) and writer (:class:`PngWriter`), driven by
     :func:`inference.runner.run`; then the index is written, one row per post of the shard.
 
     Args:
@@ -419,7 +420,7 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
     device, dtype, precision = where.device, where.dtype, where.precision
     images = Path(images_dir) if images_dir else dd.images_dir
     images.mkdir(parents=True, exist_ok=True)
-    rows = read_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
+    rows = read_dreaddit_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
 
     model = HFModel.from_config(cfg, "diffusion")
     path = resolve(cfg, model)
@@ -438,7 +439,7 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
     if todo:
         reader = job_batches(todo, syn.batch_size)
         mapper = Generator(load_pipeline(cfg, path, device, dtype), syn)
-        writer = ImageWriter(model.id, syn.png_compress_level, syn.writers)
+        writer = PngWriter(model.id, syn.png_compress_level, syn.writers)
         try:
             stats = run(reader, mapper, writer, name=f"synthesize shard {shard}")
         finally:
@@ -453,9 +454,7 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
     summary = {"posts": rows.height, "kept": len(jobs) - len(todo), "made": sum(1 for j in todo if settled[j.post_id][0] == S.OK),
                "by_status": counts, "prompts_truncated": sum(1 for t in cols["prompt_truncated"] if t),
                "oom_splits": oom_splits, "timing": stats.as_dict() if stats else None}
-    section = {"results": cfg["results"], "dreaddit": {"shards": dd.shards, "synthesis": cfg["dreaddit"]["synthesis"]},
-               "models": {"diffusion": cfg["models"]["diffusion"], **({"safety_checker": cfg["models"]["safety_checker"]}
-                                                                    if "safety_checker" in cfg["models"] else {})}}
+    section = rule_params("synthesize_shard", cfg)
     prov = provenance("dreaddit_synth", section, shard=shard, model=model_prov, images_dir=str(images),
                       posts=str(posts), summary=summary)
     write_table(out, pa.table(cols, schema=DREADDIT_SYNTH), DREADDIT_SYNTH, prov)

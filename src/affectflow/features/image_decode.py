@@ -1,7 +1,7 @@
 """Image bytes from the archive to model-sized uint8 pixels, in DataLoader workers, faults labelled.
 
 Each worker reads its batch's members straight from the split archive (every worker reopens its
-own handles: :class:`multizip.MultiVolumeZip` pickles without them), decodes and resizes. The
+own handles: :class:`affectflow.io.multizip.MultiVolumeZip` pickles without them), decodes and resizes. The
 expensive part of a 1080x1350 JPEG is the full-size decode; when the model's input is 224 px,
 PIL's ``draft`` lets libjpeg decode at 1/4 scale (270x338) directly, several times faster, and
 the resize from there matches the full-size path closely (antialiased bicubic either way).
@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import status as S
 from ..io.multizip import Member, MemberError, MultiVolumeZip
+from ..tables import MEMBER_COLUMNS
 
 _RESAMPLE = {"bicubic": 3, "bilinear": 2, "nearest": 0, "lanczos": 1}  # PIL.Image.Resampling values
 
@@ -124,9 +125,6 @@ def decode(data: bytes, pre: Preprocess, name: str = "image", draft: bool = True
     if fmt == "JPEG" and mode == "RGB":
         return Decoded(pixels, S.OK, None, **meta)
     return Decoded(pixels, S.CONVERTED, f"{name}: {fmt} {mode} data converted to RGB", **meta)
-
-
-MEMBER_COLUMNS = ("member", "disk", "offset", "compressed_size", "uncompressed_size", "method", "crc", "flags")
 
 
 class ImageBatches:

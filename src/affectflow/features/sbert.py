@@ -27,7 +27,7 @@ import numpy as np
 
 from ..inference.device import autocast, dtype_name, prepare_model, to_device
 from ..inference.runner import run
-from ..models import HFModel, check_tokenizer, provenance_of, resolve
+from ..models import HFModel, check_tokenizer_complete, provenance_of, resolve
 from .text_batches import TextTokenizer, length_batches, pad_batch
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def load_sbert(cfg: Mapping[str, Any], device, dtype):
     model = HFModel.from_config(cfg, "text_embedding")
     path = resolve(cfg, model)
     st = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-    check_tokenizer(st.tokenizer, "models.text_embedding")
+    check_tokenizer_complete(st.tokenizer, "models.text_embedding")
     st = prepare_model(st, device, dtype)
     return st, provenance_of(cfg, model, path, device=str(device), dtype=dtype_name(dtype))
 

@@ -2,7 +2,7 @@
 
 One row per post of the shard (:data:`tables.SENTIMENT`). The model is loaded from disk only
 (:func:`models.resolve` fails fast, naming the fetch command, when it is absent). Texts go through
-:mod:`text_batches` (length-sorted batches, truncation recorded); the label is the model's own
+:mod:`.text_batches` (length-sorted batches, truncation recorded); the label is the model's own
 ``id2label`` name and the score the softmax probability of that label.
 """
 
@@ -20,9 +20,9 @@ import pyarrow as pa
 from ..inference.device import autocast, dtype_name, prepare_model, to_device
 from ..inference.runner import run
 from ..io.parquet import ParquetWriter, provenance
-from ..models import HFModel, check_tokenizer, provenance_of, resolve
+from ..models import HFModel, check_tokenizer_complete, provenance_of, resolve
 from ..tables import SENTIMENT
-from .common import read_posts, text_status
+from .common import read_posts_shard, text_status
 from .config import FeaturesConfig
 from .text_batches import TextResults, TextTableWriter, TextTokenizer, text_mapper, text_reader
 
@@ -70,7 +70,7 @@ def load_classifier(cfg: Mapping[str, Any], device, dtype):
     model = HFModel.from_config(cfg, "sentiment")
     path = resolve(cfg, model)
     tok = AutoTokenizer.from_pretrained(str(path))
-    check_tokenizer(tok, "models.sentiment")
+    check_tokenizer_complete(tok, "models.sentiment")
     net = prepare_model(AutoModelForSequenceClassification.from_pretrained(str(path)), device, dtype)
     return net, tok, provenance_of(cfg, model, path, device=str(device), dtype=dtype_name(dtype))
 
@@ -158,7 +158,7 @@ def sentiment_shard(cfg: Mapping[str, Any], posts_path: str | Path, out: str | P
     net, hf_tok, model_prov = load_classifier(cfg, where.device, where.dtype)
     tok = TextTokenizer(hf_tok, model_max_length(hf_tok, net.config, scfg.max_length))
     labels = np.asarray([net.config.id2label[i] for i in range(net.config.num_labels)], dtype=object)
-    posts = read_posts(posts_path, list(TEXT_COLUMNS))
+    posts = read_posts_shard(posts_path, list(TEXT_COLUMNS))
     prov = provenance("instagram_sentiment", cfg, shard=shard, source=str(posts_path),
                       model=model_prov | {"max_length": tok.max_length}, device=str(where.device),
                       dtype=where.dtype_name)

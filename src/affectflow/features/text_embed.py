@@ -2,7 +2,7 @@
 
 One row per post (:func:`tables.text_embeddings`): the caption and the shown comments, joined by a
 newline, embedded by the sentence encoder of :mod:`.sbert` (the loader, truncation rule and
-forward pass the training stage's text vectors use too), fed by :mod:`text_batches` so that
+forward pass the training stage's text vectors use too), fed by :mod:`.text_batches` so that
 batches are sorted by token length, padded per batch and prepared while the previous batch runs.
 """
 
@@ -19,7 +19,7 @@ from ..inference.runner import run
 from ..io.arrays import embedding_array
 from ..io.parquet import ParquetWriter, provenance
 from ..tables import text_embeddings
-from .common import read_posts, text_status
+from .common import read_posts_shard, text_status
 from .config import FeaturesConfig
 from .sbert import embed_with, load_sbert, sbert_dim, sbert_tokenizer
 from .text_batches import TextResults, TextTableWriter, text_mapper, text_reader
@@ -84,7 +84,7 @@ def text_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, out: s
     st, model_prov = load_sbert(cfg, where.device, where.dtype)
     tok = sbert_tokenizer(st, tcfg.max_length)
     dim = sbert_dim(st)
-    posts = read_posts(posts_path, ["caption", "comments_text"]).with_columns(post_text())
+    posts = read_posts_shard(posts_path, ["caption", "comments_text"]).with_columns(post_text())
     prov = provenance("instagram_text_embeddings", cfg, shard=shard, source=str(posts_path),
                       model=model_prov | {"max_length": tok.max_length, "dim": dim}, device=str(where.device),
                       dtype=where.dtype_name)

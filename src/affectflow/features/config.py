@@ -21,6 +21,7 @@ class TextStageConfig:
 
     @classmethod
     def from_section(cls, sec: Mapping[str, Any]) -> "TextStageConfig":
+        """From a complete ``features.sentiment`` or ``features.text_embedding`` section."""
         return cls(threads=int(sec["threads"]), batch_size=int(sec["batch_size"]), max_tokens=int(sec["max_tokens"]),
                    max_length=None if sec.get("max_length") is None else int(sec["max_length"]),
                    window=int(sec["window"]))
@@ -42,6 +43,7 @@ class ImageStageConfig:
 
     @classmethod
     def from_section(cls, sec: Mapping[str, Any]) -> "ImageStageConfig":
+        """From a complete ``features.image_embedding`` section."""
         return cls(threads=int(sec["threads"]), batch_size=int(sec["batch_size"]), workers=sec["workers"],
                    prefetch_factor=int(sec["prefetch_factor"]), draft=bool(sec["draft"]),
                    max_pixels=int(sec["max_pixels"]), pin_memory=bool(sec["pin_memory"]))

@@ -41,6 +41,11 @@ class Preprocess:
 
     @classmethod
     def from_open_clip(cls, net) -> "Preprocess":
+        """The preprocessing an open_clip model was trained with (its ``visual.preprocess_cfg``).
+
+        Raises:
+            ValueError: the model resizes in a way the stage does not reproduce (not shortest/squash).
+        """
         pc: Mapping[str, Any] = getattr(net.visual, "preprocess_cfg", {}) or {}
         size = pc.get("size", getattr(net.visual, "image_size", 224))
         size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
@@ -70,6 +75,8 @@ class Preprocess:
 
 @dataclass
 class Decoded:
+    """One image's decode result: pixels or the reason there are none, and what the bytes were."""
+
     pixels: np.ndarray | None  # (H, W, 3) uint8, None when unreadable
     status: str
     error: str | None = None

@@ -77,7 +77,11 @@ def sbert_max_length(st, wanted: int | None = None) -> int:
 
 
 def sbert_tokenizer(st, wanted: int | None = None) -> TextTokenizer:
-    """The model's tokenizer, truncating at :func:`sbert_max_length` and flagging what it cut."""
+    """The model's tokenizer, truncating at :func:`sbert_max_length` and flagging what it cut.
+
+    Raises:
+        TypeError: the model's tokenizer is not a fast tokenizer.
+    """
     return TextTokenizer(st.tokenizer, sbert_max_length(st, wanted))
 
 

@@ -53,6 +53,9 @@ PARSED_SCHEMA = pa.schema([POSTS.field(k) for k in PARSED_FIELDS])
 
 
 class PostError(Exception):
+    """A post file that cannot be parsed; ``status`` is the posts table's status to record
+    (``json_empty``, ``json_corrupt``, ``json_invalid``), the message goes to ``error``."""
+
     def __init__(self, status: str, message: str):
         self.status = status
         super().__init__(message)
@@ -95,6 +98,11 @@ def _str(v: Any) -> str | None:
 
 
 def unwrap(obj: Any) -> dict:
+    """The media object inside a decoded post file (the first of :data:`WRAPPERS` that holds one, else ``obj``).
+
+    Raises:
+        PostError: ``json_invalid`` when the top level is not a JSON object.
+    """
     if isinstance(obj, dict):
         for path in WRAPPERS:
             inner = _get(obj, *path)
@@ -115,7 +123,15 @@ NOT_A_POST = "JSON object has none of the media fields (id, shortcode, owner, ..
 
 
 def load_post(raw: bytes) -> dict:
-    """Decode bytes to the media object, raising :class:`PostError` with the status to record."""
+    """Decode bytes to the media object.
+
+    Returns:
+        The media object (a dict holding at least one of :data:`MEDIA_KEYS`).
+
+    Raises:
+        PostError: ``json_empty`` (empty or whitespace), ``json_corrupt`` (not JSON) or
+            ``json_invalid`` (not an object, or no media field).
+    """
     if _blank(raw):
         raise PostError(S.JSON_EMPTY, "empty file" if not raw else "file holds only whitespace")
     try:
@@ -129,7 +145,12 @@ def load_post(raw: bytes) -> dict:
 
 
 def parse_post(node: dict) -> dict[str, Any]:
-    """Flatten a media object into the posts-table fields (see :data:`PARSED_FIELDS`)."""
+    """Flatten a media object into the posts-table fields.
+
+    Returns:
+        ``{field: value}`` for every name of :data:`PARSED_FIELDS` (missing values None; the
+        caption an empty string when absent).
+    """
     cap_edges = _edges(node, "edge_media_to_caption")
     caption = _str(_get(cap_edges[0], "node", "text")) if cap_edges else None
     caption = caption if caption is not None else ""
@@ -352,7 +373,15 @@ def _columns(table: pa.Table) -> tuple[pa.Table, pa.Array]:
 
 def parse_posts(raws: list[bytes]) -> tuple[pa.Table, list[tuple[int, str, str]]]:
     """Parse a block of post files: a PARSED_SCHEMA table with one row per input (all null where
-    the post failed) and the failures as ``(index, status, message)``."""
+    the post failed) and the failures as ``(index, status, message)``.
+
+    Args:
+        raws: the files' bytes, in plan order.
+
+    Returns:
+        ``(table, failures)``: :data:`PARSED_SCHEMA` rows, ``len(raws)`` of them; failures sorted by
+        index. A bad file never raises: it becomes a failure.
+    """
     parts: list[pa.Table] = []
     failures: list[tuple[int, str, str]] = []
     good = [i for i, r in enumerate(raws) if not _blank(r)]

@@ -30,11 +30,11 @@ from torch import nn
 
 from .. import status as S
 from .. import tables
+from ..inference.device import place
 from ..io.parquet import atomic, config_digest, provenance, write_json, write_table
 from .arrays import DataError
 from .config import TrainConfig
 from .evaluation import better, classification_metrics
-from ..inference.device import place
 from .trainer import seed_everything
 
 log = logging.getLogger(__name__)

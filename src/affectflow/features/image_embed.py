@@ -9,7 +9,8 @@ Outputs (join to the posts table on ``post_id``):
   embedded images re-normalised, null with status ``no_image`` when it has none.
 
 Images are read in the plan's archive order (sequential reads of the volumes) by DataLoader
-workers (:mod:`image_decode`); the model runs on the device in half precision; the runner logs
+workers, which decode them (:mod:`image_decode`) or, with ``decode: gpu``, only read their bytes
+for nvJPEG on the device (:mod:`image_device`); the model runs on the device in half precision; the runner logs
 read / inference / write time per batch, so a starved GPU shows as a read-bound stage.
 """
 
@@ -36,6 +37,7 @@ from ..tables import MEMBER_COLUMNS, image_embeddings, pooled_image_embeddings
 from .common import parsed, read_posts_shard
 from .config import FeaturesConfig
 from .image_decode import ImageBatches, Preprocess, loader
+from .image_device import ByteBatches, DeviceDecoder, resolve_decode
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,37 @@ def load_image_model(cfg: Mapping[str, Any], device, dtype):
     return net, Preprocess.from_open_clip(net), dim, prov | {"device": str(device), "dtype": dtype_name(dtype)}
 
 
-def image_encoder(net, pre: Preprocess, dim: int, device, dtype):
+class ImageEncoder:
+    """Model-sized pixels -> L2-normalised float32 embeddings (numpy ``(N, dim)``).
+
+    Call with NHWC uint8 host pixels (the CPU decoder's batches); :meth:`encode` takes NCHW
+    float 0..255 pixels already on the device (the device decoder's).
+    """
+
+    def __init__(self, net, pre: Preprocess, dim: int, device, dtype):
+        import torch
+
+        self.net, self.dim, self.device, self.dtype = net, dim, device, dtype
+        self.mean = torch.tensor(pre.mean, device=device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(pre.std, device=device).view(1, 3, 1, 1) * 255
+
+    def encode(self, x) -> np.ndarray:
+        import torch
+
+        if x.shape[0] == 0:  # a batch with no readable image
+            return np.zeros((0, self.dim), np.float32)
+        x = ((x - self.mean) / self.std).to(self.dtype)
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            emb = self.net.encode_image(x)
+        return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
+
+    def __call__(self, pixels) -> np.ndarray:
+        if pixels.shape[0] == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return self.encode(to_device(pixels, self.device).permute(0, 3, 1, 2).float())
+
+
+def image_encoder(net, pre: Preprocess, dim: int, device, dtype) -> ImageEncoder:
     """The model on pixels: normalised on the device, encoded under autocast.
 
     Args:
@@ -73,34 +105,15 @@ def image_encoder(net, pre: Preprocess, dim: int, device, dtype):
         dtype: the model's ``torch.dtype``.
 
     Returns:
-        A function from a ``(n, H, W, 3)`` uint8 tensor to a ``(n, dim)`` float32 numpy array, each
-        row L2-normalised (``(0, dim)`` for an empty batch).
+        An :class:`ImageEncoder`: called with a ``(n, H, W, 3)`` uint8 tensor it returns a
+        ``(n, dim)`` float32 numpy array, each row L2-normalised (``(0, dim)`` for an empty batch).
     """
-    import torch
-
-    mean = torch.tensor(pre.mean, device=device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(pre.std, device=device).view(1, 3, 1, 1) * 255
-
-    def infer(pixels) -> np.ndarray:
-        if pixels.shape[0] == 0:  # a batch with no readable image
-            return np.zeros((0, dim), np.float32)
-        x = to_device(pixels, device).permute(0, 3, 1, 2).float()
-        x = ((x - mean) / std).to(dtype)
-        with torch.inference_mode(), autocast(device, dtype):
-            emb = net.encode_image(x)
-        return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
-
-    return infer
-
-
-def image_mapper(encode):
-    """The stage's mapper: :func:`image_encoder` on a decoded batch's ``pixels``."""
-    return lambda b: encode(b["pixels"])
+    return ImageEncoder(net, pre, dim, device, dtype)
 
 
 def image_reader(zf: MultiVolumeZip, todo: pl.DataFrame, pre: Preprocess, icfg, max_member_bytes: int, workers: int,
-                 pin: bool):
-    """The stage's reader: DataLoader batches of ``todo``'s images decoded from the volumes.
+                 pin: bool, decode_on=None):
+    """The stage's reader: DataLoader batches of ``todo``'s images read from the volumes.
 
     Args:
         zf: the open image archive.
@@ -108,17 +121,48 @@ def image_reader(zf: MultiVolumeZip, todo: pl.DataFrame, pre: Preprocess, icfg, 
         pre: the model's preprocessing (input size, resize rule).
         icfg: ``features.image_embedding`` (batch size, prefetch, draft, max pixels).
         max_member_bytes: the largest member read (``instagram.max_member_bytes``).
-        workers: decode processes (0: in this process).
+        workers: reading processes (0: in this process).
         pin: pin the batches' memory (GPU).
+        decode_on: None: the workers decode (:class:`image_decode.ImageBatches`); a CUDA device:
+            the workers only read the bytes of the JPEGs it can decode (:class:`image_device.ByteBatches`).
 
     Returns:
         An iterable of batch dicts (:mod:`image_decode`): ``pixels`` ``(n, H, W, 3)`` uint8 of the
         decoded images, ``rows`` (positions in ``todo``), ``decoded`` and per image ``status``,
-        ``error``, ``format``, ``mode``, ``width``, ``height``.
+        ``error``, ``format``, ``mode``, ``width``, ``height`` (plus the JPEG bytes for the device).
     """
-    dataset = ImageBatches(zf, {k: todo[k].to_list() for k in MEMBER_COLUMNS}, pre, icfg.draft, icfg.max_pixels,
-                           max_member_bytes)
+    members = {k: todo[k].to_list() for k in MEMBER_COLUMNS}
+    batches = ImageBatches if decode_on is None else ByteBatches
+    dataset = batches(zf, members, pre, icfg.draft, icfg.max_pixels, max_member_bytes)
     return loader(dataset, icfg.batch_size, workers, icfg.prefetch_factor, pin)
+
+
+class ImageMapper:
+    """The stage's mapper: a batch -> ``(decoded, dim)`` float32 L2-normalised embeddings.
+
+    With ``decode_on`` None the batch's ``pixels`` are encoded; with a CUDA device its JPEGs are
+    decoded there first (:class:`image_device.DeviceDecoder`; the CPU decoder takes what it cannot).
+
+    Args:
+        encode: the model (:func:`image_encoder`).
+        pre: the model's preprocessing.
+        icfg: ``features.image_embedding`` (draft, max pixels).
+        decode_on: None, or the CUDA device that decodes JPEGs (:func:`image_device.resolve_decode`).
+    """
+
+    def __init__(self, encode: ImageEncoder, pre: Preprocess, icfg, decode_on=None):
+        self.encode = encode
+        self.on_device = None if decode_on is None else DeviceDecoder(pre, decode_on, icfg.draft, icfg.max_pixels)
+
+    def __call__(self, batch: dict) -> np.ndarray:
+        if self.on_device is None:
+            return self.encode(batch["pixels"])
+        return self.encode.encode(self.on_device(batch))
+
+    @property
+    def fallbacks(self) -> int:
+        """Images the device decoder handed to the CPU decoder (0 when decoding on the CPU)."""
+        return 0 if self.on_device is None else self.on_device.fallbacks
 
 
 def _shard_images(posts: pl.DataFrame, plan_images: str | Path, shard: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -251,7 +295,7 @@ def image_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, plan_
                            out: str | Path, pooled_out: str | Path, threads: int | None = None) -> dict[str, Any]:
     """Stage ``image_embeddings``: embed one shard's images into ``out``, its per-post means into ``pooled_out``.
 
-    Reader (:func:`image_reader`), mapper (:func:`image_mapper`) and writer (:class:`EmbeddingRowWriter`)
+    Reader (:func:`image_reader`), mapper (:class:`ImageMapper`) and writer (:class:`EmbeddingRowWriter`)
     built from the config, driven by :func:`inference.runner.run`; the images that are not
     embedded (:func:`unembedded_rows`) and the pooled table (:func:`pooled_table`) follow.
 
@@ -266,11 +310,12 @@ def image_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, plan_
         threads: the job's cores (default ``features.image_embedding.threads``).
 
     Returns:
-        ``{"images", "posts", "by_status", "dim", "workers"}`` and the run's timings (:meth:`RunStats.as_dict`).
+        ``{"images", "posts", "by_status", "dim", "workers", "decode", "device_fallbacks"}`` and the run's timings (:meth:`RunStats.as_dict`).
 
     Raises:
         ModelMissing: ``models.clip`` is not on disk.
         DeviceMissing: ``features.device`` names CUDA and no GPU is visible.
+        ValueError: ``decode: gpu`` without a CUDA device.
         RuntimeError: the plan names posts the posts shard lacks (they are from different runs).
     """
     fcfg = FeaturesConfig.from_config(cfg)
@@ -278,21 +323,25 @@ def image_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, plan_
     ig = InstagramConfig.from_config(cfg)
     threads = threads or icfg.threads
     where = fcfg.placement(threads)
-    net, pre, dim, model_prov = load_image_model(cfg, where.device, where.dtype)
+    device, dtype = where.device, where.dtype
+    net, pre, dim, model_prov = load_image_model(cfg, device, dtype)
     posts = read_posts_shard(posts_path, ["username", "image_files", "missing_images"]).with_row_index("post_row")
     present, missing = _shard_images(posts, plan_images, shard)
     todo = present.filter(parsed(pl.col("post_status")))
     skipped = present.filter(~parsed(pl.col("post_status")))
-    workers = icfg.n_workers(threads, where.device.type)
+    decode_on = resolve_decode(icfg.decode, device)
+    workers = icfg.n_workers(threads, device.type)
     zf = MultiVolumeZip(ig.images_zip)
     prov = provenance("instagram_image_embeddings", cfg, shard=shard, source=str(posts_path),
                       sources=[str(p) for p in zf.volumes], model=model_prov | {"dim": dim, "input": list(pre.size)},
-                      device=str(where.device), dtype=where.dtype_name, draft=icfg.draft, workers=workers)
-    log.info("shard %d: %d images to embed, %d of unparsed posts, %d missing; %d decode workers, batch %d",
-             shard, todo.height, skipped.height, missing.height, workers, icfg.batch_size)
+                      device=str(device), dtype=where.dtype_name, draft=icfg.draft, workers=workers,
+                      decode="cpu" if decode_on is None else str(decode_on))
+    log.info("shard %d: %d images to embed, %d of unparsed posts, %d missing; %d %s workers, batch %d, JPEG decode on %s",
+             shard, todo.height, skipped.height, missing.height, workers,
+             "decode" if decode_on is None else "read", icfg.batch_size, decode_on or "cpu")
 
-    reader = image_reader(zf, todo, pre, icfg, ig.max_member_bytes, workers, icfg.pin_memory and where.cuda)
-    mapper = image_mapper(image_encoder(net, pre, dim, where.device, where.dtype))
+    reader = image_reader(zf, todo, pre, icfg, ig.max_member_bytes, workers, icfg.pin_memory and where.cuda, decode_on)
+    mapper = ImageMapper(image_encoder(net, pre, dim, device, dtype), pre, icfg, decode_on)
     with zf, ParquetWriter(out, image_embeddings(dim), prov) as pw:
         writer = EmbeddingRowWriter(pw, todo, posts.height, dim)
         stats = run(reader, mapper, writer, size=lambda b: len(b["status"]), name="image_embeddings", log_every=20)
@@ -306,4 +355,5 @@ def image_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, plan_
     log.info("image embeddings: shard %d, %d image rows, %d posts; %s", shard, sum(by_status.values()), posts.height,
              by_status)
     return {"images": sum(by_status.values()), "posts": posts.height, "by_status": by_status, "dim": dim,
-            "workers": workers, **stats.as_dict()}
+            "workers": workers, "decode": "cpu" if decode_on is None else str(decode_on),
+            "device_fallbacks": mapper.fallbacks, **stats.as_dict()}

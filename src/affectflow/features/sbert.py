@@ -11,7 +11,8 @@ whichever stage embeds it:
   dtype.
 * **Truncation**: a text is cut to :func:`sbert_max_length` tokens *including* the model's start and end
   tokens (the smaller of the configured limit and the model's ``max_seq_length``, as
-  SentenceTransformer's own ``encode`` cuts), and flagged ``truncated`` when it lost tokens.
+  SentenceTransformer's own ``encode`` cuts), and flagged ``truncated`` when it lost tokens
+  (:class:`text_batches.TextTokenizer`, which also cuts absurdly long texts by characters first).
 * **Batches**: tokenised once, sorted by token length, padded per batch
   (:func:`text_batches.length_batches`), so padding costs little.
 * **Forward**: the model's own module stack (transformer, pooling, normalisation ...) under

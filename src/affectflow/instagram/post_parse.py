@@ -66,7 +66,7 @@ PARSED_SCHEMA = pa.schema([POSTS.field(k) for k in PARSED_FIELDS])
 
 class PostError(Exception):
     """A post file that cannot be parsed; ``status`` is the posts table's status to record
-    (``json_empty``, ``json_corrupt``, ``json_invalid``), the message goes to ``error``."""
+    (``json_empty``, ``json_corrupt``, ``json_invalid``, ``too_large`` ...), the message goes to ``error``."""
 
     def __init__(self, status: str, message: str):
         self.status = status

@@ -77,7 +77,12 @@ def load(*configfiles: str | Path, base: str | Path | None = DEFAULT_CONFIG) -> 
     """``config.yaml`` merged with each extra file in turn, validated, defaults filled."""
     cfg: dict = {}
     for f in ([base] if base else []) + list(configfiles):
-        data = yaml.safe_load(Path(f).read_text()) or {}
+        try:
+            data = yaml.safe_load(Path(f).read_text()) or {}
+        except yaml.YAMLError as exc:  # PyYAML's own message names "<unicode string>", not the file
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+            raise ConfigError(f"{f}{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{f}: top level must be a mapping")
         merge(cfg, data)

@@ -239,3 +239,9 @@ def build_clips(cfg: Mapping, out: str | Path, summary_out: str | Path) -> dict[
     write_json(summary_out, summary)
     log.info("cremad clips: %d rows, audio %s, video %s", len(rows), summary["audio"], summary["video"])
     return summary
+
+
+def read_shard(clips: str | Path, shard: int, columns: list[str]) -> pl.DataFrame:
+    """The clips of one shard (the ``shard`` column the clips stage wrote), in ``clip_id`` order."""
+    return (pl.read_parquet(clips, columns=list(dict.fromkeys(["clip_id", "shard", *columns])))
+            .filter(pl.col("shard") == shard).select(columns))

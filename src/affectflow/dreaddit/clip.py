@@ -36,6 +36,7 @@ from ..inference.device import device_and_dtype
 from ..inference.runner import run
 from ..io.arrays import embedding_array
 from ..io.parquet import ParquetWriter, provenance
+from ..layout import params as rule_params
 from ..models import ClipModel, clip_dim, load_clip
 from ..tables import dreaddit_clip
 from .config import DreadditConfig, validated
@@ -241,8 +242,7 @@ def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, o
     dim = clip_dim(net)
     synth_status = dict(index.select("post_id", "status").iter_rows())
     schema = dreaddit_clip(dim)
-    section = {"results": cfg["results"], "dreaddit": {"shards": dd.shards, "clip": cfg["dreaddit"]["clip"]},
-               "models": {"clip": cfg["models"]["clip"]}}
+    section = rule_params("dreaddit_clip", cfg)
     prov = provenance("dreaddit_clip", section, shard=shard, model={**model_prov, "device": str(device), "dtype": str(dtype)},
                       posts=str(posts), synth=str(synth))
     reader = Reader(list(rows.select("post_id", "text", "status", "image_path").iter_rows()), tokenizer, preprocess,

@@ -31,6 +31,7 @@ import polars as pl
 
 from .. import status as S
 from ..io.parquet import provenance, write_json, write_table
+from ..layout import params as rule_params
 from ..tables import COLUMNS, DREADDIT_POSTS, FEATURES, INT_FEATURES
 from .config import DreadditConfig, validated
 
@@ -312,7 +313,7 @@ def build_posts(cfg: Mapping, out: str | Path, summary_out: str | Path) -> dict[
     cfg = validated(cfg)
     dd = DreadditConfig.from_config(cfg)
     posts, summary = read_posts(cfg)
-    section = {"results": cfg.get("results"), "dreaddit": {k: cfg["dreaddit"][k] for k in ("train", "test", "split")}}
+    section = rule_params("dreaddit_posts", cfg)
     write_table(out, posts.to_arrow(), DREADDIT_POSTS, provenance("dreaddit_posts", section, sources=[str(dd.train), str(dd.test)],
                                                        source_sha256={str(p): _sha256(p) for p in (dd.train, dd.test)}))
     write_json(summary_out, summary)

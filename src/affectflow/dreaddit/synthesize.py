@@ -38,6 +38,7 @@ from .. import status as S
 from ..inference.device import device_and_dtype
 from ..inference.runner import run
 from ..io.parquet import provenance, write_table
+from ..layout import params as rule_params
 from ..models import HFModel, ModelMissing, check_tokenizer, provenance_of, resolve
 from ..tables import DREADDIT_SYNTH
 from .config import DreadditConfig, SynthesisConfig, validated
@@ -338,9 +339,7 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
     summary = {"posts": rows.height, "kept": len(jobs) - len(todo), "made": sum(1 for j in todo if settled[j.post_id][0] == S.OK),
                "by_status": counts, "prompts_truncated": sum(1 for t in cols["prompt_truncated"] if t),
                "oom_splits": oom_splits, "timing": stats.as_dict() if stats else None}
-    section = {"results": cfg["results"], "dreaddit": {"shards": dd.shards, "synthesis": cfg["dreaddit"]["synthesis"]},
-               "models": {"diffusion": cfg["models"]["diffusion"], **({"safety_checker": cfg["models"]["safety_checker"]}
-                                                                    if "safety_checker" in cfg["models"] else {})}}
+    section = rule_params("synthesize_shard", cfg)
     prov = provenance("dreaddit_synth", section, shard=shard, model=model_prov, images_dir=str(images),
                       posts=str(posts), summary=summary)
     write_table(out, pa.table(cols, schema=DREADDIT_SYNTH), DREADDIT_SYNTH, prov)

@@ -1,21 +1,19 @@
 # CREMA-D: list and probe every clip once, then per shard read the audio and video where they lie
 # (eGeMAPS on CPU; CLIP frames and the optional speech encoder on GPU), embed the 12 sentences
 # (the text-only control), and train the emotion models split by actor.
-CM = f"{RESULTS}/cremad"
-CM_SHARDS = [f"{i:05d}" for i in range(config["cremad"]["shards"])]
-CM_SPEECH = config["cremad"]["audio"]["speech"]
+# Paths, config slices and shard lists: affectflow.layout, through common.smk.
+CM_SHARDS = layout.shard_ids(config, "cremad")
 
 
-def cm_cfg(*subsections, models=()):
-    """The CREMA-D settings one rule reads, plus the models it loads (params are a rerun trigger:
-    a training setting must not rerun the video stage)."""
-    c = config["cremad"]
-    m = config["models"]
-    return afc.to_json({
-        "results": RESULTS,
-        "cremad": {"shards": c["shards"], **{k: c[k] for k in subsections}},
-        "models": {"dir": m["dir"], **{k: m[k] for k in models if k in m}},
-    })
+def cm_features(kind):
+    """The feature files cremad_train reads for one modality: none when no model uses it."""
+    models = config["cremad"]["train"]["models"]
+    if kind not in models and "fusion" not in models:
+        return []
+    if kind == "text":
+        return [rules.cremad_text.output.text]
+    name = {"audio": "cremad_egemaps", "speech": "cremad_speech", "video": "cremad_video"}[kind]
+    return every_job(name, layout.outputs(name, config)["shard"])
 
 
 rule cremad_clips:
@@ -23,15 +21,13 @@ rule cremad_clips:
     input:
         root=config["cremad"]["root"],
     output:
-        clips=f"{CM}/clips/clips.parquet",
-        summary=f"{CM}/clips_summary.json",
+        **outputs_of("cremad_clips"),
     params:
-        cfg=cm_cfg("root", "audio_dir", "video_dir", "video_extensions", "demographics", "sentences", "votes",
-                   "min_duration_s", "silence_dbfs", "split"),
+        cfg=cfg_of("cremad_clips"),
     log:
-        f"{LOGS}/cremad/clips.log",
+        log_of("cremad_clips"),
     benchmark:
-        f"{LOGS}/benchmarks/cremad/clips.tsv"
+        benchmark_of("cremad_clips")
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
@@ -45,13 +41,13 @@ rule cremad_egemaps:
     input:
         clips=rules.cremad_clips.output.clips,
     output:
-        f"{CM}/egemaps/shard-{{shard}}.parquet",
+        **outputs_of("cremad_egemaps"),
     params:
-        cfg=cm_cfg("audio"),
+        cfg=cfg_of("cremad_egemaps"),
     log:
-        f"{LOGS}/cremad/egemaps/shard-{{shard}}.log",
+        log_of("cremad_egemaps"),
     benchmark:
-        f"{LOGS}/benchmarks/cremad/egemaps/shard-{{shard}}.tsv"
+        benchmark_of("cremad_egemaps")
     threads: config["cremad"]["audio"]["workers"]
     resources:
         mem_mb=lambda wc, attempt: 2000 * attempt,
@@ -65,15 +61,15 @@ rule cremad_speech:
     """One shard: the learned speech encoder (models.speech) on each clip's WAV (GPU)."""
     input:
         clips=rules.cremad_clips.output.clips,
-        model=model_stamp("speech"),
+        models=model_stamps("cremad_speech"),
     output:
-        f"{CM}/speech/shard-{{shard}}.parquet",
+        **outputs_of("cremad_speech"),
     params:
-        cfg=cm_cfg("audio", models=["speech"]),
+        cfg=cfg_of("cremad_speech"),
     log:
-        f"{LOGS}/cremad/speech/shard-{{shard}}.log",
+        log_of("cremad_speech"),
     benchmark:
-        f"{LOGS}/benchmarks/cremad/speech/shard-{{shard}}.tsv"
+        benchmark_of("cremad_speech")
     threads: 2
     resources:
         mem_mb=lambda wc, attempt: 16000 * attempt,
@@ -87,15 +83,15 @@ rule cremad_video:
     """One shard: frames decoded in place (PyAV), centre crop, CLIP image tower, pooled over time (GPU)."""
     input:
         clips=rules.cremad_clips.output.clips,
-        model=model_stamp("clip"),
+        models=model_stamps("cremad_video"),
     output:
-        f"{CM}/video/shard-{{shard}}.parquet",
+        **outputs_of("cremad_video"),
     params:
-        cfg=cm_cfg("video", models=["clip"]),
+        cfg=cfg_of("cremad_video"),
     log:
-        f"{LOGS}/cremad/video/shard-{{shard}}.log",
+        log_of("cremad_video"),
     benchmark:
-        f"{LOGS}/benchmarks/cremad/video/shard-{{shard}}.tsv"
+        benchmark_of("cremad_video")
     threads: 2
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
@@ -109,15 +105,15 @@ rule cremad_text:
     """Every clip's sentence through models.text_embedding: the text-only control."""
     input:
         clips=rules.cremad_clips.output.clips,
-        model=model_stamp("text_embedding"),
+        models=model_stamps("cremad_text"),
     output:
-        f"{CM}/text/text.parquet",
+        **outputs_of("cremad_text"),
     params:
-        cfg=cm_cfg("audio", "text", models=["text_embedding"]),
+        cfg=cfg_of("cremad_text"),
     log:
-        f"{LOGS}/cremad/text.log",
+        log_of("cremad_text"),
     benchmark:
-        f"{LOGS}/benchmarks/cremad/text.tsv"
+        benchmark_of("cremad_text")
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
@@ -125,18 +121,6 @@ rule cremad_text:
     shell:
         "{AF} cremad-text --config-json {params.cfg:q} --clips {input.clips:q} --out {output:q} --threads {threads}"
         " > {log:q} 2>&1"
-
-
-def cm_features(kind):
-    models = config["cremad"]["train"]["models"]
-    wanted = {"audio": "audio", "speech": "speech", "video": "video", "text": "text"}[kind]
-    if wanted not in models and "fusion" not in models:
-        return []
-    if kind == "speech" and not CM_SPEECH:
-        return []
-    if kind == "text":
-        return [rules.cremad_text.output[0]]
-    return expand(f"{CM}/{'egemaps' if kind == 'audio' else kind}/shard-{{shard}}.parquet", shard=CM_SHARDS)
 
 
 rule cremad_train:
@@ -148,22 +132,21 @@ rule cremad_train:
         video=cm_features("video"),
         text=cm_features("text"),
     output:
-        metrics=f"{CM}/model/metrics.json",
-        predictions=f"{CM}/model/predictions.parquet",
+        **outputs_of("cremad_train"),
     params:
-        cfg=cm_cfg("train", "split"),
-        out_dir=f"{CM}/model",
+        cfg=cfg_of("cremad_train"),
+        out=path_of("cremad_train", "out"),
     log:
-        f"{LOGS}/cremad/train.log",
+        log_of("cremad_train"),
     benchmark:
-        f"{LOGS}/benchmarks/cremad/train.tsv"
+        benchmark_of("cremad_train")
     threads: 2
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
     shell:
         "{AF} cremad-train --config-json {params.cfg:q} --clips {input.clips:q} --audio {input.audio:q}"
-        " --speech {input.speech:q} --video {input.video:q} --text {input.text:q} --out-dir {params.out_dir:q}"
+        " --speech {input.speech:q} --video {input.video:q} --text {input.text:q} --out-dir {params.out:q}"
         " --threads {threads} > {log:q} 2>&1"
 
 

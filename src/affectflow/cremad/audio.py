@@ -24,6 +24,7 @@ import pyarrow as pa
 from .. import status as S
 from ..io.arrays import embedding_array
 from ..io.parquet import provenance, write_table
+from ..layout import params as rule_params
 from ..tables import cremad_egemaps, cremad_speech
 from .clips import read_shard
 from .config import CremadConfig, validated
@@ -104,9 +105,8 @@ def egemaps_shard(cfg: Mapping, clips: str | Path, shard: int, out: str | Path, 
     compute_s = time.perf_counter() - t0
     table = pa.table({"clip_id": rows["clip_id"].to_arrow(), "egemaps": embedding_array(x, valid, len(names)),
                       "status": pa.array(status, pa.string()), "error": pa.array(error, pa.string())})
-    section = {"results": cfg["results"], "cremad": {"shards": cfg["cremad"]["shards"]}}
     write_table(out, table, cremad_egemaps(len(names)),
-                provenance("cremad_egemaps", section, shard=shard, clips=str(clips), feature_set="eGeMAPSv02",
+                provenance("cremad_egemaps", rule_params("cremad_egemaps", cfg), shard=shard, clips=str(clips), feature_set="eGeMAPSv02",
                            feature_level="Functionals", opensmile=opensmile.__version__, feature_names=names))
     by_status: dict[str, int] = {}
     for s in status:
@@ -191,9 +191,7 @@ def speech_shard(cfg: Mapping, clips: str | Path, shard: int, out: str | Path, t
     table = pa.table({"clip_id": rows["clip_id"].to_arrow(), "embedding": embedding_array(x, valid, dim),
                       "seconds_used": pa.array(used, pa.float32()), "truncated": pa.array(truncated, pa.bool_()),
                       "status": pa.array(status, pa.string()), "error": pa.array(error, pa.string())})
-    section = {"results": cfg["results"], "cremad": {"shards": cfg["cremad"]["shards"], "audio": cfg["cremad"]["audio"]},
-               "models": {"speech": cfg["models"]["speech"]}}
-    write_table(out, table, cremad_speech(dim), provenance("cremad_speech", section, shard=shard, clips=str(clips),
+    write_table(out, table, cremad_speech(dim), provenance("cremad_speech", rule_params("cremad_speech", cfg), shard=shard, clips=str(clips),
                                                            model={**prov, "device": str(device), "dtype": str(dtype)}))
     by_status: dict[str, int] = {}
     for s in status:

@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from .. import status as S
 from ..io.parquet import provenance, write_json, write_table
+from ..layout import params as rule_params
 from ..tables import CREMAD_CLIPS
 from ..train.splits import assign_groups
 from .config import CremadConfig, validated
@@ -218,10 +219,7 @@ def build_clips(cfg: Mapping, out: str | Path, summary_out: str | Path) -> dict[
     table = table.set_column(table.schema.get_field_index("split"), "split",
                              pa.array([split_of.get(r.get("actor_id")) for r in rows], pa.string()))
     table = table.set_column(table.schema.get_field_index("shard"), "shard", pa.array(shard_of(len(rows), cc.shards)))
-    section = {"results": cfg["results"], "cremad": {k: cfg["cremad"][k] for k in (
-        "root", "audio_dir", "video_dir", "video_extensions", "demographics", "sentences", "votes", "shards",
-        "min_duration_s", "silence_dbfs", "split")}}
-    write_table(out, table, CREMAD_CLIPS, provenance("cremad_clips", section, root=str(cc.root)))
+    write_table(out, table, CREMAD_CLIPS, provenance("cremad_clips", rule_params("cremad_clips", cfg), root=str(cc.root)))
 
     def counts(col: str) -> dict[str, int]:
         return dict(sorted(pl.Series(table.column(col).to_pylist()).fill_null("null").value_counts().iter_rows()))

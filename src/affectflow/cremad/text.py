@@ -20,6 +20,7 @@ import pyarrow as pa
 from .. import status as S
 from ..io.arrays import embedding_array
 from ..io.parquet import provenance, write_table
+from ..layout import params as rule_params
 from ..tables import cremad_text
 from .config import validated
 
@@ -53,7 +54,7 @@ def text_table(cfg: Mapping, clips: str | Path, out: str | Path, threads: int | 
     status = np.where(has, S.OK, rows["status"].to_numpy()).tolist()
     write_table(out, pa.table({"clip_id": rows["clip_id"].to_arrow(), "embedding": embedding_array(x, has, dim),
                                "status": pa.array(status, pa.string())}), cremad_text(dim),
-                provenance("cremad_text", {"results": cfg["results"], "models": {"text_embedding": cfg["models"]["text_embedding"]}},
+                provenance("cremad_text", rule_params("cremad_text", cfg),
                            clips=str(clips), model=prov, sentences=len(sentences)))
     summary = {"clips": rows.height, "sentences": len(sentences), "dim": dim,
                "by_status": dict(pl.Series(status).value_counts().iter_rows())}

@@ -43,6 +43,7 @@ import pyarrow as pa
 
 from .. import status as S
 from ..io.parquet import provenance, write_json, write_table
+from ..layout import params as rule_params
 from ..tables import CREMAD_PREDICTIONS
 from ..train.evaluation import (MULTICLASS_METRICS, group_bootstrap_multiclass, multiclass_metrics,
                                 summarize_seeds)
@@ -276,11 +277,9 @@ def evaluate(data: Mapping, probs: np.ndarray, tc) -> dict[str, Any]:
     return res
 
 
-def _plots(out_dir: Path, results: Mapping[str, Any]) -> Path | None:
-    try:
-        from ..train.plots import confusion_matrices
-    except ImportError:  # matplotlib missing: metrics still written
-        return None
+def _plots(out_dir: Path, results: Mapping[str, Any]) -> Path:
+    from ..train.plots import confusion_matrices
+
     mats = {m: np.asarray(r["test"]["emotion"]["confusion_mean"]) for m, r in results.items()}
     return confusion_matrices(out_dir / "confusion.png", mats, "CREMA-D test actors: intended emotion (mean over seeds)",
                               labels=EMOTIONS)
@@ -364,9 +363,7 @@ def train_all(cfg: Mapping, clips: str | Path, features: Mapping[str, Sequence[s
                if test_mask.all(1).any() else None}
         results["fusion"]["attention"] = att
     write_table(out_dir / "predictions.parquet", pa.concat_tables(pred_rows), CREMAD_PREDICTIONS,
-                provenance("cremad_predictions", {"results": cfg["results"], "cremad": {"train": cfg["cremad"]["train"],
-                                                                                          "split": cfg["cremad"]["split"]}},
-                           clips=str(clips)))
+                provenance("cremad_predictions", rule_params("cremad_train", cfg), clips=str(clips)))
     fig = _plots(out_dir, results)
     metrics = {
         "task": "CREMA-D intended emotion (6 classes), split by actor; stress is a proxy from the emotion model",
@@ -377,7 +374,7 @@ def train_all(cfg: Mapping, clips: str | Path, features: Mapping[str, Sequence[s
         "modality_present": {s: {m: int(data["mask"][m][i].sum()) for m in unimodal} for s, i in data["idx"].items()},
         "chance": {"emotion_uar": 1 / K, "emotion_majority_accuracy": float(np.bincount(data["y"][data["idx"]["test"]], minlength=K).max()
                                                                             / max(len(data["idx"]["test"]), 1))},
-        "models": results, "attention": att, "confusion_figure": str(fig) if fig else None,
+        "models": results, "attention": att, "confusion_figure": str(fig),
         "seconds": round(time.perf_counter() - t0, 2),
     }
     write_json(out_dir / "metrics.json", metrics)

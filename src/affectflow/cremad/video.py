@@ -29,6 +29,7 @@ from ..inference.device import device_and_dtype
 from ..inference.runner import run
 from ..io.arrays import embedding_array
 from ..io.parquet import ParquetWriter, provenance
+from ..layout import params as rule_params
 from ..models import ClipModel, clip_dim, load_clip
 from ..tables import cremad_video
 from .clips import read_shard
@@ -214,9 +215,7 @@ def video_shard(cfg: Mapping, clips: str | Path, shard: int, out: str | Path, th
     device, dtype = device_and_dtype(vc.device, vc.precision)
     net, preprocess, _tok, model_prov = load_clip(cfg, ClipModel.from_config(cfg), device=device, dtype=dtype)
     dim = clip_dim(net)
-    section = {"results": cfg["results"], "cremad": {"shards": cc.shards, "video": cfg["cremad"]["video"]},
-               "models": {"clip": cfg["models"]["clip"]}}
-    prov = provenance("cremad_video", section, shard=shard, clips=str(clips),
+    prov = provenance("cremad_video", rule_params("cremad_video", cfg), shard=shard, clips=str(clips),
                       model={**model_prov, "device": str(device), "dtype": str(dtype)})
     reader = Reader(list(rows.select("clip_id", "video_status", "video_path").iter_rows()), preprocess, vc, vc.workers)
     with ParquetWriter(out, cremad_video(dim), prov) as pw:

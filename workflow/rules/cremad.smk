@@ -2,7 +2,6 @@
 # (eGeMAPS on CPU; CLIP frames and the optional speech encoder on GPU), embed the 12 sentences
 # (the text-only control), and train the emotion models split by actor.
 # Paths, config slices and shard lists: affectflow.layout, through common.smk.
-CM_SHARDS = layout.shard_ids(config, "cremad")
 
 
 def cm_features(kind):

@@ -5,10 +5,9 @@
 
 
 def cm_features(kind):
-    """The feature files cremad_train reads for one modality: none when no model uses it."""
-    models = config["cremad"]["train"]["models"]
-    if kind not in models and "fusion" not in models:
-        return []
+    """The feature files cremad_train is given for one modality: every feature stage's jobs
+    (layout.jobs: the speech encoder's only with cremad.audio.speech); the training reads the
+    modalities cremad.train.models names."""
     if kind == "text":
         return [rules.cremad_text.output.text]
     name = {"audio": "cremad_egemaps", "speech": "cremad_speech", "video": "cremad_video"}[kind]

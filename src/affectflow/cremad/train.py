@@ -311,7 +311,10 @@ def train_all(cfg: Mapping, clips: str | Path, features: Mapping[str, Sequence[s
     unimodal = [m for m in tc.models if m != "fusion"]
     missing = [m for m in unimodal if m not in features]
     if missing:
-        raise ValueError(f"cremad.train.models names {missing} but no features were given for them")
+        hint = " (the speech encoder runs only with cremad.audio.speech: true)" if "speech" in missing else ""
+        raise ValueError(f"cremad.train.models names {missing} but no features were given for them{hint}")
+    if not unimodal:
+        raise ValueError("cremad.train.models names no modality: fusion needs at least one of audio, speech, video, text")
     data = load_dataset(clips, {m: features[m] for m in unimodal})
     frame = data["frame"]
     data["y"] = frame["emotion_index"].to_numpy().astype(np.int64)

@@ -108,13 +108,19 @@ def egemaps_shard(cfg: Mapping, clips: str | Path, shard: int, out: str | Path, 
     write_table(out, table, cremad_egemaps(len(names)),
                 provenance("cremad_egemaps", rule_params("cremad_egemaps", cfg), shard=shard, clips=str(clips), feature_set="eGeMAPSv02",
                            feature_level="Functionals", opensmile=opensmile.__version__, feature_names=names))
+    return _summary("cremad_egemaps", shard, status, len(ok), compute_s, t0, workers=workers)
+
+
+def _summary(stage: str, shard: int, status: list[str], computed: int, compute_s: float, t0: float,
+             **extra: Any) -> dict[str, Any]:
+    """A shard's counts by status and its rate (clips computed per second of compute), logged."""
     by_status: dict[str, int] = {}
     for s in status:
         by_status[s] = by_status.get(s, 0) + 1
-    summary = {"clips": rows.height, "by_status": by_status, "workers": workers,
-               "clips_per_s": round(len(ok) / compute_s, 2) if compute_s > 0 else None,
+    summary = {"clips": len(status), "by_status": by_status, **extra,
+               "clips_per_s": round(computed / compute_s, 2) if compute_s > 0 else None,
                "seconds": round(time.perf_counter() - t0, 3)}
-    log.info("cremad_egemaps shard %d: %s", shard, summary)
+    log.info("%s shard %d: %s", stage, shard, summary)
     return summary
 
 
@@ -193,11 +199,4 @@ def speech_shard(cfg: Mapping, clips: str | Path, shard: int, out: str | Path, t
                       "status": pa.array(status, pa.string()), "error": pa.array(error, pa.string())})
     write_table(out, table, cremad_speech(dim), provenance("cremad_speech", rule_params("cremad_speech", cfg), shard=shard, clips=str(clips),
                                                            model={**prov, "device": str(device), "dtype": str(dtype)}))
-    by_status: dict[str, int] = {}
-    for s in status:
-        by_status[s] = by_status.get(s, 0) + 1
-    summary = {"clips": rows.height, "by_status": by_status, "dim": dim,
-               "clips_per_s": round(len(order) / compute_s, 2) if compute_s > 0 else None,
-               "seconds": round(time.perf_counter() - t0, 3)}
-    log.info("cremad_speech shard %d: %s", shard, summary)
-    return summary
+    return _summary("cremad_speech", shard, status, len(order), compute_s, t0, dim=dim)

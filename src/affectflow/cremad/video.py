@@ -147,19 +147,19 @@ class Reader:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-class Encoder:
-    def __init__(self, net, device, dtype):
-        self.net, self.device, self.dtype = net, device, dtype
+def frame_encoder(net, device, dtype):
+    """The mapper: a batch's frames -> L2-normalised CLIP image embeddings (float32 [frames, dim]), or None."""
+    import torch
+    import torch.nn.functional as F
 
-    def __call__(self, b: Batch):
-        import torch
-        import torch.nn.functional as F
-
+    def encode(b: Batch):
         if b.pixels is None:
             return None
         with torch.inference_mode():
-            e = self.net.encode_image(b.pixels.to(self.device, self.dtype, non_blocking=True))
+            e = net.encode_image(b.pixels.to(device, dtype, non_blocking=True))
             return F.normalize(e.float(), dim=-1).cpu().numpy()
+
+    return encode
 
 
 class TableWriter:
@@ -220,7 +220,7 @@ def video_shard(cfg: Mapping, clips: str | Path, shard: int, out: str | Path, th
     reader = Reader(list(rows.select("clip_id", "video_status", "video_path").iter_rows()), preprocess, vc, vc.workers)
     with ParquetWriter(out, cremad_video(dim), prov) as pw:
         writer = TableWriter(pw, dim, rows["video_error"].to_list())
-        stats = run(reader, Encoder(net, device, dtype), writer, name=f"cremad_video shard {shard}")
+        stats = run(reader, frame_encoder(net, device, dtype), writer, name=f"cremad_video shard {shard}")
     summary = {"clips": rows.height, "by_status": writer.counts, "frames": writer.frames, "dim": dim,
                "timing": stats.as_dict()}
     log.info("cremad_video shard %d: %s", shard, summary)

@@ -58,13 +58,15 @@ def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 # -- classification ----------------------------------------------------------------------------------
+def _margins(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, true positives per class, true per class, predicted per class)`` of ``c[..., true, pred]``."""
+    c = c.astype(np.float64)
+    return c.sum(axis=(-2, -1)), np.diagonal(c, axis1=-2, axis2=-1), c.sum(axis=-1), c.sum(axis=-2)
+
+
 def _from_counts(c: np.ndarray) -> dict[str, np.ndarray]:
     """Metrics from confusion counts ``c[..., true, pred]`` (vectorised over leading axes)."""
-    c = c.astype(np.float64)
-    n = c.sum(axis=(-2, -1))
-    tp = np.diagonal(c, axis1=-2, axis2=-1)
-    true = c.sum(axis=-1)
-    pred = c.sum(axis=-2)
+    n, tp, true, pred = _margins(c)
     with np.errstate(divide="ignore", invalid="ignore"):
         f1_c = np.where(true + pred > 0, 2 * tp / (true + pred), 0.0)
         prec_c = np.where(pred > 0, tp / np.where(pred > 0, pred, 1), 0.0)
@@ -181,11 +183,7 @@ def multiclass_from_counts(c: np.ndarray) -> dict[str, np.ndarray]:
     truth. Macro F1 averages the per-class F1 over the classes present in the truth or the
     predictions (scikit-learn's default label set).
     """
-    c = c.astype(np.float64)
-    n = c.sum(axis=(-2, -1))
-    tp = np.diagonal(c, axis1=-2, axis2=-1)
-    true = c.sum(axis=-1)
-    pred = c.sum(axis=-2)
+    n, tp, true, pred = _margins(c)
     with np.errstate(divide="ignore", invalid="ignore"):
         present = true > 0
         recall = np.where(present, tp / np.where(present, true, 1), 0.0)

@@ -137,7 +137,8 @@ def make_cremad(out: str | Path, actors: int = 10, sentences_per_actor: int = 2,
         for j in range(sentences_per_actor):
             sentence = codes[(a * sentences_per_actor + j) % len(codes)]
             for emotion in EMOTIONS:
-                level = prng.choice(["LO", "MD", "HI"]) if sentence == "IEO" and emotion != "NEU" else "XX"
+                # as published, only IEO is recorded at levels; names do not depend on the seed
+                level = ("LO", "MD", "HI")[(a + EMOTIONS.index(emotion)) % 3] if sentence == "IEO" and emotion != "NEU" else "XX"
                 name = f"{actor}_{sentence}_{emotion}_{level}"
                 names.append(name)
                 seconds = float(rng.uniform(0.6, 0.9))

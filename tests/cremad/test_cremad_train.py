@@ -114,3 +114,14 @@ def test_group_bootstrap_resamples_actors_not_rows():
     ci = group_bootstrap_multiclass(y, perfect_for_two[None], groups, 3, 2000, 0.95, 0)
     # resampling 4 actors: accuracy 0, 0.25, ..., 1 are all reachable; row resampling would sit near 0.5
     assert ci["accuracy"][0] <= 0.25 and ci["accuracy"][1] >= 0.75
+
+
+def test_report_section(trained, tmp_path):
+    from affectflow.report import build_assets
+
+    metrics, out, _ = trained
+    (tmp_path / "m.json").write_text(json.dumps(metrics))
+    build_assets(None, None, None, tmp_path / "nobench", [], {"cremad": tmp_path / "c.html"}, cremad=tmp_path / "m.json")
+    page = (tmp_path / "c.html").read_text()
+    for text in ("fusion", "text", "control", "audio-only", "crowd = intended", "attention", "UAR"):
+        assert text in page, text

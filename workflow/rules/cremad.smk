@@ -130,7 +130,10 @@ rule cremad_train:
         video=cm_features("video"),
         text=cm_features("text"),
     output:
-        **outputs_of("cremad_train"),
+        metrics=outputs_of("cremad_train")["metrics"],
+        predictions=outputs_of("cremad_train")["predictions"],
+        plot=report(outputs_of("cremad_train")["plot"], caption="../report/cremad_confusion.rst", category="CREMA-D",
+                    labels={"figure": "confusion matrices"}),
     params:
         cfg=cfg_of("cremad_train"),
         out=path_of("cremad_train", "out"),

@@ -56,7 +56,8 @@ def _wav(path: Path, x: np.ndarray) -> None:
     sf.write(str(path), x, SR, subtype="PCM_16")
 
 
-def _voice(rng: np.random.Generator, emotion: str, base_f0: float, seconds: float) -> np.ndarray:
+def voice(rng: np.random.Generator, emotion: str, base_f0: float, seconds: float) -> np.ndarray:
+    """float32 mono samples at 16 kHz: the emotion's pitch, loudness, syllable rate and jitter."""
     f0_factor, amp, rate, jitter = VOICE[emotion]
     n = int(seconds * SR)
     t = np.arange(n) / SR
@@ -68,19 +69,23 @@ def _voice(rng: np.random.Generator, emotion: str, base_f0: float, seconds: floa
     return np.clip(x, -1, 1).astype(np.float32)
 
 
-def _video(path: Path, rng: np.random.Generator, emotion: str, shade: int, seconds: float, codec: str = "flv1") -> None:
+def write_video(path: Path, rng: np.random.Generator, emotion: str, shade: int, seconds: float, codec: str = "flv1",
+                width: int = W, height: int = H, fps: int = FPS) -> None:
+    """A clip with the emotion's colour in a centred patch (half the height, 0.4 of the width) that
+    moves a little and brightens and dims over time, on the actor's grey, with noise."""
     import av
 
-    frames = max(1, int(seconds * FPS))
+    frames = max(1, int(seconds * fps))
     colour = np.array(FACE[emotion], np.float32)
+    top, left, ph, pw = height // 4, int(width * 0.3), height // 2, int(width * 0.4)
     with av.open(str(path), "w") as c:
-        s = c.add_stream(codec, rate=FPS)
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        s = c.add_stream(codec, rate=fps)
+        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         for i in range(frames):
-            img = np.full((H, W, 3), shade, np.float32)
+            img = np.full((height, width, 3), shade, np.float32)
             gain = 0.8 + 0.2 * np.sin(2 * np.pi * i / frames + rng.uniform(0, 1))
             dx, dy = rng.integers(-3, 4, size=2)
-            img[16 + dy: 48 + dy, 24 + dx: 56 + dx] = colour * gain
+            img[top + dy: top + ph + dy, left + dx: left + pw + dx] = colour * gain
             img += rng.normal(0, 6, img.shape)
             frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="rgb24")
             for p in s.encode(frame):
@@ -142,8 +147,8 @@ def make_cremad(out: str | Path, actors: int = 10, sentences_per_actor: int = 2,
                 name = f"{actor}_{sentence}_{emotion}_{level}"
                 names.append(name)
                 seconds = float(rng.uniform(0.6, 0.9))
-                _wav(out / "AudioWAV" / f"{name}.wav", _voice(rng, emotion, base_f0, seconds))
-                _video(out / "VideoFlash" / f"{name}.flv", rng, emotion, shade, seconds)
+                _wav(out / "AudioWAV" / f"{name}.wav", voice(rng, emotion, base_f0, seconds))
+                write_video(out / "VideoFlash" / f"{name}.flv", rng, emotion, shade, seconds)
     planted: dict[str, list[str]] = {}
 
     def plant(kind: str, name: str) -> str:
@@ -159,7 +164,7 @@ def make_cremad(out: str | Path, actors: int = 10, sentences_per_actor: int = 2,
         plant("audio_empty", names[8])
         _wav(wav(14), np.zeros(SR, np.float32))
         plant("audio_silent", names[14])
-        _wav(wav(21), _voice(rng, names[21].split("_")[2], 150.0, 0.05))
+        _wav(wav(21), voice(rng, names[21].split("_")[2], 150.0, 0.05))
         plant("audio_too_short", names[21])
         wav(27).unlink()
         plant("audio_missing", names[27])
@@ -173,10 +178,10 @@ def make_cremad(out: str | Path, actors: int = 10, sentences_per_actor: int = 2,
         flv(16).unlink()
         plant("both_missing", names[16])
         flv(10).unlink()  # the same clip as MP4: both containers are read
-        _video(out / "VideoFlash" / f"{names[10]}.mp4", rng, names[10].split("_")[2], 128, 1.0, codec="mpeg4")
+        write_video(out / "VideoFlash" / f"{names[10]}.mp4", rng, names[10].split("_")[2], 128, 1.0, codec="mpeg4")
         plant("video_mp4", names[10])
         bad = f"{1001}_DFA_XYZ_XX"
-        _wav(out / "AudioWAV" / f"{bad}.wav", _voice(rng, "NEU", 150.0, 1.0))
+        _wav(out / "AudioWAV" / f"{bad}.wav", voice(rng, "NEU", 150.0, 1.0))
         plant("bad_name", bad)
     with open(out / "VideoDemographics.csv", "w", newline="") as fh:
         w = csv.writer(fh, quoting=csv.QUOTE_NONNUMERIC)

@@ -219,7 +219,7 @@ _TABLE: tuple[RuleLayout, ...] = (
        "cremad/video/shard-{shard}.log", reads=("results", "cremad.shards", "cremad.video"), models=("clip",),
        jobs=_cremad_shards),
     _r("cremad_text", "cremad", {"text": f"{_CM}/text/text.parquet"}, "cremad/text.log",
-       reads=("results", "cremad.audio", "cremad.text"), models=("text_embedding",)),
+       reads=("results", "cremad.text"), models=("text_embedding",)),
     _r("cremad_train", "cremad",
        {"metrics": f"{_CM}/model/metrics.json", "predictions": f"{_CM}/model/predictions.parquet",
         "plot": f"{_CM}/model/confusion.png"},

@@ -71,7 +71,8 @@ def egemaps_shard(cfg: Mapping, clips: str | Path, shard: int, out: str | Path, 
     """Stage ``cremad_egemaps``: one row per clip of the shard (``tables.cremad_egemaps``).
 
     Args:
-        cfg: the stage's config sections; ``cremad.audio.workers`` processes unless ``workers``.
+        cfg: the stage's config sections; ``cremad.audio.workers`` processes unless ``workers`` (the
+            rule passes the job's cores).
         clips: the clips table; shard: which of its shards; out: the Parquet file to write.
 
     Returns:

@@ -44,7 +44,7 @@ def text_table(cfg: Mapping, clips: str | Path, out: str | Path, threads: int | 
     rows = pl.read_parquet(clips, columns=["clip_id", "sentence_text", "status"])
     has = (rows["status"] == S.OK).to_numpy() & rows["sentence_text"].is_not_null().to_numpy()
     sentences = sorted(set(rows["sentence_text"].filter(pl.Series(has)).to_list()))
-    device, _ = device_and_dtype(cfg["cremad"]["audio"]["device"])
+    device, _ = device_and_dtype("auto")
     encoder, prov = load_encoder(cfg, str(device))
     dim = (getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension)()
     vectors = dict(zip(sentences, encode_texts(encoder, sentences, cfg["cremad"]["text"]["batch_size"])[0])) if sentences else {}

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from affectflow import config as C
-from affectflow.instagram.plan import plan, read_influencers, read_mapping, read_shard
+from affectflow.instagram.plan import plan, read_influencers, read_mapping, read_plan_shard
 
 MAPPING = [
     "influencer_name\tJSON_PostMetadata_file_name\tImage_file_name",
@@ -21,7 +21,7 @@ MAPPING = [
     "e\t5.info\t[]",
     "f\t6.info",  # 8: two fields
     "lonely_row_without_tabs",  # 9: names no post
-    "g\t7.info\t['7.jpg']\textra",  # 10: four fields
+    "g\t7.info\t['7.jpg']\textra",  # 10: four fields: a tab inside a name, so no trusted key
     "a\t1.info\t['1b.jpg']",  # 11: conflicts with line 2 (same post, other images)
     "h\t8.info\t['a,b.jpg', 'c d.jpg']\r",  # CRLF ending, a comma and a space inside names
     "",
@@ -45,15 +45,15 @@ def test_mapping_parsed_safely_with_faults_counted(mapping, tmp_path):
     assert rows["b-2"]["images"] == ["2_0.jpg", "2_1.jpg"]
     assert rows["e-5"]["images"] == []
     assert rows["h-8"]["images"] == ["a,b.jpg", "c d.jpg"]
-    for pid, line in (("c-3", 5), ("d-4", 6), ("f-6", 8), ("g-7", 10), ("i-9", 14)):
+    for pid, line in (("c-3", 5), ("d-4", 6), ("f-6", 8), ("i-9", 14)):
         assert rows[pid]["mapping_malformed"] and rows[pid]["images"] == [], pid
         assert rows[pid]["mapping_error"].startswith(f"{mapping}:{line}: "), rows[pid]["mapping_error"]
     assert "expected 3 tab-separated fields, found 2" in rows["f-6"]["mapping_error"]
-    assert "found 4" in rows["g-7"]["mapping_error"]
+    assert "g-7" not in rows and f"{mapping}:10: row names no influencer and JSON file (or has a tab inside a name)" in counts["malformed_examples"]
     assert counts["rows"] == len([ln for ln in MAPPING[1:] if ln.strip()])
-    assert counts["duplicate_rows"] == 1 and counts["conflicting_rows"] == 1 and counts["unkeyable_rows"] == 1
-    assert counts["malformed_rows"] == 5 and counts["posts"] == len(rows) == 9
-    assert f"{mapping}:9: row names no influencer and JSON file" in counts["malformed_examples"]
+    assert counts["duplicate_rows"] == 1 and counts["conflicting_rows"] == 1 and counts["unkeyable_rows"] == 2
+    assert counts["malformed_rows"] == 4 and counts["posts"] == len(rows) == 8
+    assert f"{mapping}:9: row names no influencer and JSON file (or has a tab inside a name)" in counts["malformed_examples"]
     assert df["post_id"].is_unique().all()
 
 
@@ -112,7 +112,7 @@ def test_a_shard_reads_only_its_row_group(planned, tmp_path):
     for g in range(5):
         stats = md.row_group(g).column(1).statistics
         assert md.row_group(g).column(1).path_in_schema == "shard" and stats.min == stats.max == g
-    want = read_shard(path, 2)
+    want = read_plan_shard(path, 2)
     with open(path, "r+b") as fh:
         for g in (0, 1, 3, 4):
             for c in range(md.num_columns):
@@ -120,7 +120,20 @@ def test_a_shard_reads_only_its_row_group(planned, tmp_path):
                 start = col.dictionary_page_offset if col.has_dictionary_page else col.data_page_offset
                 fh.seek(start)
                 fh.write(os.urandom(col.total_compressed_size))
-    got = read_shard(path, 2)
+    got = read_plan_shard(path, 2)
     assert got.equals(want) and set(got["shard"].to_pylist()) == {2} and got.num_rows > 0
     with pytest.raises(Exception):  # noqa: B017  (whatever the Parquet reader raises on garbage)
-        read_shard(path, 3).validate(full=True)
+        read_plan_shard(path, 3).validate(full=True)
+
+
+def test_plan_tables_carry_a_members_location_in_member_field_order():
+    """tables.MEMBER_LOCATION is the one declaration: both plan tables carry it, and its columns
+    are Member's fields in order (rows are read back positionally into Members)."""
+    from dataclasses import fields
+
+    from affectflow.io.multizip import Member
+    from affectflow.tables import MEMBER_COLUMNS, MEMBER_LOCATION, PLAN_IMAGES, PLAN_POSTS
+
+    assert [f.name for f in fields(Member)] == ["name", *MEMBER_COLUMNS[1:]]
+    for schema in (PLAN_POSTS, PLAN_IMAGES):
+        assert [(n, schema.field(n).type) for n in MEMBER_COLUMNS] == MEMBER_LOCATION

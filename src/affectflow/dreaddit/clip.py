@@ -40,12 +40,12 @@ from ..layout import params as rule_params
 from ..models import ClipModel, clip_dim, load_clip
 from ..tables import dreaddit_clip
 from .config import DreadditConfig, validated
-from .posts import read_shard
+from .posts import read_dreaddit_shard
 
 log = logging.getLogger(__name__)
 
 
-def check_tokenizer(tokenizer) -> None:
+def require_bpe_tokenizer(tokenizer) -> None:
     """The windowing below needs open_clip's BPE tokenizer (token ids, start/end ids, context)."""
     for attr in ("encode", "sot_token_id", "eot_token_id", "context_length"):
         if not hasattr(tokenizer, attr):
@@ -96,7 +96,7 @@ class Reader:
     next batch's images already decoding while the current one is on the device."""
 
     def __init__(self, rows: list[tuple], tokenizer, preprocess, mode: str, batch_size: int, workers: int):
-        check_tokenizer(tokenizer)
+        require_bpe_tokenizer(tokenizer)
         self.rows, self.tok, self.pre, self.mode = rows, tokenizer, preprocess, mode
         self.batch_size = batch_size
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
@@ -228,7 +228,7 @@ def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, o
     cc = dd.clip
     if threads:
         torch.set_num_threads(threads)
-    rows = read_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
+    rows = read_dreaddit_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
     index = pl.read_parquet(synth, columns=["post_id", "image_path", "status"])
     if rows["post_id"].to_list() != index["post_id"].to_list():
         raise RuntimeError(f"{synth} does not hold shard {shard} of {posts} (post ids differ): it is stale; "

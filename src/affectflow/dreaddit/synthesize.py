@@ -39,10 +39,10 @@ from ..inference.device import device_and_dtype
 from ..inference.runner import run
 from ..io.parquet import provenance, write_table
 from ..layout import params as rule_params
-from ..models import HFModel, ModelMissing, check_tokenizer, provenance_of, resolve
+from ..models import HFModel, ModelMissing, check_tokenizer_complete, provenance_of, resolve
 from ..tables import DREADDIT_SYNTH
 from .config import DreadditConfig, SynthesisConfig, validated
-from .posts import read_shard, stable_hash
+from .posts import read_dreaddit_shard, stable_hash
 from .prompt import PromptFitter, check_negative_prompt, check_template
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def load_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path, subfolder="tokenizer")
-    check_tokenizer(tok, f"models.diffusion ({path}/tokenizer)")
+    check_tokenizer_complete(tok, f"models.diffusion ({path}/tokenizer)")
     return tok
 
 
@@ -233,7 +233,7 @@ class Generator:
         return results
 
 
-class ImageWriter:
+class PngWriter:
     """The writer: PNGs encoded in threads while the next batch is generated; statuses collected."""
 
     def __init__(self, model: str, level: int, threads: int):
@@ -284,7 +284,7 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
         torch.set_num_threads(threads)
     images = Path(images_dir) if images_dir else dd.images_dir
     images.mkdir(parents=True, exist_ok=True)
-    rows = read_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
+    rows = read_dreaddit_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
 
     model = HFModel.from_config(cfg, "diffusion")
     path = resolve(cfg, model)
@@ -320,7 +320,7 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
     if todo:
         pipe = load_pipeline(cfg, path, device, dtype)
         generator = Generator(pipe, syn)
-        writer = ImageWriter(model.id, syn.png_compress_level, syn.writers)
+        writer = PngWriter(model.id, syn.png_compress_level, syn.writers)
         try:
             stats = run(_batches(todo, syn.batch_size), generator, writer, name=f"synthesize shard {shard}")
         finally:

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from ..io.parquet import PROVENANCE_KEY, parquet_files
+from .results_folder import check_folder
 
 
 def inspect(path: str | Path) -> dict[str, Any]:
@@ -16,6 +17,8 @@ def inspect(path: str | Path) -> dict[str, Any]:
     files = parquet_files(path)
     if not files or not files[0].exists():
         raise FileNotFoundError(f"{path}: no Parquet files")
+    if Path(path).is_dir():
+        check_folder(path, files)  # shard files of another plan would be counted with this one's
     rows = {str(f): pq.ParquetFile(f).metadata.num_rows for f in files}
     schema = pq.read_schema(files[0])
     report: dict[str, Any] = {

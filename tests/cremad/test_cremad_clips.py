@@ -119,3 +119,14 @@ def test_probe_audio_levels(tmp_path):
     assert probe_audio(p, 0.3, -60.0)["audio_status"] == S.SILENT
     assert probe_audio(p, 0.3, -90.0)["audio_status"] == S.OK
     assert probe_audio(p, 2.0, -90.0)["audio_status"] == S.TOO_SHORT
+
+
+def test_cremad_shards_are_not_foreign_to_the_instagram_plan(tmp_path):
+    """The plan job prunes shard files its config does not plan: CREMA-D's count is cremad.shards."""
+    from affectflow.ops.results_folder import foreign_shard_files
+
+    cfg = {"results": str(tmp_path), "instagram": {"shards": 2}, "dreaddit": {"shards": 2}, "cremad": {"shards": 4}}
+    (tmp_path / "cremad" / "egemaps").mkdir(parents=True)
+    for k in (3, 4):
+        (tmp_path / "cremad" / "egemaps" / f"shard-{k:05d}.parquet").write_bytes(b"")
+    assert foreign_shard_files(cfg) == [tmp_path / "cremad" / "egemaps" / "shard-00004.parquet"]

@@ -240,23 +240,34 @@ class ImageBatches:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         self._configured = True
 
-    def read(self, i: int) -> Decoded:
+    def read_bytes(self, i: int) -> tuple[bytes, str] | Decoded:
+        """Plan row ``i``'s bytes and member name, or a pixel-less :class:`Decoded` with the read fault."""
         m = Member(*(self.members[k][i] for k in MEMBER_COLUMNS))
         try:
-            data = self.zf.read(m, max_size=self.max_member_bytes)
+            return self.zf.read(m, max_size=self.max_member_bytes), m.name
         except MemberError as exc:
             return Decoded(None, exc.status, f"{self.zf.last_volume.name}: {exc}")
         except MemoryError:  # one item's fault, not the batch's
             return Decoded(None, S.TOO_LARGE, f"{m.name}: out of memory reading {m.uncompressed_size} bytes")
-        return decode(data, self.pre, m.name, self.draft, self.max_pixels)
+
+    def read(self, i: int) -> Decoded:
+        got = self.read_bytes(i)
+        if isinstance(got, Decoded):
+            return got
+        return decode(got[0], self.pre, got[1], self.draft, self.max_pixels)
 
     def __getitem__(self, rows) -> dict[str, Any]:
-        import torch
-
         if not self._configured:
             self._configure()
         rows = [int(r) for r in rows]
-        items = [self.read(i) for i in rows]
+        return self.collate(rows, [self.read(i) for i in rows])
+
+    def collate(self, rows: list[int], items: list[Decoded]) -> dict[str, Any]:
+        """One batch dict: ``rows`` (int64 plan rows), ``decoded`` (int64 positions in ``rows`` that
+        have pixels), ``pixels`` ((len(decoded), H, W, 3) uint8 NHWC), and per row ``status``,
+        ``error``, ``format``, ``mode``, ``width``, ``height`` (lists)."""
+        import torch
+
         good = [k for k, d in enumerate(items) if d.pixels is not None]
         th, tw = self.pre.size
         pixels = np.empty((len(good), th, tw, 3), dtype=np.uint8)

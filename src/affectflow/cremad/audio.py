@@ -148,16 +148,15 @@ def speech_shard(cfg: Mapping, clips: str | Path, shard: int, out: str | Path, t
     """
     import torch
 
-    from ..inference.device import device_and_dtype
+    from ..inference.device import place
 
     cfg = validated(cfg)
     cc = CremadConfig.from_config(cfg)
     if "speech" not in cfg["models"]:
         raise ValueError("cremad.audio.speech is true but models.speech names no model")
-    if threads:
-        torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    device, dtype = device_and_dtype(cc.audio.device, cc.audio.precision)
+    where = place(cc.audio.device, cc.audio.precision, threads=threads, what="cremad.audio.device")
+    device, dtype = where.device, where.dtype
     net, fe, prov = load_speech(cfg, device, dtype)
     rate = int(getattr(fe, "sampling_rate", 16000))
     dim = int(net.config.hidden_size)

@@ -33,21 +33,18 @@ def text_table(cfg: Mapping, clips: str | Path, out: str | Path, threads: int | 
     Returns:
         ``{clips, sentences, dim, by_status}``.
     """
-    import torch
-
-    from ..inference.device import device_and_dtype
-    from ..train.text_features import encode_texts, load_encoder
+    from ..features.sbert import encode_texts, load_sbert, sbert_dim
+    from ..inference.device import place
 
     cfg = validated(cfg)
-    if threads:
-        torch.set_num_threads(threads)
     rows = pl.read_parquet(clips, columns=["clip_id", "sentence_text", "status"])
     has = (rows["status"] == S.OK).to_numpy() & rows["sentence_text"].is_not_null().to_numpy()
     sentences = sorted(set(rows["sentence_text"].filter(pl.Series(has)).to_list()))
-    device, _ = device_and_dtype("auto")
-    encoder, prov = load_encoder(cfg, str(device))
-    dim = (getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension)()
-    vectors = dict(zip(sentences, encode_texts(encoder, sentences, cfg["cremad"]["text"]["batch_size"])[0])) if sentences else {}
+    where = place("auto", "fp32", threads=threads, what="cremad text encoder")
+    encoder, prov = load_sbert(cfg, where.device, where.dtype)
+    dim = sbert_dim(encoder)
+    vectors = dict(zip(sentences, encode_texts(encoder, sentences, where.device, where.dtype,
+                                               cfg["cremad"]["text"]["batch_size"], name="cremad_text")[0])) if sentences else {}
     x = np.zeros((rows.height, dim), np.float32)
     for i in np.flatnonzero(has):
         x[i] = vectors[rows["sentence_text"][int(i)]]

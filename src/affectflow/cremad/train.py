@@ -299,7 +299,7 @@ def train_all(cfg: Mapping, clips: str | Path, features: Mapping[str, Sequence[s
     """
     import torch
 
-    from ..train.trainer import pick_device
+    from ..train.trainer import train_device
 
     t0 = time.perf_counter()
     cfg = validated(cfg)
@@ -307,7 +307,7 @@ def train_all(cfg: Mapping, clips: str | Path, features: Mapping[str, Sequence[s
     tc = cc.train
     if threads:
         torch.set_num_threads(threads)
-    device = pick_device("auto")
+    device = train_device("auto")
     unimodal = [m for m in tc.models if m != "fusion"]
     missing = [m for m in unimodal if m not in features]
     if missing:

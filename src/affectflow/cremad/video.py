@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import status as S
-from ..inference.device import device_and_dtype
+from ..inference.device import place
 from ..inference.runner import run
 from ..io.arrays import embedding_array
 from ..io.parquet import ParquetWriter, provenance
@@ -204,15 +204,12 @@ def video_shard(cfg: Mapping, clips: str | Path, shard: int, out: str | Path, th
     Returns:
         ``{clips, by_status, frames, dim, timing}`` (timing: the runner's read / inference / write split).
     """
-    import torch
-
     cfg = validated(cfg)
     cc = CremadConfig.from_config(cfg)
     vc = cc.video
-    if threads:
-        torch.set_num_threads(threads)
+    where = place(vc.device, vc.precision, threads=threads, cuda_fast=True, what="cremad.video.device")
+    device, dtype = where.device, where.dtype
     rows = read_shard(clips, shard, ["clip_id", "video_status", "video_path", "video_error"])
-    device, dtype = device_and_dtype(vc.device, vc.precision)
     net, preprocess, _tok, model_prov = load_clip(cfg, ClipModel.from_config(cfg), device=device, dtype=dtype)
     dim = clip_dim(net)
     prov = provenance("cremad_video", rule_params("cremad_video", cfg), shard=shard, clips=str(clips),

@@ -66,3 +66,18 @@ def test_workflow_takes_overrides_and_rejects_bad_keys(sample_dir, tmp_path):
     proc = run_snakemake(tmp_path, "-n", "ingest", configfile=bad, check=False)
     assert proc.returncode != 0
     assert "instagram.shards: 0 is less than the minimum of 1" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("text,line", [
+    ("instagram: {root: [unclosed\n", 2),          # an unclosed flow sequence: found at the end
+    ("instagram:\n  shards: 4\n\tlogs: x\n", 3),   # a tab in the indentation
+    ("results: a\n  logs: b\n", 2),                # indentation that maps nothing
+])
+def test_a_config_file_that_is_not_yaml_is_one_line_naming_it(tmp_path, text, line):
+    """PyYAML names '<unicode string>'; the error names the file, line and column, on one line."""
+    f = tmp_path / "my config.yaml"
+    f.write_text(text)
+    with pytest.raises(C.ConfigError) as err:
+        C.load(f)
+    msg = str(err.value)
+    assert msg.startswith(f"{f}:{line}:") and "not valid YAML" in msg and "\n" not in msg

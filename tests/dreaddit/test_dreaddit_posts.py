@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -100,6 +101,46 @@ def test_missing_required_column_fails_naming_the_file(tmp_path):
     bad.write_text("subreddit,post_id,text\nptsd,abc,hello\n")
     with pytest.raises(DreadditFormatError, match=r"train\.csv.*\['id', 'label'\]"):
         read_dreaddit_csvs(_cfg(bad, bad))
+
+
+@pytest.mark.parametrize("body", ["", "\n\n", "\r\n"])
+def test_a_file_with_a_header_and_no_records_fails_naming_it(tmp_path, sample_dir, body):
+    """Header only (or blank lines after it): one clear error naming the file, not an empty split."""
+    good = sample_dir / "dreaddit" / "dreaddit-test.csv"
+    bad = tmp_path / "train.csv"
+    bad.write_text((sample_dir / "dreaddit" / "dreaddit-train.csv").read_text().splitlines()[0] + "\n" + body)
+    with pytest.raises(DreadditFormatError, match=rf"{re.escape(str(bad))}: no records after the header"):
+        read_dreaddit_csvs(_cfg(bad, good))
+    bad.write_text("")
+    with pytest.raises(DreadditFormatError, match="empty file"):
+        read_dreaddit_csvs(_cfg(bad, good))
+
+
+@pytest.mark.parametrize("bad", [b"\xe9", b"\xff\xfe", b"\xc3"])  # Latin-1 text, stray bytes, a cut sequence
+def test_a_record_that_is_not_utf8_is_one_malformed_row(tmp_path, sample_dir, bad):
+    """A byte that is not UTF-8 costs its record (row_malformed, error file:line), not the file."""
+    good = sample_dir / "dreaddit" / "dreaddit-test.csv"
+    src = sample_dir / "dreaddit" / "dreaddit-train.csv"
+    with open(src, newline="") as fh:
+        header, *records = list(csv.reader(fh))
+    text = header.index("text")
+    records[3][text] = records[3][text] + " @@BAD@@"  # marked, replaced by the bad bytes below
+    path = tmp_path / "train.csv"
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([header, *records])
+    clean = read_dreaddit_csvs(_cfg(path, good))[0].filter(pl.col("official_split") == "train").sort("source_line")
+    path.write_bytes(path.read_bytes().replace(b"@@BAD@@", bad))
+    posts, summary = read_dreaddit_csvs(_cfg(path, good))
+    train = posts.filter(pl.col("official_split") == "train").sort("source_line")
+    assert train.height == len(records)
+    bad_rows = train.filter(pl.col("error").str.contains("UTF-8"))
+    assert bad_rows.height == 1 and bad_rows["status"][0] == S.ROW_MALFORMED
+    assert bad_rows["error"][0] == f"{path}:{bad_rows['source_line'][0]}: not valid UTF-8"
+    assert bad_rows["dreaddit_id"][0] is None and bad_rows["text"][0] is None  # no field is trusted
+    line = bad_rows["source_line"][0]
+    others = ["post_id", "text", "label", "status", "error"]
+    assert train.filter(pl.col("source_line") != line).select(others).equals(
+        clean.filter(pl.col("source_line") != line).select(others))  # every other row as before
 
 
 def test_unterminated_quote_fails_naming_file_and_line(tmp_path):

@@ -61,3 +61,19 @@ def test_inspect_json(shards):
 def test_inspect_nothing_there(tmp_path):
     proc = _inspect(str(tmp_path))
     assert proc.returncode == 1 and "no Parquet files" in proc.stderr
+
+
+@pytest.mark.parametrize("cut", [0, 6, 5000, -1])  # empty, shorter than a footer, cut mid-file, footer lost
+def test_an_unreadable_file_in_a_folder_is_named(shards, tmp_path, cut):
+    """One cut shard among good ones: the error's one line names that file (pyarrow's own
+    message names none), and says how to recover."""
+    import shutil
+
+    folder = tmp_path / "posts"
+    shutil.copytree(shards, folder)
+    bad = folder / "shard-00001.parquet"
+    data = bad.read_bytes()
+    bad.write_bytes(data[:cut] if cut >= 0 else data[:-8])
+    proc = _inspect(str(folder))
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and f"{bad}: not a readable Parquet file" in last and "rerun its job" in last

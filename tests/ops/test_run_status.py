@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -141,17 +142,20 @@ def test_collect_counts_and_resume_commands(tmp_path):
         write(wd / "res/instagram" / name)
     write(wd / "lg/instagram/ingest/shard-00002.log", CLI_FAILURE)
     extra = "\n\nrule emotion_scores:\n    output:\n        'x'\n    shell: 'true'\n"
-    st = R.collect(cfg, wd, profile=None, configfiles=["my config.yaml"], repo=fake_repo(tmp_path, extra), queue={})
+    repo = fake_repo(tmp_path, extra)
+    st = R.collect(cfg, wd, profile=None, configfiles=["my config.yaml"], repo=repo, queue={})
     assert st.counts("ingest", "instagram_plan")[R.DONE] == 1
     assert st.counts("ingest", "instagram_ingest") == {**dict.fromkeys(R.STATES, 0), R.DONE: 1, R.MISSING: 1, R.FAILED: 1}
     assert st.unregistered_rules == ["emotion_scores"]  # in the workflow, not in the registry: said so
-    assert st.resume == ["snakemake --rerun-incomplete ingest --configfile 'my config.yaml'"]
+    # run elsewhere than the repository root: the resume command names the Snakefile
+    assert st.resume == [f"snakemake -s {repo}/Snakefile --rerun-incomplete ingest --configfile 'my config.yaml'"]
     assert not st.all_done
 
     write(wd / ".snakemake/locks/0.input.lock")  # a Snakemake was killed: its lock is left
     st = R.collect(cfg, wd, profile="profiles/slurm", repo=fake_repo(tmp_path / "b"), queue={})
-    assert st.locked and st.resume == ["snakemake --profile profiles/slurm --unlock ingest",
-                                       "snakemake --profile profiles/slurm --rerun-incomplete ingest"]
+    sf = f"-s {tmp_path}/b/repo/Snakefile"
+    assert st.locked and st.resume == [f"snakemake {sf} --profile profiles/slurm --unlock ingest",
+                                       f"snakemake {sf} --profile profiles/slurm --rerun-incomplete ingest"]
     text = R.format_status(st)
     assert re.search(r"ingest\s+instagram_ingest\s+3\s+1\s+0\s+0\s+1\s+0\s+1", text)
     assert "instagram_ingest 00002: ShardVolumeError: shard 1" in text and "unlock" in text
@@ -159,7 +163,7 @@ def test_collect_counts_and_resume_commands(tmp_path):
     (wd / ".snakemake/locks/0.input.lock").unlink()
     write(wd / "res/instagram/ingest_summary.json")  # shards 1, 2 deleted by hand after the summary was made
     st = R.collect(cfg, wd, profile=None, repo=fake_repo(tmp_path / "d"), queue={})
-    assert st.resume == ["snakemake --rerun-incomplete res/instagram/posts/shard-00001.parquet "
+    assert st.resume == [f"snakemake -s {tmp_path}/d/repo/Snakefile --rerun-incomplete res/instagram/posts/shard-00001.parquet "
                          "res/instagram/posts/shard-00002.parquet ingest"]
     for shard in ("00001", "00002"):
         write(wd / f"res/instagram/posts/shard-{shard}.parquet")
@@ -178,7 +182,8 @@ def test_stages_not_started_are_not_resumed(tmp_path):
     write(tmp_path / "res/instagram/plan/plan.json")
     st = R.collect(cfg, tmp_path, profile=None, repo=fake_repo(tmp_path), queue={})
     assert [j.label for j in st.stages["models"]["fetch_model"]] == ["clip", "sbert"]
-    assert st.resume == ["snakemake --rerun-incomplete ingest"] and st.not_started == ["fetch_models"]
+    assert st.resume == [f"snakemake -s {tmp_path}/repo/Snakefile --rerun-incomplete ingest"]
+    assert st.not_started == ["fetch_models"]
     assert "Not started yet (their targets): fetch_models" in R.format_status(st)
     for key in ("clip", "sbert"):
         write(tmp_path / f"m/.fetched/{key}.json")
@@ -220,7 +225,8 @@ def test_registry_matches_the_workflow(sample_dir, tmp_path):
     cfg = {"results": str(tmp_path / "results"), "logs": str(tmp_path / "logs"),
            "instagram": {"root": str(sample_dir / "instagram"), "shards": 3},
            "dreaddit": {"train": str(sample_dir / "dreaddit/dreaddit-train.csv"),
-                        "test": str(sample_dir / "dreaddit/dreaddit-test.csv"), "shards": 2}}
+                        "test": str(sample_dir / "dreaddit/dreaddit-test.csv"), "shards": 2},
+           "cremad": {"root": str(sample_dir / "cremad"), "shards": 2}}
     cfgfile = tmp_path / "config.yaml"
     cfgfile.write_text(yaml.safe_dump(cfg))
     from affectflow import config as C
@@ -228,7 +234,7 @@ def test_registry_matches_the_workflow(sample_dir, tmp_path):
     full = C.load(cfgfile)
     declared = R.workflow_rules(REPO)
     stages = [s for s in R.STAGES if s.target in declared]
-    assert {s.name for s in stages} == {"models", "ingest", "features", "dreaddit", "train", "report"}
+    assert {s.name for s in stages} == {"models", "ingest", "features", "dreaddit", "cremad", "train", "report"}
     actual = dry_run_jobs(tmp_path, [s.target for s in stages], cfgfile)
     for stage in stages:
         for step in stage.steps:
@@ -265,3 +271,75 @@ def test_status_command_on_a_real_local_run_with_a_failing_shard(tmp_path, sampl
     assert data["resume"][-1] == f"snakemake --profile profiles/local --rerun-incomplete ingest --configfile {cfgfile}"
     assert "instagram_ingest 00000: ShardVolumeError" in text and data["resume"][0] in text
     assert os.path.isfile(jobs["00000"]["log"])
+
+
+def test_a_job_killed_by_a_signal_is_failed_not_missing(tmp_path):
+    """A local job killed with SIGKILL (kill -9, the OOM killer) writes no error to its own log;
+    the real Snakemake run log records it, and status reports the job failed, from that log."""
+    step = R.Step("victim", ("{results}/v/{shard}.out",), "{logs}/v/{shard}.log",
+                  lambda cfg: [{"shard": s} for s in ("00000", "00001")])
+    (tmp_path / "Snakefile").write_text(
+        "rule all:\n    input: expand('res/v/{s}.out', s=['00000', '00001'])\n"
+        "rule victim:\n    output: 'res/v/{shard}.out'\n    log: 'lg/v/{shard}.log'\n"
+        "    shell: \"echo started > {log}; if [ {wildcards.shard} = 00000 ]; then kill -9 $$; fi; touch {output}\"\n")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--keep-going", "-d", str(tmp_path),
+                           "-s", str(tmp_path / "Snakefile")], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode != 0, proc.stderr
+
+    failures = R.run_log_failures(tmp_path / ".snakemake" / "log")
+    assert list(failures) == ["lg/v/00000.log"]
+    jobs = {wc["shard"]: R.job_status(step, CFG, wc, tmp_path, {}, {}, tmp_path, False, run_failures=failures)
+            for wc in step.jobs(CFG)}
+    assert jobs["00001"].state == R.DONE
+    assert jobs["00000"].state == R.FAILED and "kill -9" in jobs["00000"].reason
+    assert str(failures["lg/v/00000.log"]) in jobs["00000"].reason
+
+    # A later attempt that rewrote the job's log is not judged by the older run's record.
+    later = tmp_path / "lg/v/00000.log"
+    os.utime(later, (failures["lg/v/00000.log"].stat().st_mtime + 10,) * 2)
+    assert R.job_status(step, CFG, {"shard": "00000"}, tmp_path, {}, {}, tmp_path, False,
+                        run_failures=failures).state == R.MISSING
+
+
+def test_status_takes_several_configfiles_after_one_flag(tmp_path):
+    """As snakemake does: ``--configfile a.yaml b.yaml`` (and the flag repeated) both work."""
+    from affectflow.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["status", "--configfile", "a.yaml", "b.yaml"]).configfile == ["a.yaml", "b.yaml"]
+    assert parser.parse_args(["status", "--configfile", "a.yaml", "--configfile", "b.yaml"]).configfile == ["a.yaml", "b.yaml"]
+    assert parser.parse_args(["status"]).configfile == []
+
+
+def test_resume_from_the_repository_root_names_no_snakefile(tmp_path):
+    """Run in the repository root, Snakemake finds the Snakefile itself: no ``-s``."""
+    repo = fake_repo(tmp_path)
+    cfg = {"results": "res", "logs": "lg", "instagram": {"shards": 1}}
+    write(repo / "res/instagram/plan/plan.json")
+    st = R.collect(cfg, repo, profile=None, repo=repo, queue={})
+    assert st.resume == ["snakemake --rerun-incomplete ingest"]
+
+
+def test_a_job_left_running_by_a_killed_snakemake_is_running(tmp_path):
+    """kill -9 of a local Snakemake leaves its jobs running; status finds them by their output
+    argument and working directory instead of calling them incomplete (to be redone now)."""
+    out = "res/instagram/posts/shard-00001.parquet"
+    snakemake_marker(tmp_path, out)
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "affectflow", "--out", out],
+                           cwd=tmp_path)
+    try:
+        for _ in range(50):  # the process is listed once it has exec'd
+            local = R.local_job_processes(tmp_path)
+            if out in local:
+                break
+            time.sleep(0.1)
+        assert local.get(out) == job.pid
+        j = R.job_status(STEP, CFG, {"shard": "00001"}, tmp_path, R.incomplete_markers(tmp_path / ".snakemake"),
+                         {}, tmp_path / "slurm_logs", False, local_jobs=local)
+        assert j.state == R.RUNNING and f"pid {job.pid}" in j.reason
+        assert R.local_job_processes(tmp_path / "res") == {}  # another working directory: not ours
+    finally:
+        job.kill()
+        job.wait()
+    assert out not in R.local_job_processes(tmp_path)
+    assert state(tmp_path).state == R.INCOMPLETE

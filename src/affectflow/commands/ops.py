@@ -7,7 +7,7 @@ from ..cli import command
 
 
 def _status_args(p):
-    p.add_argument("--configfile", action="append", default=[],
+    p.add_argument("--configfile", action="extend", nargs="+", default=[],
                    help="the extra config file(s) the run uses (as given to snakemake --configfile)")
     p.add_argument("--directory", "-d", type=Path, default=Path("."),
                    help="the workflow's working directory (where .snakemake/ is); default: here")

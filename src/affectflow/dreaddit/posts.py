@@ -58,17 +58,21 @@ class DreadditFormatError(ValueError):
     """A file cannot be read as Dreaddit at all (missing required columns, not a CSV)."""
 
 
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that did not decode, as surrogateescape keeps them
+
+
 def _read_records(path: Path) -> tuple[list[str], list[list[str]], list[int], list[str | None]]:
     """Header, records padded/cut to the header's width, each record's first line, and a
-    field-count error per record (None when the count is right)."""
+    fault per record (None when it has the header's field count and is valid UTF-8)."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     records: list[list[str]] = []
     lines: list[int] = []
     faults: list[str | None] = []
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    # surrogateescape: a byte that is not UTF-8 fails its record (below), not the whole file
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
         reader = csv.reader(fh, strict=True)  # a stray quote raises instead of swallowing later records
         try:
-            header = [h.strip() for h in next(reader)]
+            header = [h.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip() for h in next(reader)]
         except StopIteration:
             raise DreadditFormatError(f"{path}: empty file (no header)") from None
         except csv.Error as exc:
@@ -86,8 +90,11 @@ def _read_records(path: Path) -> tuple[list[str], list[list[str]], list[int], li
             if not row:  # a blank line between records
                 continue
             fault = None
+            if any(_NOT_UTF8.search(f) for f in row):
+                fault = f"{path}:{start}: not valid UTF-8"
+                row = [f.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for f in row]
             if len(row) != width:
-                fault = f"{path}:{start}: {len(row)} fields, header has {width}"
+                fault = fault or f"{path}:{start}: {len(row)} fields, header has {width}"
                 row = (row + [""] * width)[:width]
             records.append(row)
             lines.append(start)
@@ -96,7 +103,20 @@ def _read_records(path: Path) -> tuple[list[str], list[list[str]], list[int], li
 
 
 def read_file(path: str | Path, official_split: str) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """One official file as a frame of typed columns plus per-row faults (no post_id yet)."""
+    """One official file as a frame of typed columns plus per-row faults (no post_id yet).
+
+    Args:
+        path: a Dreaddit CSV (``dreaddit-train.csv`` or ``dreaddit-test.csv``).
+        official_split: ``train`` or ``test``.
+
+    Returns:
+        ``(frame, info)``: one row per CSV record; ``info`` keys ``path``, ``rows``,
+        ``missing_columns``, ``extra_columns``.
+
+    Raises:
+        DreadditFormatError: a required column is missing or a column name repeats.
+        OSError: the file cannot be read.
+    """
     path = Path(path)
     header, records, lines, faults = _read_records(path)
     missing_required = [c for c in REQUIRED if c not in header]
@@ -105,6 +125,8 @@ def read_file(path: str | Path, official_split: str) -> tuple[pl.DataFrame, dict
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise DreadditFormatError(f"{path}: duplicated column name(s) {dupes}")
+    if not records:  # a cut download: the split, the synthesis and the training would all be empty
+        raise DreadditFormatError(f"{path}: no records after the header (a truncated or wrong file?)")
     known = set(COLUMNS)
     info = {"path": str(path), "rows": len(records), "missing_columns": [c for c in COLUMNS if c not in header],
             "extra_columns": [c for c in header if c not in known]}
@@ -189,7 +211,11 @@ def _assign_ids_and_status(df: pl.DataFrame) -> pl.DataFrame:
 
 # -- the validation split --------------------------------------------------------------------------
 def stable_hash(*parts: Any) -> int:
-    """A 63-bit hash that is the same in every process (Python's ``hash()`` is salted per process)."""
+    """A 63-bit hash that is the same in every process (Python's ``hash()`` is salted per process).
+
+    Returns:
+        The first 8 bytes of ``sha256`` of the parts' strings (joined by U+001F), as a non-negative int.
+    """
     digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "big") & (2**63 - 1)
 
@@ -224,6 +250,15 @@ def assign_split(df: pl.DataFrame, val_fraction: float, seed: int, group_by_post
     Each group (a Reddit post's sentence ranges and any rows sharing a text) takes its majority
     label as stratum; within a stratum groups are ordered by ``stable_hash(seed, group)`` and taken
     until the stratum's validation share reaches ``val_fraction`` of its rows.
+
+    Args:
+        df: the posts (``post_id``, ``official_split``, ``label``, ``text``, ``reddit_post_id``).
+        val_fraction: the share of labelled train rows that go to val.
+        seed: the split's seed.
+        group_by_post: keep a Reddit post's segments together.
+
+    Returns:
+        A ``split`` string Series, one value per row: ``train``, ``val`` or ``test``.
     """
     split = df["official_split"].to_list()
     train_idx = [i for i, (s, y) in enumerate(zip(split, df["label"].to_list())) if s == "train" and y is not None]
@@ -309,7 +344,22 @@ def _summary(df: pl.DataFrame, files: dict) -> dict[str, Any]:
 
 
 def build_posts(cfg: Mapping, out: str | Path, summary_out: str | Path) -> dict[str, Any]:
-    """Stage ``dreaddit_posts``: write ``posts.parquet`` and the read summary; return the summary."""
+    """Stage ``dreaddit_posts``: write ``posts.parquet`` and the read summary; return the summary.
+
+    Args:
+        cfg: config with ``dreaddit`` (``train``, ``test``, ``split``); defaults filled by the schema.
+        out: the posts table (:data:`tables.DREADDIT_POSTS`), one row per CSV record.
+        summary_out: the read summary (JSON).
+
+    Returns:
+        The summary: ``rows``, ``files``, ``by_status``, ``by_split``, ``labels_by_split``, ``faults``,
+        ``fault_rows``, ``in_both_files``, ``duplicate_text_rows``, ``confidence_zero``,
+        ``sentence_range_spellings``.
+
+    Raises:
+        DreadditFormatError: a file lacks a required column or repeats one.
+        RuntimeError: post ids are not unique.
+    """
     cfg = validated(cfg)
     dd = DreadditConfig.from_config(cfg)
     posts, summary = read_dreaddit_csvs(cfg)
@@ -327,7 +377,14 @@ def _sha256(path: Path) -> str:
 
 # -- shards ----------------------------------------------------------------------------------------
 def shard_bounds(n_rows: int, shard: int, shards: int) -> tuple[int, int]:
-    """Contiguous, balanced slices of the posts table: shard ``k`` of ``n`` holds rows [k*N/n, (k+1)*N/n)."""
+    """Contiguous, balanced slices of the posts table: shard ``k`` of ``n`` holds rows [k*N/n, (k+1)*N/n).
+
+    Returns:
+        ``(first row, end row)`` of the shard (end exclusive).
+
+    Raises:
+        ValueError: ``shard`` is not in ``0 .. shards - 1``.
+    """
     if not 0 <= shard < shards:
         raise ValueError(f"shard {shard} outside 0..{shards - 1}")
     return shard * n_rows // shards, (shard + 1) * n_rows // shards
@@ -346,7 +403,23 @@ def read_dreaddit_shard(posts: str | Path, shard: int, shards: int, columns: lis
 def summarize(posts: str | Path, posts_summary: str | Path, synth: list[str | Path], clip: list[str | Path],
               out: str | Path) -> dict[str, Any]:
     """``summary.json``: what was read, what was synthesized and embedded, and whether the three
-    tables join one-to-one on ``post_id`` (the check fails the rule when they do not)."""
+    tables join one-to-one on ``post_id`` (the check fails the rule when they do not).
+
+    Args:
+        posts: the posts table.
+        posts_summary: :func:`build_posts`'s summary JSON.
+        synth: every shard's synthesis index.
+        clip: every shard's CLIP table.
+        out: the summary JSON to write.
+
+    Returns:
+        ``{"posts", "synth", "clip", "join"}``: the read summary, status counts and image counts of
+        synthesis, status and window counts of CLIP, and per table ``rows``, ``missing``,
+        ``extra``, ``duplicates`` post ids.
+
+    Raises:
+        RuntimeError: a table does not join one-to-one with the posts (after writing the summary).
+    """
     import json
 
     from ..io.parquet import read_provenance

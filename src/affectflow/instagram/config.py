@@ -11,6 +11,8 @@ from typing import Mapping
 
 
 class InstagramConfig:
+    """The ``instagram`` section with paths resolved under ``root`` (archives, mapping, influencers)."""
+
     root: Path
     metadata_zip: Path
     images_zip: Path
@@ -20,9 +22,15 @@ class InstagramConfig:
     max_member_bytes: int
     max_compression_ratio: float
     row_group_rows: int
+    row_group_bytes: int = 1 << 28
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> "InstagramConfig":
+        """From a config whose ``instagram`` section is complete (validated, defaults filled).
+
+        Raises:
+            KeyError: a key of the section is missing.
+        """
         ig = cfg["instagram"]
         root = Path(ig["root"])
         return cls(
@@ -35,4 +43,5 @@ class InstagramConfig:
             max_member_bytes=int(ig["max_member_bytes"]),
             max_compression_ratio=float(ig["max_compression_ratio"]),
             row_group_rows=int(ig["row_group_rows"]),
+            row_group_bytes=int(ig.get("row_group_bytes", 1 << 28)),
         )

@@ -6,9 +6,24 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..io.parquet import PROVENANCE_KEY, parquet_files
+from .results_folder import check_folder
+
+
+class UnreadableParquet(ValueError):
+    """A file under a Parquet name whose footer cannot be read (cut, or not Parquet)."""
+
+
+def _footer(f: Path) -> pq.FileMetaData:
+    """The file's footer; raises :class:`UnreadableParquet` naming the file when it has none."""
+    try:
+        return pq.ParquetFile(f).metadata
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UnreadableParquet(f"{f}: not a readable Parquet file ({exc}); the pipeline's writes are atomic, "
+                                f"so it was cut or replaced outside the workflow: delete it and rerun its job") from None
 
 
 def inspect(path: str | Path) -> dict[str, Any]:
@@ -16,7 +31,10 @@ def inspect(path: str | Path) -> dict[str, Any]:
     files = parquet_files(path)
     if not files or not files[0].exists():
         raise FileNotFoundError(f"{path}: no Parquet files")
-    rows = {str(f): pq.ParquetFile(f).metadata.num_rows for f in files}
+    if Path(path).is_dir():
+        check_folder(path, files)  # shard files of another plan would be counted with this one's
+    footers = {f: _footer(f) for f in files}
+    rows = {str(f): m.num_rows for f, m in footers.items()}
     schema = pq.read_schema(files[0])
     report: dict[str, Any] = {
         "path": str(path),

@@ -9,10 +9,13 @@ data and the whole workflow to load) and in well under a second:
   read their paths from);
 * a job is *done* when all its outputs exist and Snakemake has no incomplete marker for them
   (``.snakemake/incomplete``: a job was running when it or Snakemake was killed);
-* *failed* when its log ends in an error (the CLI's last ``ERROR`` line, or a traceback), or when
-  the SLURM log of its job says SLURM killed it (time limit, memory, node failure);
+* *failed* when its log ends in an error (the CLI's last ``ERROR`` line, or a traceback), when
+  the SLURM log of its job says SLURM killed it (time limit, memory, node failure), or when a
+  Snakemake run log (``.snakemake/log``) records the job's error although its own log holds none
+  (a local job killed by a signal: ``kill -9``, the kernel's out-of-memory killer);
 * *running*/*queued* when ``squeue`` lists its job (the plugin's ``--comment`` names rule and
-  wildcards; jobs are matched by working directory);
+  wildcards; jobs are matched by working directory), or, locally, when its ``affectflow`` command
+  is still alive in the working directory after its Snakemake was killed;
 * *incomplete* when Snakemake marked its outputs incomplete, or a temporary file from the atomic
   Parquet writer was left behind by a killed job;
 * *missing* otherwise (not run yet, or waiting for an upstream job).
@@ -119,6 +122,7 @@ class RunStatus:
     last_run_log: str | None
     resume: list[str]
     not_started: list[str] = field(default_factory=list)  # targets of stages with no job run yet
+    foreign_files: list[str] = field(default_factory=list)  # shard files outside the current plan
 
     def counts(self, stage: str, rule: str) -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)
@@ -133,7 +137,8 @@ class RunStatus:
 
     @property
     def all_done(self) -> bool:
-        return all(j.state == DONE for rules in self.stages.values() for jobs in rules.values() for j in jobs)
+        return not self.foreign_files and all(
+            j.state == DONE for rules in self.stages.values() for jobs in rules.values() for j in jobs)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,7 +150,7 @@ class RunStatus:
             "locked": self.locked, "snakemake_pids": self.snakemake_pids, "orphan_jobs": self.orphan_jobs,
             "leftovers": self.leftovers,
             "unregistered_rules": self.unregistered_rules, "last_run_log": self.last_run_log,
-            "resume": self.resume, "not_started": self.not_started,
+            "resume": self.resume, "not_started": self.not_started, "foreign_files": self.foreign_files,
         }
 
 
@@ -186,6 +191,37 @@ def log_error(path: str | Path) -> str | None:
                 return m.group("msg")
         return lines[-1]
     return None
+
+
+_RUN_LOG_ERROR_LOG = re.compile(r"^    log: (?P<log>.+?) \(check log file\(s\) for error details\)$")
+
+
+def run_log_failures(log_dir: Path, last: int = 5) -> dict[str, Path]:
+    """The jobs Snakemake saw fail, from its newest ``last`` run logs (``<date>.snakemake.log``).
+
+    Args:
+        log_dir: ``.snakemake/log`` of the working directory.
+        last: how many of the newest run logs to read.
+
+    Returns:
+        The job's log path exactly as its rule names it (what Snakemake prints in its
+        ``Error in rule ...`` block) -> the newest run log that records that failure.
+    """
+    out: dict[str, Path] = {}
+    for run_log in sorted(log_dir.glob("*.snakemake.log"))[::-1][:last]:
+        try:
+            lines = run_log.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        in_error = False
+        for ln in lines:
+            if ln.startswith("Error in rule "):
+                in_error = True
+            elif in_error and not ln.startswith(" "):
+                in_error = False
+            elif in_error and (m := _RUN_LOG_ERROR_LOG.match(ln)):
+                out.setdefault(m.group("log"), run_log)
+    return out
 
 
 def slurm_kill_reason(path: str | Path) -> str | None:
@@ -287,6 +323,26 @@ def snakemake_processes(workdir: Path) -> list[int]:
     return sorted(pids)
 
 
+def local_job_processes(workdir: Path) -> dict[str, int]:
+    """Jobs of a local run still alive in ``workdir``: each argument of a running ``affectflow``
+    command (its output paths among them, as the rule wrote them) -> the process id. After a
+    local Snakemake is killed (``kill -9``), its jobs go on running without it."""
+    import psutil
+
+    wd = os.path.realpath(workdir)
+    args: dict[str, int] = {}
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmd = p.info["cmdline"] or []
+            if p.info["pid"] == os.getpid() or not any(c == "affectflow" or c.endswith("/affectflow") for c in cmd[:5]):
+                continue
+            if os.path.realpath(p.cwd()) == wd:
+                args.update(dict.fromkeys(cmd, p.info["pid"]))
+        except (psutil.Error, OSError):
+            continue
+    return args
+
+
 def workflow_rules(repo: Path) -> dict[str, bool]:
     """Rules declared in the workflow (Snakefile + workflow/rules/*.smk) -> whether they have outputs."""
     rules: dict[str, bool] = {}
@@ -331,8 +387,14 @@ def _fmt(pattern: str, cfg: Mapping, wildcards: Wildcards) -> str:
 
 def job_status(step: Step, cfg: Mapping, wildcards: Wildcards, workdir: Path, markers: Mapping[str, str | None],
                queue: Mapping[str, tuple[str, str]], slurm_logdir: Path, snakemake_running: bool,
-               listings: dict[Path, list[str]] | None = None) -> JobStatus:
-    """The state of one job of ``step`` (see the module docstring for the rules)."""
+               listings: dict[Path, list[str]] | None = None,
+               run_failures: Mapping[str, Path] | None = None,
+               local_jobs: Mapping[str, int] | None = None) -> JobStatus:
+    """The state of one job of ``step`` (see the module docstring for the rules).
+
+    ``run_failures`` is :func:`run_log_failures` of the working directory (job log -> run log);
+    ``local_jobs`` is :func:`local_job_processes` (argument -> pid) when no Snakemake runs there.
+    """
     outputs = [_fmt(o, cfg, wildcards) for o in step.outputs]
     log = _fmt(step.log, cfg, wildcards)
     j = JobStatus(step.rule, dict(wildcards), MISSING, outputs, log)
@@ -351,8 +413,13 @@ def job_status(step: Step, cfg: Mapping, wildcards: Wildcards, workdir: Path, ma
         return j
     if marked:
         j.slurm_job = markers[marked[0]]
+        alive = [(local_jobs or {}).get(o) for o in outputs]
         if snakemake_running:
             j.state = RUNNING
+        elif any(alive):
+            j.state = RUNNING
+            j.reason = (f"still running (pid {next(a for a in alive if a)}) after its Snakemake was killed: "
+                        "let it finish, or kill it, before resuming")
         else:
             j.state = INCOMPLETE
             j.reason = ("was running when Snakemake or its job was killed; "
@@ -367,9 +434,20 @@ def job_status(step: Step, cfg: Mapping, wildcards: Wildcards, workdir: Path, ma
         j.state, j.reason = INCOMPLETE, f"only some outputs exist: missing {[o for o, ok in zip(outputs, present) if not ok]}"
     elif killed or error:
         j.state, j.reason = FAILED, killed or error
+    elif (run_log := (run_failures or {}).get(log)) and _not_older(run_log, workdir / log):
+        j.state, j.reason = FAILED, (f"ended with no error in its log (killed by a signal: kill -9, out of memory?); "
+                                     f"Snakemake recorded the failure in {run_log}")
     elif j.leftovers:
         j.state, j.reason = INCOMPLETE, "a killed job left a temporary file (safe to delete)"
     return j
+
+
+def _not_older(run_log: Path, job_log: Path) -> bool:
+    """Whether ``run_log`` was written after ``job_log`` (so it speaks of that attempt of the job)."""
+    try:
+        return run_log.stat().st_mtime >= job_log.stat().st_mtime
+    except OSError:
+        return True  # the job's log is gone: the run log is the only evidence
 
 
 def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None = "profiles/slurm",
@@ -381,8 +459,10 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
     workdir = Path(workdir)
     declared = workflow_rules(repo or REPO_ROOT)
     markers = incomplete_markers(workdir / ".snakemake")
+    run_failures = run_log_failures(workdir / ".snakemake" / "log")
     queue = slurm_queue(workdir) if queue is None else queue
     pids = snakemake_processes(workdir)
+    local_jobs = {} if pids else local_job_processes(workdir)
     slurm_logdir = workdir / (profile_setting(profile, "slurm-logdir") or ".snakemake/slurm_logs")
     result: dict[str, dict[str, list[JobStatus]]] = {}
     listings: dict[Path, list[str]] = {}
@@ -395,7 +475,8 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
         if not steps:
             continue
         result[stage.name] = {
-            s.rule: [job_status(s, cfg, wc, workdir, markers, queue, slurm_logdir, bool(pids), listings)
+            s.rule: [job_status(s, cfg, wc, workdir, markers, queue, slurm_logdir, bool(pids), listings,
+                                  run_failures, local_jobs)
                      for wc in s.jobs(cfg)]
             for s in steps
         }
@@ -419,19 +500,32 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
         locked=locked, snakemake_pids=pids, orphan_jobs=orphans,
         unregistered_rules=sorted(r for r, has_out in declared.items() if has_out and r not in registered),
         last_run_log=str(logs[-1]) if logs else None, resume=[], not_started=not_started)
-    status.resume = resume_commands(status, targets, profile, configfiles)
+    from .results_folder import foreign_shard_files
+
+    in_workdir = {**cfg, "results": str(workdir / cfg["results"])}  # a relative results folder is the working directory's
+    status.foreign_files = [os.path.relpath(p, workdir) if not Path(cfg["results"]).is_absolute() else str(p)
+                            for p in foreign_shard_files(in_workdir)]
+    root = Path(repo or REPO_ROOT)
+    snakefile = None if workdir.resolve() == root.resolve() else root / "Snakefile"
+    status.resume = resume_commands(status, targets, profile, configfiles, snakefile)
     return status
 
 
 def resume_commands(status: RunStatus, targets: Sequence[str], profile: str | Path | None,
-                    configfiles: Sequence[str]) -> list[str]:
-    """The commands that pick the run up: unlock if a killed Snakemake left its lock, then rerun."""
+                    configfiles: Sequence[str], snakefile: str | Path | None = None) -> list[str]:
+    """The commands that pick the run up: unlock if a killed Snakemake left its lock, then rerun.
+
+    ``snakefile`` is named (``-s``) when the working directory is not the repository root, where
+    Snakemake would not find it.
+    """
     if not targets:
         return []
     tail = " ".join(shlex.quote(t) for t in targets)
     if configfiles:
         tail += " --configfile " + " ".join(shlex.quote(str(c)) for c in configfiles)
     prof = f"--profile {shlex.quote(str(profile))} " if profile else ""
+    if snakefile:
+        prof = f"-s {shlex.quote(str(snakefile))} " + prof
     cmds = []
     if status.locked and not status.snakemake_pids:
         cmds.append(f"snakemake {prof}--unlock {tail}")
@@ -471,6 +565,10 @@ def format_status(s: RunStatus, max_lines: int = 20) -> str:
                 out.append(f"      log: {j.log}" + (f"   SLURM log: {j.slurm_log}" if j.slurm_log else ""))
         if len(sel) > max_lines:
             out.append(f"  ... and {len(sel) - max_lines} more (--json lists every job)")
+    if s.foreign_files:
+        out += ["", f"Shard files outside the current plan ({len(s.foreign_files)}; left by a run with more shards, "
+                    "they would be read with this run's): rerun the plan (it removes them) or delete them:"]
+        out += [f"  {t}" for t in s.foreign_files[:max_lines]]
     if s.leftovers:
         out += ["", f"Temporary files left by killed jobs ({len(s.leftovers)}; never read, safe to delete):"]
         out += [f"  {t}" for t in s.leftovers[:max_lines]]

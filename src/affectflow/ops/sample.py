@@ -3,7 +3,9 @@
 The Instagram part is a real Info-ZIP split archive (``zip -s``) with ``info/<user>-<file>`` and
 ``image/<user>-<file>`` members, the mapping file and ``influencers.txt``, seeded with the real
 data's known defects and with deliberate faults, so that tests and the demo exercise every
-status the pipeline can record. The Dreaddit part is a CSV pair in the real files' form.
+status the pipeline can record. The Dreaddit part is a CSV pair in the real files' form. The
+CREMA-D part (``affectflow.cremad.sample``) is WAVs and FLVs in the published layout with the
+emotion planted in voice and picture.
 
 Everything is a function of ``seed``: the same seed gives byte-identical files (zip runs with a
 fixed clock and timezone, members are added in sorted order).
@@ -66,6 +68,7 @@ class SampleSpec:
     dreaddit_train: int = 60
     dreaddit_test: int = 24
     split_size: str = "64k"
+    cremad_actors: int = 10
 
 
 @dataclass
@@ -421,10 +424,13 @@ def make_dreaddit(out: Path, spec: SampleSpec) -> dict:
 
 
 def make_sample(out: str | Path, spec: SampleSpec | None = None) -> dict:
-    """The whole sample: ``out/instagram/...`` and ``out/dreaddit/...``."""
+    """The whole sample: ``out/instagram/...``, ``out/dreaddit/...`` and ``out/cremad/...``."""
     spec = spec or SampleSpec()
     out = Path(out)
-    info = {"instagram": make_instagram(out / "instagram", spec), "dreaddit": make_dreaddit(out / "dreaddit", spec)}
+    from ..cremad.sample import make_cremad
+
+    info = {"instagram": make_instagram(out / "instagram", spec), "dreaddit": make_dreaddit(out / "dreaddit", spec),
+            "cremad": make_cremad(out / "cremad", actors=spec.cremad_actors, seed=spec.seed)}
     (out / "SAMPLE.json").write_text(json.dumps({"seed": spec.seed, **info}, indent=2, sort_keys=True) + "\n")
     return info
 
@@ -439,8 +445,9 @@ def _bulk_user(args: tuple) -> tuple[list[str], int]:
     A worker function: every influencer has its own seeded generator, so the output does not
     depend on how the influencers are spread over processes.
     """
-    staging, seed, i, user, cat, followers, n_posts, jpegs, missing_rate, dup_rate = args
+    staging, seed, i, user, cat, followers, n_posts, jpegs, missing_rate, dup_rate, corrupt_rate = args
     rng = random.Random(f"{seed}:{user}")
+    faults = random.Random(f"{seed}:{user}:faults")  # its own stream: the clean posts do not change with the rate
     info, image = Path(staging) / "info", Path(staging) / "image"
     rows: list[str] = []
     written = 0
@@ -453,7 +460,11 @@ def _bulk_user(args: tuple) -> tuple[list[str], int]:
         images = [f"{media_id}.jpg"] if n_img == 1 else [f"{media_id}_{m}.jpg" for m in range(n_img)]
         if rng.random() >= missing_rate:  # ~3.5% of mapped posts have no JSON in the real archive
             node = _node(rng, user, media_id, cat, followers, k, caption, typename)
-            (info / f"{user}-{media_id}.info").write_bytes(json.dumps(node, ensure_ascii=False).encode())
+            raw = json.dumps(node, ensure_ascii=False).encode()
+            if corrupt_rate and faults.random() < corrupt_rate:
+                # the real archive's faults: ~60% cut-off JSON, ~40% empty files
+                raw = raw[: faults.randrange(1, len(raw))] if faults.random() < 0.6 else b""
+            (info / f"{user}-{media_id}.info").write_bytes(raw)
             written += 1
         for name in images:
             (image / f"{user}-{name}").write_bytes(jpegs[rng.randrange(len(jpegs))])
@@ -466,12 +477,14 @@ def _bulk_user(args: tuple) -> tuple[list[str], int]:
 def make_bulk_instagram(out: str | Path, posts: int, seed: int = 0, split_size: str = "64m",
                         posts_per_influencer: int = BULK_POSTS_PER_INFLUENCER, workers: int | None = None,
                         staging_dir: str | Path | None = None, missing_rate: float = 0.035,
-                        dup_rate: float = 0.01) -> dict:
+                        dup_rate: float = 0.01, corrupt_rate: float = 0.0) -> dict:
     """A large archive in the published layout, for benchmarks: ``posts`` realistic post JSON files
     (the same generator as the sample, a few KB each) and one tiny JPEG per image.
 
     It carries the real data's common defects at their real rates (mapped posts without JSON,
-    duplicate mapping rows) but none of the sample's rare planted faults. Posts are generated in
+    duplicate mapping rows) but none of the sample's rare planted faults; ``corrupt_rate`` makes
+    that fraction of the post files faulty (60% cut-off JSON, 40% empty), for the fault-rate
+    benchmark. Posts are generated in
     ``workers`` processes; the two archives are zipped concurrently.
     """
     from concurrent.futures import ProcessPoolExecutor
@@ -490,7 +503,7 @@ def make_bulk_instagram(out: str | Path, posts: int, seed: int = 0, split_size: 
     try:
         (staging / "info").mkdir()
         (staging / "image").mkdir()
-        jobs = [(str(staging), seed, i, u, cats[i], followers[i], counts[i], jpegs, missing_rate, dup_rate)
+        jobs = [(str(staging), seed, i, u, cats[i], followers[i], counts[i], jpegs, missing_rate, dup_rate, corrupt_rate)
                 for i, u in enumerate(users)]
         with ProcessPoolExecutor(workers or os.cpu_count()) as pool:
             results = list(pool.map(_bulk_user, jobs, chunksize=max(1, len(jobs) // 64)))

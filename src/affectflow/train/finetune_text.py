@@ -38,7 +38,7 @@ from .arrays import DataError
 from .config import TrainConfig
 from .evaluation import better, classification_metrics
 from .finetune import save_finetuned, write_split_predictions
-from .trainer import pick_device, seed_everything
+from .trainer import seed_everything
 
 log = logging.getLogger(__name__)
 POOL_ROWS = 50  # training rows are length-sorted within pools of POOL_ROWS x batch_size
@@ -158,7 +158,7 @@ def finetune_text(cfg: Mapping[str, Any], seed: int, posts_path: str | Path, out
         DataError: train or val is empty, or train holds one label.
         ModelMissing: the encoder is not on disk.
     """
-    from ..inference.device import device_and_dtype
+    from ..inference.device import place
     from .stress_data import read_labelled_posts
 
     t0 = time.perf_counter()
@@ -166,8 +166,9 @@ def finetune_text(cfg: Mapping[str, Any], seed: int, posts_path: str | Path, out
     ft = tc.finetune_text
     metric = tc.stress.select_metric
     out_dir = Path(out_dir)
-    device = pick_device(tc.device)
-    device, dtype = device_and_dtype(str(device), ft.precision, cpu_bf16=True)
+    # bf16 autocast on a GPU, and on a CPU with native bf16 units (AMX/AVX512-BF16); else fp32
+    where = place(tc.device, ft.precision, gpu_auto="best", cpu_half="native", what="train.device")
+    device, dtype = where.device, where.dtype
     precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
     seed_everything(seed, threads)
     torch.use_deterministic_algorithms(False)  # attention kernels have no deterministic CUDA path

@@ -11,15 +11,58 @@ import pyarrow.parquet as pq
 from ..io.parquet import PROVENANCE_KEY, parquet_files
 
 
-def inspect(path: str | Path) -> dict[str, Any]:
-    """Schema, rows (from footers), status counts (reads one column) and provenance of the first file."""
-    files = parquet_files(path)
-    if not files or not files[0].exists():
+def tables_in(path: str | Path) -> list[tuple[str, list[Path]]]:
+    """The Parquet tables under ``path``: ``(label, files)`` per table, in path order.
+
+    A file is one table. In a folder, files belong to the same table when they share a folder and
+    a schema (provenance metadata aside): the shards of ``posts/`` are one table, while
+    ``plan/posts.parquet`` and ``plan/images.parquet`` are two. A table spread over one folder is
+    labelled by the folder, else by its file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist or holds no Parquet file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    files = parquet_files(p)
+    if not files:
         raise FileNotFoundError(f"{path}: no Parquet files")
+    groups: dict[tuple[Path, str], list[Path]] = {}
+    for f in files:
+        try:
+            schema = pq.read_schema(f).remove_metadata()
+        except Exception as exc:  # not Parquet, or truncated: say which file
+            raise ValueError(f"{f}: not a readable Parquet file ({exc})") from None
+        groups.setdefault((f.parent, schema.to_string()), []).append(f)
+    per_folder: dict[Path, int] = {}
+    for folder, _ in groups:
+        per_folder[folder] = per_folder.get(folder, 0) + 1
+    out = []
+    for (folder, _), fs in groups.items():
+        if p.is_file():
+            label = str(p)
+        elif per_folder[folder] == 1 and (len(fs) > 1 or folder != p):
+            label = str(folder)
+        else:
+            label = str(fs[0]) if len(fs) == 1 else f"{folder}/{{{','.join(f.name for f in fs)}}}"
+        out.append((label, fs))
+    return out
+
+
+def inspect_files(label: str, files: list[Path]) -> dict[str, Any]:
+    """Schema, rows (from footers), status counts (reads one column) and provenance of the first
+    file, for the files of one table.
+
+    Returns:
+        dict with ``path``, ``files``, ``rows``, ``rows_per_file`` (None for one file), ``bytes``,
+        ``schema`` (list of (name, type)), ``status`` (value -> count, when there is a status
+        column) and ``provenance`` (the first file's record, or None).
+    """
     rows = {str(f): pq.ParquetFile(f).metadata.num_rows for f in files}
     schema = pq.read_schema(files[0])
     report: dict[str, Any] = {
-        "path": str(path),
+        "path": label,
         "files": len(files),
         "rows": sum(rows.values()),
         "rows_per_file": rows if len(files) > 1 else None,
@@ -39,7 +82,23 @@ def inspect(path: str | Path) -> dict[str, Any]:
     return report
 
 
+def inspect(path: str | Path) -> dict[str, Any]:
+    """One table's report (see :func:`inspect_files`), or for a folder of several tables
+    ``{"path": path, "tables": [report, ...]}``, one report per table (see :func:`tables_in`)."""
+    tables = tables_in(path)
+    if len(tables) == 1:
+        report = inspect_files(*tables[0])
+        report["path"] = str(path)
+        return report
+    return {"path": str(path), "tables": [inspect_files(label, files) for label, files in tables]}
+
+
 def format_report(r: dict[str, Any]) -> str:
+    """The text ``affectflow inspect`` prints: per table, a header line, schema, statuses, provenance."""
+    if "tables" in r:
+        head = f"{r['path']}: {len(r['tables'])} tables"
+        index = [f"  {t['path']}: {t['files']} file(s), {t['rows']:,} rows" for t in r["tables"]]
+        return "\n\n".join(["\n".join([head, *index]), *(format_report(t) for t in r["tables"])])
     out = [f"{r['path']}: {r['files']} file(s), {r['rows']:,} rows, {r['bytes'] / 1e6:.2f} MB"]
     out.append("schema:")
     width = max(len(n) for n, _ in r["schema"])
@@ -50,6 +109,7 @@ def format_report(r: dict[str, Any]) -> str:
     prov = r.get("provenance")
     if prov:
         out.append("provenance:")
+        prov = dict(prov)
         cfg = prov.pop("config", None)
         out += [f"  {k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in sorted(prov.items())]
         if cfg is not None:

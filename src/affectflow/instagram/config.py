@@ -8,8 +8,6 @@ from typing import Mapping
 
 
 @dataclass(frozen=True)
-
-
 class InstagramConfig:
     root: Path
     metadata_zip: Path
@@ -36,3 +34,11 @@ class InstagramConfig:
             max_compression_ratio=float(ig["max_compression_ratio"]),
             row_group_rows=int(ig["row_group_rows"]),
         )
+
+    def require_inputs(self) -> None:
+        """Raise FileNotFoundError naming the config key of a dataset file that is not there."""
+        from ..config import require_inputs
+
+        require_inputs({"instagram.metadata_zip": self.metadata_zip, "instagram.images_zip": self.images_zip,
+                        "instagram.mapping": self.mapping,
+                        "instagram.influencers": self.influencers}, root=("instagram.root", self.root))

@@ -162,6 +162,7 @@ def _volumes_per_shard(df: pl.DataFrame, zf: MultiVolumeZip) -> dict[int, list[s
 def plan(cfg: dict, posts_out: str | Path, images_out: str | Path, summary_out: str | Path) -> dict[str, Any]:
     """Build the ingestion plan (see the module docstring). Returns the plan summary."""
     ig = InstagramConfig.from_config(cfg)
+    ig.require_inputs()
     mapping, mapping_counts = read_mapping(ig.mapping)
     influencers, infl_counts = read_influencers(ig.influencers)
 

@@ -1,7 +1,7 @@
 """Image bytes from the archive to model-sized uint8 pixels, in DataLoader workers, faults labelled.
 
 Each worker reads its batch's members straight from the split archive (every worker reopens its
-own handles: :class:`multizip.MultiVolumeZip` pickles without them), decodes and resizes. The
+own handles: :class:`affectflow.io.multizip.MultiVolumeZip` pickles without them), decodes and resizes. The
 expensive part of a 1080x1350 JPEG is the full-size decode; when the model's input is 224 px,
 PIL's ``draft`` lets libjpeg decode at 1/4 scale (270x338) directly, several times faster, and
 the resize from there matches the full-size path closely (antialiased bicubic either way).

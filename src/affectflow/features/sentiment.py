@@ -2,7 +2,7 @@
 
 One row per post of the shard (:data:`tables.SENTIMENT`). The model is loaded from disk only
 (:func:`models.resolve` fails fast, naming the fetch command, when it is absent). Texts go through
-:mod:`text_batches` (length-sorted batches, truncation recorded); the label is the model's own
+:mod:`.text_batches` (length-sorted batches, truncation recorded); the label is the model's own
 ``id2label`` name and the score the softmax probability of that label.
 """
 

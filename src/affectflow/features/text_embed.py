@@ -2,7 +2,7 @@
 
 One row per post (:func:`tables.text_embeddings`): the caption and the shown comments, joined by a
 newline, embedded by the configured SentenceTransformer through its own module stack (transformer,
-pooling, normalisation ...), fed by :mod:`text_batches` instead of ``encode`` so that batches are
+pooling, normalisation ...), fed by :mod:`.text_batches` instead of ``encode`` so that batches are
 sorted by token length, padded per batch and prepared while the previous batch runs. The vector is
 re-normalised in float32 (L2 = 1) whatever precision the model ran in.
 """

@@ -1,6 +1,6 @@
 """Ingest one shard: read its post JSON members from the split archive, parse, write Parquet.
 
-The plan (see :mod:`instagram_plan`) has already decided which posts belong to the shard and
+The plan (see :mod:`.plan`) has already decided which posts belong to the shard and
 where each member's bytes are, in archive order, so the job is a sequential pass over a stretch
 of the volumes. Every planned post yields exactly one row, with ``status`` ``ok`` or the fault.
 Rows are processed and written in row groups of ``row_group_rows``, so memory does not grow with

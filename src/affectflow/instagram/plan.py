@@ -311,5 +311,5 @@ def _write_by_shard(path, df: pl.DataFrame, schema: pa.Schema, prov: dict, shard
 
 
 def read_shard(path: str | Path, shard: int, columns: list[str] | None = None) -> pa.Table:
-    """The plan rows of one shard: only that shard's row group is read (see ``parquet_io.read_partition``)."""
+    """The plan rows of one shard: only that shard's row group is read (see ``io.parquet.read_partition``)."""
     return read_partition(path, "shard", shard, columns)

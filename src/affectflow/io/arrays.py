@@ -3,7 +3,7 @@
 ``pa.array`` and ``pa.scalar`` first ask whether their input is a pandas object, and that
 question imports pandas: ~0.3 s of CPU and ~40 MB per process, as much as a shard job of 10k
 posts spends on its posts. Building from buffers (``Array.from_buffers``) asks nothing, so a
-shard job that stays on these helpers never imports pandas (``tests/test_ingest.py`` checks).
+shard job that stays on these helpers never imports pandas (``tests/instagram/test_ingest.py`` checks).
 """
 
 from __future__ import annotations

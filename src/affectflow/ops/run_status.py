@@ -23,7 +23,7 @@ would not rebuild those for the stage target, so the command names them as file 
 
 Adding a stage: append a :class:`Stage` to :data:`STAGES` with one :class:`Step` per rule (output
 and log patterns exactly as in the rule, with ``{results}``, ``{logs}`` and the rule's wildcards;
-``jobs`` yields the wildcard values per job from the config). ``tests/test_run_status.py`` checks
+``jobs`` yields the wildcard values per job from the config). ``tests/ops/test_run_status.py`` checks
 every registered rule against a dry-run of the real workflow, so a mismatch fails the tests.
 """
 
@@ -319,7 +319,7 @@ def incomplete_markers(persistence: Path) -> dict[str, str | None]:
 
 
 def leftover_temp_files(output: str, workdir: Path, listings: dict[Path, list[str]] | None = None) -> list[str]:
-    """Temporary files the atomic writers (``parquet_io``) leave only when their job was killed,
+    """Temporary files the atomic writers (``io.parquet``) leave only when their job was killed,
     named like ``output`` (relative to the working directory, or absolute). ``listings`` caches
     each folder's hidden temporary files, so thousands of shards in one folder cost one scan."""
     d = workdir / Path(output).parent

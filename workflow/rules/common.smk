@@ -19,6 +19,17 @@ def cfg_json(*sections):
     return afc.to_json(afc.section(config, *sections))
 
 
+def dataset_input(key, path, root=None):
+    """Input function for a dataset file: when it is missing, the error names its config key
+    (``instagram.root``, ``dreaddit.train``) instead of only the path."""
+
+    def _input(wildcards):
+        afc.require_inputs({key: path}, root=root)
+        return str(path)
+
+    return _input
+
+
 IG_SHARDS = [f"{i:05d}" for i in range(config["instagram"]["shards"])]
 
 

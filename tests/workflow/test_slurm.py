@@ -441,9 +441,12 @@ def scenario_whole_dag_through_slurm(wd: Path, ctx: Context):
     jobs, the sweeps' trials as submitit job arrays (``train.sweep.executor: auto`` resolves to
     slurm under this profile), and both metrics files and the report at the end."""
     start(wd)
+    # The stand-in GPUs are allocated but unusable: the model stages run on the CPU on purpose
+    # (with `auto` they would stop at once: see test_gpu_job_without_a_usable_gpu_fails_fast).
     cfg = whole_dag_config(wd, ctx.sample_dir, {
-        "instagram": {"shards": 2}, "dreaddit": {"synthesis": {"steps": 1}},
-        "train": {"seeds": [0, 1, 2], "sweep": {"executor": "auto", "trials_per_job": 4, "mem_gb": 1, "timeout_min": 10},
+        "instagram": {"shards": 2}, "features": {"device": "cpu"},
+        "dreaddit": {"synthesis": {"steps": 1, "device": "cpu"}, "clip": {"device": "cpu"}},
+        "train": {"device": "cpu", "seeds": [0, 1, 2], "sweep": {"executor": "auto", "trials_per_job": 4, "mem_gb": 1, "timeout_min": 10},
                   "bootstrap": {"resamples": 100}, "engagement": {"epochs": 3, "grid": {"hidden": [16]}},
                   "stress": {"epochs": 3, "grid": {"lr": [0.001], "hidden": [16]}}}})
     slurm_run(wd, configfile=cfg)  # rule all
@@ -479,6 +482,31 @@ def scenario_whole_dag_through_slurm(wd: Path, ctx: Context):
     assert status["all_done"] and not status["resume"]
 
 
+@scenario
+def scenario_gpu_job_without_a_usable_gpu_fails_fast(wd: Path, ctx: Context):
+    """SLURM gives the sentiment job a GPU (a stand-in torch cannot use, as with a driver older
+    than the CUDA of the wheels): with ``device: auto`` the job stops at once with the reason,
+    instead of running on the CPU until its time limit; status shows that reason."""
+    start(wd)
+    cfg = whole_dag_config(wd, ctx.sample_dir, {"instagram": {"shards": 2}})
+    target = str(wd / "results/instagram/sentiment/shard-00000.parquet")
+    proc = slurm_run(wd, target, "--retries", "0", configfile=cfg, check=False)
+    assert proc.returncode != 0
+    jobs = jobs_by_comment(wd)
+    (job,) = jobs["rule_sentiment_wildcards_00000"]
+    assert job["State"] == "FAILED" and "gres/gpu=1" in job["AllocTRES"]
+    elapsed = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job["JobIDRaw"], "-o", "ElapsedRaw"],
+                             capture_output=True, text=True, check=True).stdout.split()[0]
+    assert int(elapsed) < 120, elapsed  # seconds: model loading never started
+    log = (wd / "logs/instagram/sentiment/shard-00000.log").read_text()
+    assert "GPUUnavailable: features.device=auto: the job was given a GPU" in log and "CUDA_VISIBLE_DEVICES=0" in log
+    status = affectflow_status(wd, cfg)
+    assert states(status, "sentiment")["00000"] == "failed"
+    reason = next(j["reason"] for s in status["stages"] for r in s["rules"] for j in r["jobs"]
+                  if r["rule"] == "sentiment" and j["wildcards"] == {"shard": "00000"})
+    assert reason.startswith("GPUUnavailable: features.device=auto") and "torch" in reason
+
+
 # -- the tests: one per scenario ------------------------------------------------------------------
 
 
@@ -504,3 +532,7 @@ def test_time_limit_retried_with_more_time(scenarios):
 
 def test_whole_dag_through_slurm(scenarios):
     scenarios["whole_dag_through_slurm"].result(timeout=900)
+
+
+def test_gpu_job_without_a_usable_gpu_fails_fast(scenarios):
+    scenarios["gpu_job_without_a_usable_gpu_fails_fast"].result(timeout=600)

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import status as S
-from ..inference.device import device_and_dtype
+from ..inference.device import device_and_dtype, require_visible_gpu
 from ..inference.runner import run
 from ..io.arrays import embedding_array
 from ..io.parquet import ParquetWriter, provenance
@@ -236,6 +236,7 @@ def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, o
     rows = rows.with_columns(pl.when(text_ok).then(pl.col("text")).alias("text"),
                              pl.when(index["status"] == S.OK).then(index["image_path"]).alias("image_path"))
 
+    require_visible_gpu(cc.device, "dreaddit.clip.device")
     device, dtype = device_and_dtype(cc.device, cc.precision)
     net, preprocess, tokenizer, model_prov = load_clip(cfg, ClipModel.from_config(cfg), device=device, dtype=dtype)
     dim = clip_dim(net)

@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from .. import config as C
 from .. import status as S
-from ..inference.device import device_and_dtype
+from ..inference.device import device_and_dtype, require_visible_gpu
 from ..inference.runner import run
 from ..io.parquet import provenance, write_table
 from ..models import HFModel, ModelMissing, check_tokenizer, provenance_of, resolve
@@ -113,6 +113,7 @@ def save_png(path: Path, pixels: np.ndarray, job: Job, model: str, level: int) -
 # -- the pipeline ----------------------------------------------------------------------------------
 def resolve_precision(syn_device: str, precision: str):
     """fp16 on GPU unless told otherwise (SD weights are published for it), fp32 on CPU."""
+    require_visible_gpu(syn_device, "dreaddit.synthesis.device")
     device, _ = device_and_dtype(syn_device, "fp32")
     if precision == "auto":
         precision = "fp16" if device.type == "cuda" else "fp32"

@@ -10,8 +10,85 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from typing import Mapping
 
 log = logging.getLogger(__name__)
+
+
+class GPUUnavailable(RuntimeError):
+    """A GPU was promised to this job (by SLURM, or by the config) but torch cannot use it."""
+
+
+# Variables SLURM sets in a job that was allocated GPUs (--gpus, --gres=gpu:N, --gpus-per-task):
+# the indices of its GPUs, and their counts (where "0" means none).
+SLURM_GPU_INDEX_VARS = ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS")
+SLURM_GPU_COUNT_VARS = ("SLURM_GPUS", "SLURM_GPUS_ON_NODE", "SLURM_GPUS_PER_TASK", "SLURM_GPUS_PER_NODE")
+
+
+def gpu_promised(requested: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Why this job should have a GPU, or None: the config asks for ``cuda``, or (``auto``) SLURM
+    allocated one (its ``SLURM_*GPUS*`` variables, or ``CUDA_VISIBLE_DEVICES`` naming a device in a
+    SLURM job)."""
+    env = os.environ if env is None else env
+    if str(requested).startswith("cuda"):
+        return f"the config asks for device {requested}"
+    if requested != "auto":
+        return None
+    given = [f"{k}={env[k]}" for k in SLURM_GPU_INDEX_VARS if env.get(k)]
+    given += [f"{k}={env[k]}" for k in SLURM_GPU_COUNT_VARS if env.get(k) not in (None, "", "0")]
+    cvd = env.get("CUDA_VISIBLE_DEVICES")
+    if env.get("SLURM_JOB_ID") and cvd not in (None, "", "-1", "NoDevFiles"):  # SLURM set it for this job
+        given.append(f"CUDA_VISIBLE_DEVICES={cvd}")
+    return f"the job was given a GPU ({', '.join(given)})" if given else None
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver version and the CUDA version it supports, from ``nvidia-smi`` (None without it)."""
+    import re
+    import shutil
+    import subprocess
+
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"nvidia-smi failed ({exc})"
+    text = out.stdout + out.stderr
+    drv = re.search(r"Driver Version:\s*([\d.]+)", text)
+    cuda = re.search(r"CUDA Version:\s*([\d.]+)", text)
+    if drv:
+        return f"driver {drv.group(1)}" + (f" (supports CUDA up to {cuda.group(1)})" if cuda else "")
+    return (text.strip().splitlines() or ["no output"])[0][:200]
+
+
+def require_visible_gpu(requested: str, key: str, env: Mapping[str, str] | None = None) -> None:
+    """Stop a job at once when it was promised a GPU that torch cannot see, instead of letting it
+    crawl on the CPU until its time limit (and be retried to crawl again).
+
+    Args:
+        requested: the stage's ``device`` setting (``auto | cpu | cuda | cuda:N``).
+        key: its config key (``features.device``), named in the error.
+        env: the job's environment (default ``os.environ``).
+
+    Raises:
+        GPUUnavailable: one message with the reason: torch's CUDA build, the driver's version
+            (``nvidia-smi``), ``CUDA_VISIBLE_DEVICES``, and what to change.
+    """
+    import torch
+
+    env = os.environ if env is None else env
+    why = gpu_promised(requested, env)
+    if why is None or torch.cuda.is_available():
+        return
+    built = torch.version.cuda
+    torch_side = f"torch {torch.__version__} built for CUDA {built}" if built else f"torch {torch.__version__} is a CPU-only build"
+    driver = nvidia_driver() or "nvidia-smi not found (no NVIDIA driver on this node?)"
+    raise GPUUnavailable(
+        f"{key}={requested}: {why}, but torch sees no GPU: {torch_side}; {driver}; "
+        f"CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES', '<unset>')}. The NVIDIA driver must support "
+        f"CUDA {built or '12+'} (see README, Troubleshooting); to run on the CPU on purpose set {key}: cpu.")
 
 
 def setup_torch(fcfg, threads: int):
@@ -33,6 +110,7 @@ def setup_torch(fcfg, threads: int):
     # the Rust tokenizer's pool would otherwise size itself to the whole node, not the job's cores
     os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
     os.environ.setdefault("RAYON_RS_NUM_CPUS", str(threads))
+    require_visible_gpu(fcfg.device, "features.device")
     device, dtype = device_and_dtype(fcfg.device, fcfg.precision, cpu_bf16=True)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True

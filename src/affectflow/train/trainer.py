@@ -36,6 +36,10 @@ PREDICT_BATCH = 8192
 
 
 def pick_device(name: str) -> torch.device:
+    """``train.device`` resolved; a job promised a GPU that torch cannot see stops at once."""
+    from ..inference.device import require_visible_gpu
+
+    require_visible_gpu(name, "train.device")
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise RuntimeError("train.device is cuda but no GPU is visible")

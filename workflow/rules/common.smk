@@ -5,6 +5,10 @@ from affectflow import config as afc
 
 # Validate the merged config (config.yaml + any --configfile) and fill schema defaults.
 afc.validate(config)
+# Tiny demo models on data other than the bundled sample: refused before any job (test_run: true allows).
+from affectflow.ops import demo_guard
+
+demo_guard.check(config)
 
 RESULTS = config["results"]
 LOGS = config["logs"]

@@ -236,7 +236,7 @@ rule train_engagement:
         predictions=f"{ENG}/predictions.parquet",
         checkpoints=directory(f"{ENG}/checkpoints"),
     params:
-        cfg=cfg_json("train"),
+        cfg=cfg_json("train", "models"),  # models: the encoders named in metrics, the demo notice
         out=ENG,
     log:
         f"{LOGS}/train/train_engagement.log",
@@ -265,7 +265,7 @@ rule train_stress:
         predictions=f"{STRESS}/predictions.parquet",
         checkpoints=directory(f"{STRESS}/checkpoints"),
     params:
-        cfg=cfg_json("train"),
+        cfg=cfg_json("train", "models"),  # models: the encoders named in metrics, the demo notice
         out=STRESS,
     log:
         f"{LOGS}/train/train_stress.log",

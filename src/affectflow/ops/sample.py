@@ -425,6 +425,10 @@ def make_sample(out: str | Path, spec: SampleSpec | None = None) -> dict:
     spec = spec or SampleSpec()
     out = Path(out)
     info = {"instagram": make_instagram(out / "instagram", spec), "dreaddit": make_dreaddit(out / "dreaddit", spec)}
+    from .demo_guard import SAMPLE_MARKER
+
+    for name in ("instagram", "dreaddit"):  # tiny demo models are allowed on these folders only
+        (out / name / SAMPLE_MARKER).write_text("synthetic sample written by affectflow sample: not real data\n")
     (out / "SAMPLE.json").write_text(json.dumps({"seed": spec.seed, **info}, indent=2, sort_keys=True) + "\n")
     return info
 

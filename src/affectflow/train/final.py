@@ -124,6 +124,20 @@ def load_finetune(paths: Sequence[str | Path], test: SplitData) -> tuple[np.ndar
     return np.stack(preds), results
 
 
+def encoders(cfg: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """The configured models behind the features, as the metrics name them: key -> ``{"model",
+    "revision"}`` (hub id and revision, or open_clip architecture and pretrained tag/path)."""
+    out = {}
+    for key, spec in (cfg.get("models") or {}).items():
+        if not isinstance(spec, Mapping):
+            continue
+        if "arch" in spec:
+            out[key] = {"model": str(spec["arch"]), "revision": str(spec.get("pretrained"))}
+        else:
+            out[key] = {"model": str(spec.get("id")), "revision": str(spec.get("revision") or "main")}
+    return out
+
+
 def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, test_dir: str | Path,
                 dataset_summary: str | Path, out_dir: str | Path, finetune: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Score every selected model on test (once per seed); write metrics, predictions, plots, checkpoints."""
@@ -231,6 +245,11 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
                    for m in ("image", "text") if m in models},
                 "majority": {k: metrics["baselines"]["majority"][k]["mean"] for k in ("accuracy", "f1_weighted", "f1_macro")},
             }
+    metrics["encoders"] = encoders(cfg)
+    from ..ops.demo_guard import NOTICE_KEY, notice
+
+    if notice(cfg):
+        metrics[NOTICE_KEY] = notice(cfg)  # an upper-case key: the first one in the sorted file
     write_json(out_dir / "metrics.json", metrics)
     log.info("%s: scored %d model(s) x seeds on test in %.1fs", task, len(models), metrics["seconds"])
     return metrics

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import status as S
-from ..inference.device import device_and_dtype, require_visible_gpu
+from ..inference.device import device_and_dtype, dtype_name, require_visible_gpu
 from ..inference.runner import run
 from ..io.arrays import embedding_array
 from ..io.parquet import ParquetWriter, provenance
@@ -244,7 +244,7 @@ def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, o
     schema = dreaddit_clip(dim)
     section = {"results": cfg["results"], "dreaddit": {"shards": dd.shards, "clip": cfg["dreaddit"]["clip"]},
                "models": {"clip": cfg["models"]["clip"]}}
-    prov = provenance("dreaddit_clip", section, shard=shard, model={**model_prov, "device": str(device), "dtype": str(dtype)},
+    prov = provenance("dreaddit_clip", section, shard=shard, model={**model_prov, "device": str(device), "dtype": dtype_name(dtype)},
                       posts=str(posts), synth=str(synth))
     reader = Reader(list(rows.select("post_id", "text", "status", "image_path").iter_rows()), tokenizer, preprocess,
                     cc.long_text, cc.batch_size, cc.workers)

@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from .. import config as C
 from .. import status as S
-from ..inference.device import device_and_dtype, require_visible_gpu
+from ..inference.device import device_and_dtype, dtype_name, require_visible_gpu
 from ..inference.runner import run
 from ..io.parquet import provenance, write_table
 from ..models import HFModel, ModelMissing, check_tokenizer, provenance_of, resolve
@@ -289,7 +289,7 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
     model = HFModel.from_config(cfg, "diffusion")
     path = resolve(cfg, model)
     device, dtype, precision = resolve_precision(syn.device, syn.precision)
-    model_prov = provenance_of(cfg, model, path, dtype=precision, device=str(device))
+    model_prov = provenance_of(cfg, model, path, dtype=dtype_name(dtype), device=str(device))
     fitter = PromptFitter(syn.template, load_tokenizer(path), syn.max_prompt_tokens)
 
     cols: dict[str, list] = {k: [] for k in DREADDIT_SYNTH.names}
@@ -301,7 +301,7 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
             prompt, truncated = fitter.fit(text)
             seed = post_seed(syn.seed, post_id)
             target = images / image_name(post_id)
-            image_path = str(target)
+            image_path = os.path.abspath(target)  # absolute: readable from any working directory
             jobs.append(Job(post_id, prompt, seed, target, recipe_of(model_prov["digest"], prompt, seed, syn, precision)))
             status, error = None, None  # settled below
         for k, v in (("post_id", post_id), ("image_path", image_path), ("prompt", prompt), ("prompt_truncated", truncated),

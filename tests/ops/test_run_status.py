@@ -325,3 +325,13 @@ def test_progress_per_stage_with_rows_per_second(tmp_path):
     assert (p["done"], p["total"]) == (2, 5)  # plan and summary missing, one shard missing
     assert p["rules"]["instagram_ingest"] == {"done": 2, "total": 3, "rows": 400, "seconds": 4.0, "rows_per_s": 100.0}
     assert "instagram_ingest 2/3 shards, 100 rows/s per job" in R.format_status(st)
+
+
+def test_a_running_job_shows_its_last_progress_line(tmp_path):
+    write(tmp_path / "lg/instagram/ingest/shard-00001.log",
+          "2026-11-30 06:40:01,002 INFO affectflow.progress: ingest shard 1:  45%|####5     | 18000/40000 [00:09<00:11, 1987.12 posts/s]\n"
+          "2026-11-30 06:40:02,002 INFO affectflow.instagram.ingest: something else\n")
+    queue = {"rule_instagram_ingest_wildcards_00001": ("612", "RUNNING")}
+    j = state(tmp_path, queue=queue)
+    assert j.state == R.RUNNING and j.reason.startswith("ingest shard 1:  45%") and "ETA" not in j.reason
+    assert "18000/40000 [00:09<00:11" in j.reason

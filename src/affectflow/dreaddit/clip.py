@@ -250,7 +250,8 @@ def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, o
                     cc.long_text, cc.batch_size, cc.workers)
     with ParquetWriter(out, schema, prov) as pw:
         writer = TableWriter(pw, dim, synth_status)
-        stats = run(reader, Encoder(net, device, dtype), writer, name=f"dreaddit_clip shard {shard}")
+        stats = run(reader, Encoder(net, device, dtype), writer, name=f"dreaddit_clip shard {shard}",
+                    total=rows.height, unit="posts")
     summary = {"posts": rows.height, "by_status": writer.counts, "dim": dim, "timing": stats.as_dict()}
     log.info("shard %d done: %s", shard, json.dumps(summary))
     return summary

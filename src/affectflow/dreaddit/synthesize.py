@@ -322,7 +322,8 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
         generator = Generator(pipe, syn)
         writer = ImageWriter(model.id, syn.png_compress_level, syn.writers)
         try:
-            stats = run(_batches(todo, syn.batch_size), generator, writer, name=f"synthesize shard {shard}")
+            stats = run(_batches(todo, syn.batch_size), generator, writer, name=f"synthesize shard {shard}",
+                        total=len(todo), unit="images")
         finally:
             writer.close()
         settled.update(writer.results)

@@ -194,8 +194,8 @@ def image_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, plan_
     with zf, ParquetWriter(out, image_embeddings(dim), prov) as writer:
         sink = ImageWriter(writer, todo, posts.height, dim)
         stats = run(loader(dataset, icfg.batch_size, workers, icfg.prefetch_factor, pin),
-                    lambda b: encode(b["pixels"]), sink, size=lambda b: len(b["status"]), name="image_embeddings",
-                    log_every=20)
+                    lambda b: encode(b["pixels"]), sink, size=lambda b: len(b["status"]), name=f"image_embeddings shard {shard}",
+                    log_every=20, total=todo.height, unit="images")
         not_parsed = pl.format("post not parsed ({}): image not embedded", pl.col("post_status"))
         post_ok = parsed(pl.col("post_status"))
         rest = [

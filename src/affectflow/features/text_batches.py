@@ -167,6 +167,14 @@ def _window_texts(number: int, posts: pl.DataFrame, text_columns: Sequence[str])
     return win, texts
 
 
+def count_texts(posts: pl.DataFrame, text_columns: Sequence[str]) -> int:
+    """How many texts :func:`read_windows` will yield for ``posts`` (the non-empty texts of parsed
+    posts, as :func:`_window_texts` selects them): the total of the stage's progress."""
+    ok = parsed()
+    return int(sum(posts.select(pl.when(ok).then(clean_text(pl.col(c))).is_not_null().sum()).item()
+                   for c in text_columns))
+
+
 def read_windows(posts: pl.DataFrame, text_columns: Sequence[str], tok: TextTokenizer, window: int,
                  batch_size: int, max_tokens: int, pin: bool) -> Iterator[TextBatch]:
     """Batches of every window in turn; the next window is tokenised while this one runs."""
@@ -255,5 +263,6 @@ def run_text_stage(posts: pl.DataFrame, text_columns: Sequence[str], tok: TextTo
                 counts[s] = counts.get(s, 0) + n
             writer.write(table)
 
-        stats = run(reader, mapper, WindowWriter(len(text_columns), emit), name=name, log_every=20)
+        stats = run(reader, mapper, WindowWriter(len(text_columns), emit), name=name, log_every=20,
+                    total=count_texts(posts, text_columns), unit="texts")
     return stats, counts

@@ -48,15 +48,33 @@ class RunStats:
 
 
 def run(reader: Iterable[Any], mapper: Callable[[Any], Any], writer: Writer,
-        size: Callable[[Any], int] = len, name: str = "stage", log_every: int = 1) -> RunStats:
+        size: Callable[[Any], int] = len, name: str = "stage", log_every: int = 1,
+        total: int | None = None, unit: str = "items") -> RunStats:
     """Drive ``reader`` through ``mapper`` into ``writer``; return timings.
 
     ``size(batch)`` counts the items in a batch (for items/s). The mapper must return something
-    the writer understands; the runner itself knows nothing of models or files.
+    the writer understands; the runner itself knows nothing of models or files. Progress
+    (``total`` items of ``unit``: done/total, rate, ETA) goes to the log at a steady interval
+    (:mod:`affectflow.ops.progress`); the per-batch timings are debug lines every ``log_every`` batches.
     """
+    from ..ops.progress import progress
+
     stats = RunStats()
     start = time.perf_counter()
     it = iter(reader)
+    bar = progress(total, name, unit)
+    try:
+        _drive(it, mapper, writer, size, name, log_every, stats, bar)
+    finally:
+        bar.close()
+    stats.wall_s = time.perf_counter() - start
+    log.info("%s done: %d items in %d batches, %.1f items/s; read %.2fs, inference %.2fs, write %.2fs (bottleneck: %s)",
+             name, stats.items, stats.batches, stats.items_per_s, stats.read_s, stats.infer_s, stats.write_s,
+             stats.bottleneck)
+    return stats
+
+
+def _drive(it, mapper, writer, size, name, log_every, stats: RunStats, bar) -> None:
     while True:
         t0 = time.perf_counter()
         try:
@@ -75,11 +93,7 @@ def run(reader: Iterable[Any], mapper: Callable[[Any], Any], writer: Writer,
         stats.infer_s += t2 - t1
         stats.write_s += t3 - t2
         stats.per_batch.append((n, t1 - t0, t2 - t1, t3 - t2))
+        bar.update(n)
         if log_every and stats.batches % log_every == 0:
-            log.info("%s batch %d: %d items, read %.3fs, inference %.3fs, write %.3fs",
-                     name, stats.batches, n, t1 - t0, t2 - t1, t3 - t2)
-    stats.wall_s = time.perf_counter() - start
-    log.info("%s done: %d items in %d batches, %.1f items/s; read %.2fs, inference %.2fs, write %.2fs (bottleneck: %s)",
-             name, stats.items, stats.batches, stats.items_per_s, stats.read_s, stats.infer_s, stats.write_s,
-             stats.bottleneck)
-    return stats
+            log.debug("%s batch %d: %d items, read %.3fs, inference %.3fs, write %.3fs",
+                      name, stats.batches, n, t1 - t0, t2 - t1, t3 - t2)

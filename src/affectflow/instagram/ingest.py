@@ -84,7 +84,10 @@ def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, sh
     counts: dict[str, int] = {}
     timing = {"read": 0.0, "parse": 0.0, "write": 0.0}
     t0 = time.perf_counter()
-    with zf, ParquetWriter(out, POSTS, prov, row_group_size=ig.row_group_rows) as writer:
+    from ..ops.progress import progress
+
+    with zf, ParquetWriter(out, POSTS, prov, row_group_size=ig.row_group_rows) as writer, \
+            progress(plan.num_rows, f"ingest shard {shard}", "posts") as bar:
         for start in range(0, plan.num_rows, ig.row_group_rows):
             table = ingest_rows(zf, plan.slice(start, ig.row_group_rows), ig, shard, timing)
             t = time.perf_counter()
@@ -92,6 +95,7 @@ def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, sh
             timing["write"] += time.perf_counter() - t
             for vc in table["status"].value_counts().to_pylist():
                 counts[vc["values"]] = counts.get(vc["values"], 0) + vc["counts"]
+            bar.update(table.num_rows)  # one line per row group at most, no more often than the interval
     elapsed = time.perf_counter() - t0
     log.info("shard %d: %d posts in %.2fs (%.0f posts/s; read %.2fs, parse %.2fs, write %.2fs) %s", shard, plan.num_rows,
              elapsed, plan.num_rows / max(elapsed, 1e-9), timing["read"], timing["parse"], timing["write"], counts)

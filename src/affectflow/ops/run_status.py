@@ -283,6 +283,17 @@ def log_error(path: str | Path) -> str | None:
     return None
 
 
+def last_progress(path: str | Path) -> str | None:
+    """The last progress line of a job's log (``affectflow.ops.progress``: done/total, rate, ETA)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    for ln in reversed(_tail(p, 8192)):
+        if " affectflow.progress: " in ln:
+            return ln.split(" affectflow.progress: ", 1)[1].strip()
+    return None
+
+
 def slurm_kill_reason(path: str | Path) -> str | None:
     """Why SLURM ended a job, from slurmstepd's line in the job's output (``*** JOB n ... ***``)."""
     try:
@@ -627,11 +638,14 @@ def job_status(step: Step, cfg: Mapping, wildcards: Wildcards, workdir: Path, ma
     if queued:
         j.slurm_job, st = queued
         j.state = QUEUED if st in ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "SUSPENDED") else RUNNING
+        if j.state == RUNNING:
+            j.reason = last_progress(workdir / log)
         return j
     if marked:
         j.slurm_job = markers[marked[0]]
         if snakemake_running:
             j.state = RUNNING
+            j.reason = last_progress(workdir / log)
         else:
             j.state = INCOMPLETE
             j.reason = ("was running when Snakemake or its job was killed; "

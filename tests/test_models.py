@@ -58,7 +58,7 @@ def test_tiny_models_load_through_the_real_apis(tiny_models):
 
     tok = AutoTokenizer.from_pretrained(tiny_models / "sentiment")
     clf = AutoModelForSequenceClassification.from_pretrained(tiny_models / "sentiment")
-    M.check_tokenizer(tok, "sentiment")
+    M.check_tokenizer_complete(tok, "sentiment")
     assert clf.config.id2label == {0: "NEGATIVE", 1: "POSITIVE"}
     logits = clf(**tok(["great day", "bad day"], return_tensors="pt", padding=True)).logits
     assert logits.shape == (2, 2)
@@ -80,7 +80,7 @@ def test_small_tokenizer_is_refused():
             return 2
 
     with pytest.raises(M.ModelMissing, match="only 2 tokens"):
-        M.check_tokenizer(Two(), "clip")
+        M.check_tokenizer_complete(Two(), "clip")
 
 
 def test_file_digest_is_cached_and_tracks_changes(tmp_path):

@@ -75,3 +75,25 @@ def test_build_assets_writes_every_named_output(tmp_path):
     R.build_assets(m, m, ing, tmp_path / "nobench", [], out)
     assert all(p.stat().st_size > 100 for p in out.values())
     assert "98 posts" in out["ingest"].read_text() and "mapping.duplicates" in out["ingest"].read_text()
+
+
+def test_report_command_builds_the_one_file_report_of_a_finished_run(tmp_path):
+    """`affectflow report` (what rule `report` runs): an inner snakemake --report over a finished
+    run, with the config it is given (here a config key names the report's figure)."""
+    import subprocess
+    import sys
+
+    from affectflow.cli import main
+
+    (tmp_path / "Snakefile").write_text(
+        'rule table:\n'
+        '    output: report("out/table.html", category="Tables", labels={"figure": config["label"]})\n'
+        '    shell: "mkdir -p out && echo \'<p>cell</p>\' > {output}"\n')
+    subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--config", "label=x", "--quiet"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    out = tmp_path / "report.html"
+    rc = main(["report", "--config-json", json.dumps({"label": "metrics-table-label"}), "--snakefile",
+               str(tmp_path / "Snakefile"), "--directory", str(tmp_path), "--out", str(out), "table"])
+    assert rc in (0, None)
+    html = out.read_text()
+    assert out.stat().st_size > 10_000 and "metrics-table-label" in html  # the config given, not the run's

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import yaml
 
@@ -108,9 +108,44 @@ def load(*configfiles: str | Path, base: str | Path | None = DEFAULT_CONFIG) -> 
     return validate(cfg)
 
 
+def stage_params(cfg: Mapping, reads: Sequence[str], models: Sequence[str] = ()) -> dict:
+    """The config one stage's job runs with: the one slicer behind every rule's ``params.cfg``.
+
+    A job is given the keys it reads and, when it loads models, ``models.dir`` with those models'
+    entries; nothing else, so a change to another stage's settings does not rerun it (Snakemake's
+    params are a rerun trigger). Stages store the same slice in their provenance. Which keys and
+    models each rule has is declared once, in :data:`affectflow.layout.RULES`.
+
+    Args:
+        cfg: the (validated) config.
+        reads: dotted keys (``"results"``, ``"features.sentiment"``); ``"*"`` gives the whole config.
+            A key absent from ``cfg`` is left out.
+        models: ``models.<key>`` entries to include (absent ones are left out).
+
+    Returns:
+        A new nested dict (deep copies), e.g. ``{"results": ..., "features": {"sentiment": {...}},
+        "models": {"dir": ..., "sentiment": {...}}}``.
+    """
+    if "*" in reads:
+        return copy.deepcopy(dict(cfg))
+    out: dict = {}
+    for key in reads:
+        *parents, leaf = key.split(".")
+        src, dst = cfg, out
+        for p in parents:
+            src = src.get(p, {}) if isinstance(src, Mapping) else {}
+            dst = dst.setdefault(p, {})
+        if isinstance(src, Mapping) and leaf in src:
+            dst[leaf] = copy.deepcopy(src[leaf])
+    if models:
+        m = cfg.get("models", {})
+        out["models"] = {"dir": m.get("dir", "models"), **{k: copy.deepcopy(m[k]) for k in models if k in m}}
+    return out
+
+
 def section(cfg: Mapping, *keys: str) -> dict:
-    """The named top-level sections (plus ``results``), as passed to one stage."""
-    return {k: copy.deepcopy(cfg[k]) for k in ("results", *keys) if k in cfg}
+    """The named top-level sections (plus ``results``): :func:`stage_params` of those keys."""
+    return stage_params(cfg, ("results", *keys))
 
 
 def to_json(cfg: Mapping) -> str:

@@ -228,7 +228,7 @@ def load_clip(cfg: Mapping, model: ClipModel | None = None, device="cpu", dtype=
     return net, preprocess, tokenizer, provenance_of(cfg, model, weights, model_name=name)
 
 
-def check_tokenizer(tokenizer, where: str) -> None:
+def check_tokenizer_complete(tokenizer, where: str) -> None:
     """An offline look-up can return a near-empty tokenizer instead of failing: refuse it."""
     size = len(tokenizer) if hasattr(tokenizer, "__len__") else getattr(tokenizer, "vocab_size", MIN_VOCAB)
     if size < MIN_VOCAB:

@@ -221,3 +221,41 @@ def build_assets(engagement: str | Path | None, stress: str | Path | None, inges
         rule_benchmarks_png(df, out["rules_png"])
     if "bench" in out:
         put("bench", benchmark_figures_html(bench_files))
+
+
+def snakemake_report(cfg: Mapping[str, Any], snakefile: str | Path, out: str | Path, targets: Sequence[str],
+                     workdir: str | Path = ".") -> Path:
+    """The one-file HTML report of a run: ``snakemake --report`` over the run's metadata.
+
+    The workflow's rule ``report`` calls this at the end of a run (``affectflow report``): an
+    inner Snakemake on the same Snakefile, working directory and resolved config reads the
+    metadata the run just left in ``.snakemake/`` and embeds the outputs marked ``report()`` of
+    ``targets`` (and their upstream jobs). It takes no lock (``--nolock``): the outer Snakemake
+    holds it, and the inner one only reads.
+
+    Args:
+        cfg: the run's whole resolved config (the rule passes it as ``--config-json``).
+        snakefile: the workflow's main Snakefile.
+        out: the report to write (``.html``: one self-contained file).
+        targets: the rules (or files) whose report outputs the report shows.
+        workdir: the run's working directory.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        subprocess.CalledProcessError: the inner Snakemake failed (its output is on stdout/stderr).
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfgfile = Path(tmp) / "config.yaml"
+        cfgfile.write_text(yaml.safe_dump(dict(cfg), sort_keys=True))
+        cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir),
+               "--configfile", str(cfgfile), "--report", str(out), "--nolock", *targets]
+        subprocess.run(cmd, check=True)
+    return Path(out)

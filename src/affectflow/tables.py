@@ -10,6 +10,21 @@ import pyarrow as pa
 
 STRING_LIST = pa.list_(pa.string())
 
+# -- Where a member sits in the split archive: the fields of io.multizip.Member, in its order, with
+# ``member`` for its name. Both plan tables carry them; ingestion and the image stage read them
+# back into Members (``Member(*row[MEMBER_COLUMNS])``) and read the member from its volume.
+MEMBER_LOCATION = [
+    ("member", pa.string()),  # archive member name (PLAN_POSTS: null when the post's JSON is absent)
+    ("disk", pa.int32()),  # volume index: 0 is .z01, the last is the .zip
+    ("offset", pa.int64()),  # the local header's offset in that volume
+    ("compressed_size", pa.int64()),
+    ("uncompressed_size", pa.int64()),
+    ("method", pa.int16()),  # 0 stored, 8 deflated
+    ("crc", pa.uint32()),
+    ("flags", pa.uint16()),
+]
+MEMBER_COLUMNS = tuple(name for name, _ in MEMBER_LOCATION)
+
 # -- Instagram: the ingestion plan (one row per post the archive or the mapping names) -------------
 PLAN_POSTS = pa.schema(
     [
@@ -17,14 +32,7 @@ PLAN_POSTS = pa.schema(
         ("shard", pa.int32()),
         ("username", pa.string()),
         ("json_file", pa.string()),
-        ("member", pa.string()),  # archive member name, null when the JSON is absent
-        ("disk", pa.int32()),
-        ("offset", pa.int64()),
-        ("compressed_size", pa.int64()),
-        ("uncompressed_size", pa.int64()),
-        ("method", pa.int16()),
-        ("crc", pa.uint32()),
-        ("flags", pa.uint16()),
+        *MEMBER_LOCATION,
         ("category", pa.string()),
         ("followers", pa.int64()),
         ("in_mapping", pa.bool_()),
@@ -42,14 +50,7 @@ PLAN_IMAGES = pa.schema(
         ("shard", pa.int32()),
         ("image_index", pa.int16()),
         ("image_file", pa.string()),
-        ("member", pa.string()),
-        ("disk", pa.int32()),
-        ("offset", pa.int64()),
-        ("compressed_size", pa.int64()),
-        ("uncompressed_size", pa.int64()),
-        ("method", pa.int16()),
-        ("crc", pa.uint32()),
-        ("flags", pa.uint16()),
+        *MEMBER_LOCATION,
     ]
 )
 

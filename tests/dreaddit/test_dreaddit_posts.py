@@ -11,7 +11,7 @@ import pytest
 
 from affectflow import status as S
 from affectflow.dreaddit.config import validated
-from affectflow.dreaddit.posts import DreadditFormatError, assign_split, build_posts, read_posts, shard_bounds
+from affectflow.dreaddit.posts import DreadditFormatError, assign_split, build_posts, read_dreaddit_csvs, shard_bounds
 from affectflow.tables import COLUMNS, DREADDIT_POSTS
 
 REAL = Path("/work/shared/data/dreaddit")
@@ -24,7 +24,7 @@ def _cfg(train, test, **split):
 @pytest.fixture(scope="module")
 def sample_posts(sample_dir):
     dd = sample_dir / "dreaddit"
-    return read_posts(_cfg(dd / "dreaddit-train.csv", dd / "dreaddit-test.csv"))
+    return read_dreaddit_csvs(_cfg(dd / "dreaddit-train.csv", dd / "dreaddit-test.csv"))
 
 
 def _planted(sample_dir):
@@ -99,14 +99,14 @@ def test_missing_required_column_fails_naming_the_file(tmp_path):
     bad = tmp_path / "train.csv"
     bad.write_text("subreddit,post_id,text\nptsd,abc,hello\n")
     with pytest.raises(DreadditFormatError, match=r"train\.csv.*\['id', 'label'\]"):
-        read_posts(_cfg(bad, bad))
+        read_dreaddit_csvs(_cfg(bad, bad))
 
 
 def test_unterminated_quote_fails_naming_file_and_line(tmp_path):
     bad = tmp_path / "test.csv"
     bad.write_text("id,text,label\n1,fine,0\n2,\"never closed,1\n")
     with pytest.raises(DreadditFormatError, match=r"test\.csv:3"):
-        read_posts(_cfg(bad, bad))
+        read_dreaddit_csvs(_cfg(bad, bad))
 
 
 def test_split_is_seeded_stratified_and_keeps_groups_together(sample_posts):
@@ -140,7 +140,7 @@ def test_posts_file_matches_contract_and_shards_partition_it(sample_dir, tmp_pat
 
 @pytest.mark.skipif(not (REAL / "dreaddit-train.csv").is_file(), reason="the real Dreaddit copy is not here")
 def test_real_dreaddit_reads_clean():
-    posts, summary = read_posts(_cfg(REAL / "dreaddit-train.csv", REAL / "dreaddit-test.csv"))
+    posts, summary = read_dreaddit_csvs(_cfg(REAL / "dreaddit-train.csv", REAL / "dreaddit-test.csv"))
     assert summary["files"]["train"]["rows"] == 2838 and summary["files"]["test"]["rows"] == 715
     assert summary["by_status"] == {"ok": 3553}
     assert summary["in_both_files"] == 6  # three texts, each in both files

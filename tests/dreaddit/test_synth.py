@@ -15,7 +15,7 @@ from PIL import Image
 from affectflow import status as S
 from affectflow.config import ConfigError
 from affectflow.dreaddit.config import validated
-from affectflow.dreaddit.posts import read_shard
+from affectflow.dreaddit.posts import read_dreaddit_shard
 from affectflow.dreaddit.prompt import PromptFitter, TemplateError, check_template, clean_text
 from affectflow.dreaddit.synthesize import Generator, load_tokenizer, post_seed, synthesize_shard
 from affectflow.io.parquet import read_provenance
@@ -48,7 +48,7 @@ def test_shard_index_contract_and_images(tmp_path, sample_dir, dd_models):
     index, summary = _run(cfg)
     out = os.path.join(cfg["results"], "dreaddit", "synth", "shard-00000.parquet")
     assert pq.read_schema(out).remove_metadata().equals(DREADDIT_SYNTH.remove_metadata())
-    shard = read_shard(posts_path(cfg), 0, 12, ["post_id", "status"])
+    shard = read_dreaddit_shard(posts_path(cfg), 0, 12, ["post_id", "status"])
     assert index["post_id"].to_list() == shard["post_id"].to_list()  # every post of the shard, in order
     ok = index.filter(pl.col("status") == S.OK)
     assert ok.height == summary["made"] > 0

@@ -11,8 +11,9 @@ from feature_fixtures import feature_config, feature_models, ingested  # noqa: F
 from PIL import Image
 
 from affectflow import status as S
-from affectflow.features.image_decode import MEMBER_COLUMNS, ImageBatches, Preprocess, decode, loader
+from affectflow.features.image_decode import ImageBatches, Preprocess, decode, loader
 from affectflow.io.multizip import MultiVolumeZip
+from affectflow.tables import MEMBER_COLUMNS
 
 PRE = Preprocess(size=(224, 224))
 
@@ -106,10 +107,10 @@ def test_draft_decodes_large_jpegs_at_reduced_scale_with_nearly_the_same_pixels(
 
 
 def test_batches_decode_the_same_in_worker_processes(sample_dir, ingested):
-    from affectflow.instagram.plan import read_shard
+    from affectflow.instagram.plan import read_plan_shard
 
     zf = MultiVolumeZip(sample_dir / "instagram/Post_images/posts_image.zip")
-    plan = pl.from_arrow(read_shard(ingested / "instagram/plan/images.parquet", 0))
+    plan = pl.from_arrow(read_plan_shard(ingested / "instagram/plan/images.parquet", 0))
     ds = ImageBatches(zf, {k: plan[k].to_list() for k in MEMBER_COLUMNS}, Preprocess(size=(64, 64)))
     ds[[0]]  # opens handles in this process ...
     assert pickle.loads(pickle.dumps(ds)).zf._maps == {}  # ... which never travel to a worker

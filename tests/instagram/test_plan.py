@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from affectflow import config as C
-from affectflow.instagram.plan import plan, read_influencers, read_mapping, read_shard
+from affectflow.instagram.plan import plan, read_influencers, read_mapping, read_plan_shard
 
 MAPPING = [
     "influencer_name\tJSON_PostMetadata_file_name\tImage_file_name",
@@ -112,7 +112,7 @@ def test_a_shard_reads_only_its_row_group(planned, tmp_path):
     for g in range(5):
         stats = md.row_group(g).column(1).statistics
         assert md.row_group(g).column(1).path_in_schema == "shard" and stats.min == stats.max == g
-    want = read_shard(path, 2)
+    want = read_plan_shard(path, 2)
     with open(path, "r+b") as fh:
         for g in (0, 1, 3, 4):
             for c in range(md.num_columns):
@@ -120,7 +120,20 @@ def test_a_shard_reads_only_its_row_group(planned, tmp_path):
                 start = col.dictionary_page_offset if col.has_dictionary_page else col.data_page_offset
                 fh.seek(start)
                 fh.write(os.urandom(col.total_compressed_size))
-    got = read_shard(path, 2)
+    got = read_plan_shard(path, 2)
     assert got.equals(want) and set(got["shard"].to_pylist()) == {2} and got.num_rows > 0
     with pytest.raises(Exception):  # noqa: B017  (whatever the Parquet reader raises on garbage)
-        read_shard(path, 3).validate(full=True)
+        read_plan_shard(path, 3).validate(full=True)
+
+
+def test_plan_tables_carry_a_members_location_in_member_field_order():
+    """tables.MEMBER_LOCATION is the one declaration: both plan tables carry it, and its columns
+    are Member's fields in order (rows are read back positionally into Members)."""
+    from dataclasses import fields
+
+    from affectflow.io.multizip import Member
+    from affectflow.tables import MEMBER_COLUMNS, MEMBER_LOCATION, PLAN_IMAGES, PLAN_POSTS
+
+    assert [f.name for f in fields(Member)] == ["name", *MEMBER_COLUMNS[1:]]
+    for schema in (PLAN_POSTS, PLAN_IMAGES):
+        assert [(n, schema.field(n).type) for n in MEMBER_COLUMNS] == MEMBER_LOCATION

@@ -17,8 +17,7 @@ from conftest import REPO, run_snakemake
 
 from affectflow.ops import run_status as R
 
-STEP = R.Step("instagram_ingest", ("{results}/instagram/posts/shard-{shard}.parquet",),
-              "{logs}/instagram/ingest/shard-{shard}.log", R.instagram_shards)
+STEP = R.Step.of("instagram_ingest")
 CFG = {"results": "res", "logs": "lg", "instagram": {"shards": 3}}
 
 

@@ -1,7 +1,10 @@
-# Shared helpers: config validation, the command that runs a stage, shard lists.
+# Shared helpers: config validation, the command that runs a stage, and the rules' paths, config
+# slices and shard lists, all read from affectflow.layout (the one table of them, which
+# `affectflow status` reads too). Every helper used by more than one .smk file lives here.
 import sys
 
 from affectflow import config as afc
+from affectflow import layout
 
 # Validate the merged config (config.yaml + any --configfile) and fill schema defaults.
 afc.validate(config)
@@ -16,11 +19,9 @@ LOGS = config["logs"]
 # use the same environment without relying on PATH.
 AF = f"{sys.executable} -m affectflow"
 
-
-def cfg_json(*sections):
-    """The config sections a stage reads, as JSON for its --config-json. Passing only these means
-    a change to one stage's settings reruns that stage, not every stage (params are a rerun trigger)."""
-    return afc.to_json(afc.section(config, *sections))
+IG_SHARDS = layout.shard_ids(config, "instagram")
+DD_SHARDS = layout.shard_ids(config, "dreaddit")
+MODEL_KEYS = layout.model_keys(config)
 
 
 def dataset_input(key, path, root=None):
@@ -34,7 +35,54 @@ def dataset_input(key, path, root=None):
     return _input
 
 
-IG_SHARDS = [f"{i:05d}" for i in range(config["instagram"]["shards"])]
+def outputs_of(rule):
+    """The rule's outputs from the layout, name -> pattern (folders wrapped in directory()):
+    `output: **outputs_of("x")`, or pick one by name to wrap it in report()."""
+    folders = layout.RULES[rule].directories
+    return {k: directory(p) if k in folders else p for k, p in layout.outputs(rule, config).items()}
+
+
+def log_of(rule):
+    return layout.log(rule, config)
+
+
+def benchmark_of(rule):
+    return layout.benchmark(rule, config)
+
+
+def path_of(rule, name):
+    """A path the rule's job is given besides its outputs (layout.RuleLayout.paths)."""
+    return layout.path(rule, name, config)
+
+
+def cfg_of(rule):
+    """The rule's params.cfg: the config its job reads, as JSON for --config-json (layout.params,
+    one slicing rule for every stage). Params are a rerun trigger, so only what the job reads is
+    passed: a CLIP setting does not rerun synthesis. A function of the wildcards, since a value
+    such as the prompt template's {text} must not be read as one."""
+    return lambda wildcards: afc.to_json(layout.params(rule, config, dict(wildcards.items())))
+
+
+def model_stamp(key):
+    """The stamp fetch_model writes for models.<key>: the input that makes a job wait for its model."""
+    return layout.outputs("fetch_model", config, {"key": key})["stamp"]
+
+
+def model_stamps(rule):
+    """The stamps of the models the rule loads (the same list its params.cfg carries)."""
+    return [model_stamp(k) for k in layout.RULES[rule].model_keys(config)]
+
+
+def every_shard(pattern, dataset="instagram"):
+    """A per-shard pattern expanded over the dataset's shards (IG_SHARDS or DD_SHARDS)."""
+    return expand(pattern, shard=IG_SHARDS if dataset == "instagram" else DD_SHARDS)
+
+
+
+def every_job(rule, pattern):
+    """A pattern of the rule's expanded over the rule's jobs (layout.jobs: none when the config
+    turns the rule off, e.g. finetune_stress without train.stress.finetune.enabled)."""
+    return [expand(pattern, **{k: [v] for k, v in wc.items()})[0] for wc in layout.jobs(rule, config)]
 
 
 wildcard_constraints:

@@ -3,27 +3,7 @@
 # outputs (a failed job's outputs are deleted; the images of a half-done shard must survive for
 # the rerun to resume): each shard's index Parquet is the output, and the synthesis job keeps an
 # image only after checking it (decodes, size, recipe).
-DD = f"{RESULTS}/dreaddit"
-DD_SHARDS = [f"{i:05d}" for i in range(config["dreaddit"]["shards"])]
-
-
-def dd_cfg(*subsections, models=()):
-    """The Dreaddit settings one rule reads, plus the models it loads (params are a rerun trigger:
-    a CLIP setting must not rerun synthesis)."""
-    d = config["dreaddit"]
-    m = config["models"]
-    return afc.to_json({
-        "results": RESULTS,
-        "dreaddit": {"shards": d["shards"], **{k: d[k] for k in subsections}},
-        "models": {"dir": m["dir"], **{k: m[k] for k in models if k in m}},
-    })
-
-
-def synth_models():
-    keys = ["diffusion"]
-    if config["dreaddit"]["synthesis"]["safety_checker"] and "safety_checker" in config["models"]:
-        keys.append("safety_checker")
-    return keys
+# Paths, config slices and shard lists (DD_SHARDS): affectflow.layout, through common.smk.
 
 
 rule dreaddit_posts:
@@ -32,14 +12,13 @@ rule dreaddit_posts:
         train=dataset_input("dreaddit.train", config["dreaddit"]["train"]),
         test=dataset_input("dreaddit.test", config["dreaddit"]["test"]),
     output:
-        posts=f"{DD}/posts/posts.parquet",
-        summary=f"{DD}/posts_summary.json",
+        **outputs_of("dreaddit_posts"),
     params:
-        cfg=dd_cfg("train", "test", "split"),
+        cfg=cfg_of("dreaddit_posts"),
     log:
-        f"{LOGS}/dreaddit/posts.log",
+        log_of("dreaddit_posts"),
     benchmark:
-        f"{LOGS}/benchmarks/dreaddit/posts.tsv"
+        benchmark_of("dreaddit_posts")
     localrule: True
     resources:
         mem_mb=2000,
@@ -52,16 +31,16 @@ rule synthesize_shard:
     """One shard: an image per post from its text (GPU); keeps the valid images of earlier runs."""
     input:
         posts=rules.dreaddit_posts.output.posts,
-        models=[model_stamp(k) for k in synth_models()],
+        models=model_stamps("synthesize_shard"),
     output:
-        f"{DD}/synth/shard-{{shard}}.parquet",
+        **outputs_of("synthesize_shard"),
     params:
-        cfg=lambda wc: dd_cfg("synthesis", models=synth_models()),  # a function: the template's {text} is no wildcard
-        images=f"{DD}/images",
+        cfg=cfg_of("synthesize_shard"),
+        images=path_of("synthesize_shard", "images"),
     log:
-        f"{LOGS}/dreaddit/synthesize/shard-{{shard}}.log",
+        log_of("synthesize_shard"),
     benchmark:
-        f"{LOGS}/benchmarks/dreaddit/synthesize/shard-{{shard}}.tsv"
+        benchmark_of("synthesize_shard")
     threads: 2
     resources:
         mem_mb=lambda wc, attempt: 16000 * attempt,
@@ -76,15 +55,15 @@ rule dreaddit_clip:
     input:
         posts=rules.dreaddit_posts.output.posts,
         synth=rules.synthesize_shard.output,
-        model=model_stamp("clip"),
+        models=model_stamps("dreaddit_clip"),
     output:
-        f"{DD}/clip/shard-{{shard}}.parquet",
+        **outputs_of("dreaddit_clip"),
     params:
-        cfg=dd_cfg("clip", models=["clip"]),
+        cfg=cfg_of("dreaddit_clip"),
     log:
-        f"{LOGS}/dreaddit/clip/shard-{{shard}}.log",
+        log_of("dreaddit_clip"),
     benchmark:
-        f"{LOGS}/benchmarks/dreaddit/clip/shard-{{shard}}.tsv"
+        benchmark_of("dreaddit_clip")
     threads: 2
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
@@ -99,14 +78,14 @@ rule dreaddit_summary:
     input:
         posts=rules.dreaddit_posts.output.posts,
         posts_summary=rules.dreaddit_posts.output.summary,
-        synth=expand(f"{DD}/synth/shard-{{shard}}.parquet", shard=DD_SHARDS),
-        clip=expand(f"{DD}/clip/shard-{{shard}}.parquet", shard=DD_SHARDS),
+        synth=every_shard(rules.synthesize_shard.output.shard, "dreaddit"),
+        clip=every_shard(rules.dreaddit_clip.output.shard, "dreaddit"),
     output:
-        f"{DD}/summary.json",
+        **outputs_of("dreaddit_summary"),
     log:
-        f"{LOGS}/dreaddit/summary.log",
+        log_of("dreaddit_summary"),
     benchmark:
-        f"{LOGS}/benchmarks/dreaddit/summary.tsv"
+        benchmark_of("dreaddit_summary")
     localrule: True
     resources:
         mem_mb=2000,
@@ -119,7 +98,7 @@ rule dreaddit_summary:
 rule synthesize:
     """Target: every Dreaddit shard's images and index."""
     input:
-        expand(f"{DD}/synth/shard-{{shard}}.parquet", shard=DD_SHARDS),
+        every_shard(rules.synthesize_shard.output.shard, "dreaddit"),
 
 
 rule dreaddit:

@@ -3,32 +3,23 @@
 # text_embeddings, image_embeddings; each also runs on CPU. Every model rule takes its model's
 # stamp (workflow/rules/models.smk) as input, and its job loads the model with the hub offline,
 # failing at once, naming the model and the fetch command, when it is not on disk.
-from affectflow.features.config import stage_config as feature_stage_config
-
 FEATURES = config["features"]
-POSTS_SHARD = f"{RESULTS}/instagram/posts/shard-{{shard}}.parquet"
-
-
-def feature_cfg(stage, model_key, *sections):
-    """Only what the stage reads: device, precision, its own settings, its model (+ sections)."""
-    cfg = feature_stage_config(config, stage, model_key)
-    cfg.update({k: config[k] for k in sections})
-    return afc.to_json(cfg)
+POSTS_SHARD = rules.instagram_ingest.output.shard
 
 
 rule sentiment:
     """DistilBERT SST-2 on each post's caption and on its merged comments."""
     input:
         posts=POSTS_SHARD,
-        model=model_stamp("sentiment"),
+        models=model_stamps("sentiment"),
     output:
-        f"{RESULTS}/instagram/sentiment/shard-{{shard}}.parquet",
+        **outputs_of("sentiment"),
     params:
-        cfg=feature_cfg("sentiment", "sentiment"),
+        cfg=cfg_of("sentiment"),
     log:
-        f"{LOGS}/instagram/sentiment/shard-{{shard}}.log",
+        log_of("sentiment"),
     benchmark:
-        f"{LOGS}/benchmarks/instagram/sentiment/shard-{{shard}}.tsv"
+        benchmark_of("sentiment")
     threads: FEATURES["sentiment"]["threads"]
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
@@ -42,15 +33,15 @@ rule text_embeddings:
     """SBERT on each post's caption + merged comments: one L2-normalised vector per post."""
     input:
         posts=POSTS_SHARD,
-        model=model_stamp("text_embedding"),
+        models=model_stamps("text_embeddings"),
     output:
-        f"{RESULTS}/instagram/text_embeddings/shard-{{shard}}.parquet",
+        **outputs_of("text_embeddings"),
     params:
-        cfg=feature_cfg("text_embedding", "text_embedding"),
+        cfg=cfg_of("text_embeddings"),
     log:
-        f"{LOGS}/instagram/text_embeddings/shard-{{shard}}.log",
+        log_of("text_embeddings"),
     benchmark:
-        f"{LOGS}/benchmarks/instagram/text_embeddings/shard-{{shard}}.tsv"
+        benchmark_of("text_embeddings")
     threads: FEATURES["text_embedding"]["threads"]
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
@@ -66,16 +57,15 @@ rule image_embeddings:
     input:
         posts=POSTS_SHARD,
         plan=rules.instagram_plan.output.images,
-        model=model_stamp("clip"),
+        models=model_stamps("image_embeddings"),
     output:
-        images=f"{RESULTS}/instagram/image_embeddings/shard-{{shard}}.parquet",
-        pooled=f"{RESULTS}/instagram/image_pooled/shard-{{shard}}.parquet",
+        **outputs_of("image_embeddings"),
     params:
-        cfg=feature_cfg("image_embedding", "clip", "instagram"),
+        cfg=cfg_of("image_embeddings"),
     log:
-        f"{LOGS}/instagram/image_embeddings/shard-{{shard}}.log",
+        log_of("image_embeddings"),
     benchmark:
-        f"{LOGS}/benchmarks/instagram/image_embeddings/shard-{{shard}}.tsv"
+        benchmark_of("image_embeddings")
     threads: FEATURES["image_embedding"]["threads"]
     resources:
         mem_mb=lambda wc, attempt: 16000 * attempt,
@@ -86,24 +76,20 @@ rule image_embeddings:
         " > {log:q} 2>&1"
 
 
-def _shards(path):
-    return expand(path, shard=IG_SHARDS)
-
-
 rule features_summary:
     """Status counts of every feature table, and the check that each joins the posts one to one."""
     input:
-        posts=_shards(POSTS_SHARD),
-        sentiment=_shards(rules.sentiment.output[0]),
-        text=_shards(rules.text_embeddings.output[0]),
-        images=_shards(rules.image_embeddings.output.images),
-        pooled=_shards(rules.image_embeddings.output.pooled),
+        posts=every_shard(POSTS_SHARD),
+        sentiment=every_shard(rules.sentiment.output.shard),
+        text=every_shard(rules.text_embeddings.output.shard),
+        images=every_shard(rules.image_embeddings.output.images),
+        pooled=every_shard(rules.image_embeddings.output.pooled),
     output:
-        f"{RESULTS}/instagram/features_summary.json",
+        **outputs_of("features_summary"),
     log:
-        f"{LOGS}/instagram/features_summary.log",
+        log_of("features_summary"),
     benchmark:
-        f"{LOGS}/benchmarks/instagram/features_summary.tsv"
+        benchmark_of("features_summary")
     localrule: True
     resources:
         mem_mb=4000,

@@ -22,15 +22,13 @@ rule instagram_plan:
                               ("mapping", "mapping"), ("influencers", "influencers"))
         },
     output:
-        posts=f"{RESULTS}/instagram/plan/posts.parquet",
-        images=f"{RESULTS}/instagram/plan/images.parquet",
-        summary=f"{RESULTS}/instagram/plan/plan.json",
+        **outputs_of("instagram_plan"),
     params:
-        cfg=cfg_json("instagram"),
+        cfg=cfg_of("instagram_plan"),
     log:
-        f"{LOGS}/instagram/plan.log",
+        log_of("instagram_plan"),
     benchmark:
-        f"{LOGS}/benchmarks/instagram/plan.tsv"
+        benchmark_of("instagram_plan")
     threads: 2
     resources:
         mem_mb=plan_mem_mb,
@@ -46,13 +44,13 @@ rule instagram_ingest:
         plan=rules.instagram_plan.output.posts,
         summary=rules.instagram_plan.output.summary,
     output:
-        f"{RESULTS}/instagram/posts/shard-{{shard}}.parquet",
+        **outputs_of("instagram_ingest"),
     params:
-        cfg=cfg_json("instagram"),
+        cfg=cfg_of("instagram_ingest"),
     log:
-        f"{LOGS}/instagram/ingest/shard-{{shard}}.log",
+        log_of("instagram_ingest"),
     benchmark:
-        f"{LOGS}/benchmarks/instagram/ingest/shard-{{shard}}.tsv"
+        benchmark_of("instagram_ingest")
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 2000 * attempt,
@@ -66,13 +64,13 @@ rule instagram_ingest_summary:
     """Counts by status over all shards, plus the plan's counts (duplicates, volumes, ...)."""
     input:
         summary=rules.instagram_plan.output.summary,
-        shards=expand(f"{RESULTS}/instagram/posts/shard-{{shard}}.parquet", shard=IG_SHARDS),
+        shards=every_shard(rules.instagram_ingest.output.shard),
     output:
-        f"{RESULTS}/instagram/ingest_summary.json",
+        **outputs_of("instagram_ingest_summary"),
     log:
-        f"{LOGS}/instagram/ingest_summary.log",
+        log_of("instagram_ingest_summary"),
     benchmark:
-        f"{LOGS}/benchmarks/instagram/ingest_summary.tsv"
+        benchmark_of("instagram_ingest_summary")
     localrule: True
     resources:
         mem_mb=2000,

@@ -3,27 +3,19 @@
 # `snakemake features` fetches what is missing first; local folders and pypi: models are only
 # checked. A stamp depends on its own model's config only, so changing one model reruns only the
 # stages that use it.
-MODEL_KEYS = [k for k, v in config["models"].items() if isinstance(v, dict)]
-
-
-def model_stamp(key):
-    return f"{config['models']['dir']}/.fetched/{key}.json"
-
-
-def _model_cfg(wildcards):
-    return afc.to_json({"models": {"dir": config["models"]["dir"], wildcards.key: config["models"][wildcards.key]}})
+# MODEL_KEYS and model_stamp(): common.smk.
 
 
 rule fetch_model:
     """Download one configured hub model into models.dir (skipped when present), or check a local one."""
     output:
-        f"{config['models']['dir']}/.fetched/{{key}}.json",
+        **outputs_of("fetch_model"),
     params:
-        cfg=_model_cfg,
+        cfg=cfg_of("fetch_model"),
     log:
-        f"{LOGS}/models/fetch_{{key}}.log",
+        log_of("fetch_model"),
     benchmark:
-        f"{LOGS}/benchmarks/models/fetch_{{key}}.tsv"
+        benchmark_of("fetch_model")
     wildcard_constraints:
         key="|".join(MODEL_KEYS),
     localrule: True

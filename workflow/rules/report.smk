@@ -7,9 +7,11 @@ from pathlib import Path
 report: "../report/workflow.rst"
 
 
-REPORT = f"{RESULTS}/report"
 # Benchmark results present when the DAG is built (benchmarks/out/ is written by benchmarks/*.py).
 BENCH_FILES = sorted(str(p) for p in Path("benchmarks/out").glob("*.json"))
+
+
+REPORT_OUT = outputs_of("report_assets")
 
 
 rule report_assets:
@@ -17,27 +19,27 @@ rule report_assets:
     input:
         engagement=rules.train_engagement.output.metrics,
         stress=rules.train_stress.output.metrics,
-        ingest=rules.instagram_ingest_summary.output[0],
+        ingest=rules.instagram_ingest_summary.output.summary,
         bench=BENCH_FILES,
     output:
-        engagement=report(f"{REPORT}/engagement_metrics.html", caption="../report/metrics_table.rst",
+        engagement=report(REPORT_OUT["engagement"], caption="../report/metrics_table.rst",
                           category="Engagement", labels={"figure": "metrics table"}),
-        stress=report(f"{REPORT}/stress_metrics.html", caption="../report/metrics_table.rst",
+        stress=report(REPORT_OUT["stress"], caption="../report/metrics_table.rst",
                       category="Stress", labels={"figure": "metrics table"}),
-        ingest=report(f"{REPORT}/ingest_summary.html", caption="../report/ingest.rst",
+        ingest=report(REPORT_OUT["ingest"], caption="../report/ingest.rst",
                       category="Ingestion", labels={"figure": "ingestion summary"}),
-        rules=report(f"{REPORT}/rule_benchmarks.html", caption="../report/benchmarks.rst",
+        rules=report(REPORT_OUT["rules"], caption="../report/benchmarks.rst",
                      category="Benchmarks", labels={"figure": "rule benchmarks (table)"}),
-        rules_png=report(f"{REPORT}/rule_runtime.png", caption="../report/benchmarks.rst",
+        rules_png=report(REPORT_OUT["rules_png"], caption="../report/benchmarks.rst",
                          category="Benchmarks", labels={"figure": "rule benchmarks (plot)"}),
-        bench=report(f"{REPORT}/benchmark_figures.html", caption="../report/benchmarks.rst",
+        bench=report(REPORT_OUT["bench"], caption="../report/benchmarks.rst",
                      category="Benchmarks", labels={"figure": "benchmark figures"}),
     params:
-        bench_dir=f"{LOGS}/benchmarks",
+        bench_dir=path_of("report_assets", "bench_dir"),
     log:
-        f"{LOGS}/report/report_assets.log",
+        log_of("report_assets"),
     benchmark:
-        f"{LOGS}/benchmarks/report/report_assets.tsv"
+        benchmark_of("report_assets")
     localrule: True
     threads: 1
     resources:
@@ -57,26 +59,21 @@ rule report:
         rules.report_assets.output,
         rules.train.input,
     output:
-        f"{RESULTS}/report.html",
+        **outputs_of("report"),
     params:
-        config=lambda wc: afc.to_json(config),
+        cfg=cfg_of("report"),
         snakefile=workflow.main_snakefile,
     log:
-        f"{LOGS}/report/report.log",
+        log_of("report"),
+    benchmark:
+        benchmark_of("report")
     localrule: True
     threads: 1
     resources:
         mem_mb=2000,
         runtime=15,
-    run:
+    shell:
         # An inner `snakemake --report` over this run's metadata, for the report's own inputs (not
         # this job), with this run's resolved config: the same DAG the run just finished.
-        import os, subprocess, tempfile, yaml
-
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = Path(tmp) / "config.yaml"
-            cfg.write_text(yaml.safe_dump(afc.from_json(params.config), sort_keys=True))
-            cmd = [sys.executable, "-m", "snakemake", "--snakefile", params.snakefile, "--directory", os.getcwd(),
-                   "--configfile", str(cfg), "--report", output[0], "--nolock", "report_assets"]
-            with open(log[0], "w") as fh:
-                subprocess.run(cmd, check=True, stdout=fh, stderr=subprocess.STDOUT)
+        "{AF} report --config-json {params.cfg:q} --snakefile {params.snakefile:q} --out {output:q}"
+        " report_assets > {log:q} 2>&1"

@@ -1,16 +1,9 @@
 # Training: datasets -> sweeps (train/val only) -> final scoring on test, for both tasks.
 # The sweep rules' inputs are the train and val split folders: model selection cannot read test.
 
-ENG = f"{RESULTS}/models/engagement"
-STRESS = f"{RESULTS}/models/stress"
-TRAIN_SEEDS = config["train"]["seeds"]
-FINETUNE = config["train"]["stress"]["finetune"]["enabled"]
+# Paths, config slices and which optional jobs run: affectflow.layout, through common.smk.
 _SWEEP = config["train"]["sweep"]
 
-TEXT_ENCODER = config["train"]["stress"]["text_encoder"]
-ENG_TEXT = config["train"]["engagement"]["text_features"]
-
-# The Dreaddit posts table, as the Dreaddit stage's rule names it (DD_SHARDS: dreaddit.smk).
 DD_POSTS = rules.dreaddit_posts.output.posts
 
 
@@ -33,16 +26,16 @@ rule engagement_caption_embeddings:
     """One shard's captions alone through models.text_embedding (the features stage's text vector
     includes the comments, a consequence of the engagement being predicted)."""
     input:
-        posts=rules.instagram_ingest.output[0],
-        model=model_stamp("text_embedding"),
+        posts=rules.instagram_ingest.output.shard,
+        models=model_stamps("engagement_caption_embeddings"),
     output:
-        f"{ENG}/caption_embeddings/shard-{{shard}}.parquet",
+        **outputs_of("engagement_caption_embeddings"),
     params:
-        cfg=cfg_json("train", "models"),
+        cfg=cfg_of("engagement_caption_embeddings"),
     log:
-        f"{LOGS}/train/caption_embeddings/shard-{{shard}}.log",
+        log_of("engagement_caption_embeddings"),
     benchmark:
-        f"{LOGS}/benchmarks/train/caption_embeddings/shard-{{shard}}.tsv"
+        benchmark_of("engagement_caption_embeddings")
     threads: 2
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
@@ -53,30 +46,27 @@ rule engagement_caption_embeddings:
 
 
 def engagement_text(wildcards=None):
-    if ENG_TEXT == "caption":
-        return _shards(rules.engagement_caption_embeddings.output[0])
-    return _shards(rules.text_embeddings.output[0])
+    if layout.caption_embeddings_used(config):
+        return every_shard(rules.engagement_caption_embeddings.output.shard)
+    return every_shard(rules.text_embeddings.output.shard)
 
 
 rule engagement_dataset:
     """Posts + sentiment + text/pooled-image embeddings -> split folders (influencer split)."""
     input:
-        posts=_shards(rules.instagram_ingest.output[0]),
-        sentiment=_shards(rules.sentiment.output[0]),
+        posts=every_shard(rules.instagram_ingest.output.shard),
+        sentiment=every_shard(rules.sentiment.output.shard),
         text=engagement_text(),
-        image=_shards(rules.image_embeddings.output.pooled),
+        image=every_shard(rules.image_embeddings.output.pooled),
     output:
-        train=directory(f"{ENG}/data/train"),
-        val=directory(f"{ENG}/data/val"),
-        test=directory(f"{ENG}/data/test"),
-        summary=f"{ENG}/data/dataset.json",
+        **outputs_of("engagement_dataset"),
     params:
-        cfg=cfg_json("train"),
-        out=f"{ENG}/data",
+        cfg=cfg_of("engagement_dataset"),
+        out=path_of("engagement_dataset", "out"),
     log:
-        f"{LOGS}/train/engagement_dataset.log",
+        log_of("engagement_dataset"),
     benchmark:
-        f"{LOGS}/benchmarks/train/engagement_dataset.tsv"
+        benchmark_of("engagement_dataset")
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
@@ -91,15 +81,15 @@ rule stress_text_embeddings:
     """Dreaddit texts through the sentence encoder of models.text_embedding (train.stress.text_encoder)."""
     input:
         posts=DD_POSTS,
-        model=model_stamp("text_embedding"),
+        models=model_stamps("stress_text_embeddings"),
     output:
-        f"{STRESS}/text_embeddings.parquet",
+        **outputs_of("stress_text_embeddings"),
     params:
-        cfg=cfg_json("train", "models"),
+        cfg=cfg_of("stress_text_embeddings"),
     log:
-        f"{LOGS}/train/stress_text_embeddings.log",
+        log_of("stress_text_embeddings"),
     benchmark:
-        f"{LOGS}/benchmarks/train/stress_text_embeddings.tsv"
+        benchmark_of("stress_text_embeddings")
     threads: 2
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
@@ -113,20 +103,17 @@ rule stress_dataset:
     """Dreaddit posts (train/val/test) + CLIP text and image embeddings -> split folders."""
     input:
         posts=DD_POSTS,
-        clip=expand(rules.dreaddit_clip.output[0], shard=DD_SHARDS),
-        text=rules.stress_text_embeddings.output if TEXT_ENCODER == "text_embedding" else [],
+        clip=every_shard(rules.dreaddit_clip.output.shard, "dreaddit"),
+        text=every_job("stress_text_embeddings", rules.stress_text_embeddings.output.embeddings),
     output:
-        train=directory(f"{STRESS}/data/train"),
-        val=directory(f"{STRESS}/data/val"),
-        test=directory(f"{STRESS}/data/test"),
-        summary=f"{STRESS}/data/dataset.json",
+        **outputs_of("stress_dataset"),
     params:
-        cfg=cfg_json("train"),
-        out=f"{STRESS}/data",
+        cfg=cfg_of("stress_dataset"),
+        out=path_of("stress_dataset", "out"),
     log:
-        f"{LOGS}/train/stress_dataset.log",
+        log_of("stress_dataset"),
     benchmark:
-        f"{LOGS}/benchmarks/train/stress_dataset.tsv"
+        benchmark_of("stress_dataset")
     localrule: True
     threads: 1
     resources:
@@ -153,15 +140,14 @@ rule engagement_sweep:
         train=rules.engagement_dataset.output.train,
         val=rules.engagement_dataset.output.val,
     output:
-        selection=f"{ENG}/sweep/selection.json",
-        trials=f"{ENG}/sweep/trials.parquet",
+        **outputs_of("engagement_sweep"),
     params:
-        cfg=cfg_json("train"),
-        out=f"{ENG}/sweep",
+        cfg=cfg_of("engagement_sweep"),
+        out=path_of("engagement_sweep", "out"),
     log:
-        f"{LOGS}/train/engagement_sweep.log",
+        log_of("engagement_sweep"),
     benchmark:
-        f"{LOGS}/benchmarks/train/engagement_sweep.tsv"
+        benchmark_of("engagement_sweep")
     localrule: True  # it runs the trials as a job array (slurm) or processes (local): never queue the waiter
     threads: sweep_threads
     resources:
@@ -177,15 +163,14 @@ rule stress_sweep:
         train=rules.stress_dataset.output.train,
         val=rules.stress_dataset.output.val,
     output:
-        selection=f"{STRESS}/sweep/selection.json",
-        trials=f"{STRESS}/sweep/trials.parquet",
+        **outputs_of("stress_sweep"),
     params:
-        cfg=cfg_json("train"),
-        out=f"{STRESS}/sweep",
+        cfg=cfg_of("stress_sweep"),
+        out=path_of("stress_sweep", "out"),
     log:
-        f"{LOGS}/train/stress_sweep.log",
+        log_of("stress_sweep"),
     benchmark:
-        f"{LOGS}/benchmarks/train/stress_sweep.tsv"
+        benchmark_of("stress_sweep")
     localrule: True
     threads: sweep_threads
     resources:
@@ -199,21 +184,19 @@ rule finetune_stress:
     """GPU: fine-tune CLIP with a stress head for one seed; epoch chosen on val, then test scored once."""
     input:
         posts=DD_POSTS,
-        synth=expand(rules.synthesize_shard.output[0], shard=DD_SHARDS),
-        model=model_stamp("clip"),
+        synth=every_shard(rules.synthesize_shard.output.shard, "dreaddit"),
+        models=model_stamps("finetune_stress"),
     output:
-        result=f"{STRESS}/finetune/seed-{{seed}}/result.json",
-        predictions=f"{STRESS}/finetune/seed-{{seed}}/test_predictions.parquet",
-        model=f"{STRESS}/finetune/seed-{{seed}}/model.safetensors",
+        **outputs_of("finetune_stress"),
     params:
-        cfg=cfg_json("train", "models"),
-        out=f"{STRESS}/finetune/seed-{{seed}}",
+        cfg=cfg_of("finetune_stress"),
+        out=path_of("finetune_stress", "out"),
     wildcard_constraints:
         seed=r"\d+",
     log:
-        f"{LOGS}/train/finetune_stress/seed-{{seed}}.log",
+        log_of("finetune_stress"),
     benchmark:
-        f"{LOGS}/benchmarks/train/finetune_stress/seed-{{seed}}.tsv"
+        benchmark_of("finetune_stress")
     threads: 4
     resources:
         mem_mb=lambda wc, attempt: 32000 * attempt,
@@ -223,6 +206,9 @@ rule finetune_stress:
         " --synth {input.synth:q} --out {params.out:q} --threads {threads} > {log:q} 2>&1"
 
 
+ENG_OUT = outputs_of("train_engagement")
+
+
 rule train_engagement:
     """The selected engagement models scored once per seed on the test influencers."""
     input:
@@ -230,18 +216,18 @@ rule train_engagement:
         test=rules.engagement_dataset.output.test,
         dataset=rules.engagement_dataset.output.summary,
     output:
-        metrics=report(f"{ENG}/metrics.json", category="Engagement", labels={"figure": "metrics (JSON)"}),
-        plot=report(f"{ENG}/pred_vs_actual.png", caption="../report/pred_vs_actual.rst", category="Engagement",
+        metrics=report(ENG_OUT["metrics"], category="Engagement", labels={"figure": "metrics (JSON)"}),
+        plot=report(ENG_OUT["plot"], caption="../report/pred_vs_actual.rst", category="Engagement",
                     labels={"figure": "predicted vs actual"}),
-        predictions=f"{ENG}/predictions.parquet",
-        checkpoints=directory(f"{ENG}/checkpoints"),
+        predictions=ENG_OUT["predictions"],
+        checkpoints=ENG_OUT["checkpoints"],
     params:
-        cfg=cfg_json("train", "models"),  # models: the encoders named in metrics, the demo notice
-        out=ENG,
+        cfg=cfg_of("train_engagement"),
+        out=path_of("train_engagement", "out"),
     log:
-        f"{LOGS}/train/train_engagement.log",
+        log_of("train_engagement"),
     benchmark:
-        f"{LOGS}/benchmarks/train/train_engagement.tsv"
+        benchmark_of("train_engagement")
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
@@ -251,26 +237,29 @@ rule train_engagement:
         " --test {input.test:q} --dataset {input.dataset:q} --out {params.out:q} > {log:q} 2>&1"
 
 
+STRESS_OUT = outputs_of("train_stress")
+
+
 rule train_stress:
     """The selected stress models (and the fine-tuned CLIP) scored once per seed on the test split."""
     input:
         selection=rules.stress_sweep.output.selection,
         test=rules.stress_dataset.output.test,
         dataset=rules.stress_dataset.output.summary,
-        finetune=expand(rules.finetune_stress.output.result, seed=TRAIN_SEEDS) if FINETUNE else [],
+        finetune=every_job("finetune_stress", rules.finetune_stress.output.result),
     output:
-        metrics=report(f"{STRESS}/metrics.json", category="Stress", labels={"figure": "metrics (JSON)"}),
-        plot=report(f"{STRESS}/confusion_matrix.png", caption="../report/confusion_matrix.rst", category="Stress",
+        metrics=report(STRESS_OUT["metrics"], category="Stress", labels={"figure": "metrics (JSON)"}),
+        plot=report(STRESS_OUT["plot"], caption="../report/confusion_matrix.rst", category="Stress",
                     labels={"figure": "confusion matrices"}),
-        predictions=f"{STRESS}/predictions.parquet",
-        checkpoints=directory(f"{STRESS}/checkpoints"),
+        predictions=STRESS_OUT["predictions"],
+        checkpoints=STRESS_OUT["checkpoints"],
     params:
-        cfg=cfg_json("train", "models"),  # models: the encoders named in metrics, the demo notice
-        out=STRESS,
+        cfg=cfg_of("train_stress"),
+        out=path_of("train_stress", "out"),
     log:
-        f"{LOGS}/train/train_stress.log",
+        log_of("train_stress"),
     benchmark:
-        f"{LOGS}/benchmarks/train/train_stress.tsv"
+        benchmark_of("train_stress")
     threads: 1
     localrule: True
     resources:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from ..cli import command, given_paths
+from ..cli import command, config_args, given_paths, stage_config
 
 
 def _assets_args(p):
@@ -23,3 +23,18 @@ def assets(args):
            for k in ("engagement", "stress", "ingest", "rules", "rules-png", "bench")}
     build_assets(args.engagement, args.stress, args.ingest, args.bench_dir,
                  given_paths(args.bench_files), {k: v for k, v in out.items() if v})
+
+
+def _report_args(p):
+    config_args(p)
+    p.add_argument("--snakefile", required=True, type=Path, help="the workflow's main Snakefile")
+    p.add_argument("--directory", default=".", type=Path, help="the run's working directory (default: here)")
+    p.add_argument("--out", required=True, type=Path, help="the report to write (report.html)")
+    p.add_argument("targets", nargs="+", help="rules whose report() outputs the report shows")
+
+
+@command("report", "the one-file HTML report of a finished run (snakemake --report, same config)", _report_args)
+def report(args):
+    from ..report import snakemake_report
+
+    snakemake_report(stage_config(args), args.snakefile, args.out, args.targets, args.directory)

@@ -36,15 +36,16 @@ from ..inference.device import device_and_dtype, dtype_name, require_visible_gpu
 from ..inference.runner import run
 from ..io.arrays import embedding_array
 from ..io.parquet import ParquetWriter, provenance
+from ..layout import params as rule_params
 from ..models import ClipModel, clip_dim, load_clip
 from ..tables import dreaddit_clip
 from .config import DreadditConfig, validated
-from .posts import read_shard
+from .posts import read_dreaddit_shard
 
 log = logging.getLogger(__name__)
 
 
-def check_tokenizer(tokenizer) -> None:
+def require_bpe_tokenizer(tokenizer) -> None:
     """The windowing below needs open_clip's BPE tokenizer (token ids, start/end ids, context)."""
     for attr in ("encode", "sot_token_id", "eot_token_id", "context_length"):
         if not hasattr(tokenizer, attr):
@@ -95,7 +96,7 @@ class Reader:
     next batch's images already decoding while the current one is on the device."""
 
     def __init__(self, rows: list[tuple], tokenizer, preprocess, mode: str, batch_size: int, workers: int):
-        check_tokenizer(tokenizer)
+        require_bpe_tokenizer(tokenizer)
         self.rows, self.tok, self.pre, self.mode = rows, tokenizer, preprocess, mode
         self.batch_size = batch_size
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
@@ -227,7 +228,7 @@ def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, o
     cc = dd.clip
     if threads:
         torch.set_num_threads(threads)
-    rows = read_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
+    rows = read_dreaddit_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
     index = pl.read_parquet(synth, columns=["post_id", "image_path", "status"])
     if rows["post_id"].to_list() != index["post_id"].to_list():
         raise RuntimeError(f"{synth} does not hold shard {shard} of {posts} (post ids differ): it is stale; "
@@ -242,8 +243,7 @@ def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, o
     dim = clip_dim(net)
     synth_status = dict(index.select("post_id", "status").iter_rows())
     schema = dreaddit_clip(dim)
-    section = {"results": cfg["results"], "dreaddit": {"shards": dd.shards, "clip": cfg["dreaddit"]["clip"]},
-               "models": {"clip": cfg["models"]["clip"]}}
+    section = rule_params("dreaddit_clip", cfg)
     prov = provenance("dreaddit_clip", section, shard=shard, model={**model_prov, "device": str(device), "dtype": dtype_name(dtype)},
                       posts=str(posts), synth=str(synth))
     reader = Reader(list(rows.select("post_id", "text", "status", "image_path").iter_rows()), tokenizer, preprocess,

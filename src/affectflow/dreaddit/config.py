@@ -79,4 +79,7 @@ class DreadditConfig:
 
     @property
     def images_dir(self) -> Path:
-        return self.results / "dreaddit" / "images"
+        """Where synthesis keeps the images (``synthesize_shard``'s ``images`` path in the layout)."""
+        from ..layout import path
+
+        return Path(path("synthesize_shard", "images", {"results": str(self.results)}))

@@ -31,6 +31,7 @@ import polars as pl
 
 from .. import status as S
 from ..io.parquet import provenance, write_json, write_table
+from ..layout import params as rule_params
 from ..tables import COLUMNS, DREADDIT_POSTS, FEATURES, INT_FEATURES
 from .config import DreadditConfig, validated
 
@@ -253,7 +254,7 @@ def assign_split(df: pl.DataFrame, val_fraction: float, seed: int, group_by_post
 
 
 # -- the posts table -------------------------------------------------------------------------------
-def read_posts(cfg: Mapping) -> tuple[pl.DataFrame, dict[str, Any]]:
+def read_dreaddit_csvs(cfg: Mapping) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Both files -> the posts frame (DREADDIT_POSTS columns) and the summary of what was read."""
     dd = DreadditConfig.from_config(cfg)
     from ..config import require_inputs
@@ -314,8 +315,8 @@ def build_posts(cfg: Mapping, out: str | Path, summary_out: str | Path) -> dict[
     """Stage ``dreaddit_posts``: write ``posts.parquet`` and the read summary; return the summary."""
     cfg = validated(cfg)
     dd = DreadditConfig.from_config(cfg)
-    posts, summary = read_posts(cfg)
-    section = {"results": cfg.get("results"), "dreaddit": {k: cfg["dreaddit"][k] for k in ("train", "test", "split")}}
+    posts, summary = read_dreaddit_csvs(cfg)
+    section = rule_params("dreaddit_posts", cfg)
     write_table(out, posts.to_arrow(), DREADDIT_POSTS, provenance("dreaddit_posts", section, sources=[str(dd.train), str(dd.test)],
                                                        source_sha256={str(p): _sha256(p) for p in (dd.train, dd.test)}))
     write_json(summary_out, summary)
@@ -335,7 +336,7 @@ def shard_bounds(n_rows: int, shard: int, shards: int) -> tuple[int, int]:
     return shard * n_rows // shards, (shard + 1) * n_rows // shards
 
 
-def read_shard(posts: str | Path, shard: int, shards: int, columns: list[str]) -> pl.DataFrame:
+def read_dreaddit_shard(posts: str | Path, shard: int, shards: int, columns: list[str]) -> pl.DataFrame:
     """The rows of one shard, in posts-table order, with only ``columns``."""
     import pyarrow.parquet as pq
 

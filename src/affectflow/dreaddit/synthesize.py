@@ -38,10 +38,11 @@ from .. import status as S
 from ..inference.device import device_and_dtype, dtype_name, require_visible_gpu
 from ..inference.runner import run
 from ..io.parquet import provenance, write_table
-from ..models import HFModel, ModelMissing, check_tokenizer, provenance_of, resolve
+from ..layout import params as rule_params
+from ..models import HFModel, ModelMissing, check_tokenizer_complete, provenance_of, resolve
 from ..tables import DREADDIT_SYNTH
 from .config import DreadditConfig, SynthesisConfig, validated
-from .posts import read_shard, stable_hash
+from .posts import read_dreaddit_shard, stable_hash
 from .prompt import PromptFitter, check_negative_prompt, check_template
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def load_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path, subfolder="tokenizer")
-    check_tokenizer(tok, f"models.diffusion ({path}/tokenizer)")
+    check_tokenizer_complete(tok, f"models.diffusion ({path}/tokenizer)")
     return tok
 
 
@@ -233,7 +234,7 @@ class Generator:
         return results
 
 
-class ImageWriter:
+class PngWriter:
     """The writer: PNGs encoded in threads while the next batch is generated; statuses collected."""
 
     def __init__(self, model: str, level: int, threads: int):
@@ -284,7 +285,7 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
         torch.set_num_threads(threads)
     images = Path(images_dir) if images_dir else dd.images_dir
     images.mkdir(parents=True, exist_ok=True)
-    rows = read_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
+    rows = read_dreaddit_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
 
     model = HFModel.from_config(cfg, "diffusion")
     path = resolve(cfg, model)
@@ -320,7 +321,7 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
     if todo:
         pipe = load_pipeline(cfg, path, device, dtype)
         generator = Generator(pipe, syn)
-        writer = ImageWriter(model.id, syn.png_compress_level, syn.writers)
+        writer = PngWriter(model.id, syn.png_compress_level, syn.writers)
         try:
             stats = run(_batches(todo, syn.batch_size), generator, writer, name=f"synthesize shard {shard}",
                         total=len(todo), unit="images")
@@ -340,9 +341,7 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
     summary = {"posts": rows.height, "kept": len(jobs) - len(todo), "made": sum(1 for j in todo if settled[j.post_id][0] == S.OK),
                "by_status": counts, "prompts_truncated": sum(1 for t in cols["prompt_truncated"] if t),
                "oom_splits": oom_splits, "timing": stats.as_dict() if stats else None}
-    section = {"results": cfg["results"], "dreaddit": {"shards": dd.shards, "synthesis": cfg["dreaddit"]["synthesis"]},
-               "models": {"diffusion": cfg["models"]["diffusion"], **({"safety_checker": cfg["models"]["safety_checker"]}
-                                                                    if "safety_checker" in cfg["models"] else {})}}
+    section = rule_params("synthesize_shard", cfg)
     prov = provenance("dreaddit_synth", section, shard=shard, model=model_prov, images_dir=str(images),
                       posts=str(posts), summary=summary)
     write_table(out, pa.table(cols, schema=DREADDIT_SYNTH), DREADDIT_SYNTH, prov)

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 # -- posts ----------------------------------------------------------------------------------------
-def read_posts(path: str | Path, columns: list[str]) -> pl.DataFrame:
+def read_posts_shard(path: str | Path, columns: list[str]) -> pl.DataFrame:
     """The posts shard's columns a stage needs (``post_id`` and ``status`` always)."""
     cols = list(dict.fromkeys(["post_id", "status", *columns]))
     return pl.read_parquet(path, columns=cols)

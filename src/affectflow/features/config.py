@@ -1,4 +1,4 @@
-"""Typed view of the ``features`` config section; :func:`stage_config` slices it per rule."""
+"""Typed view of the ``features`` config section (each rule passes its slice: ``affectflow.layout.params``)."""
 
 from __future__ import annotations
 
@@ -76,13 +76,3 @@ class FeaturesConfig:
                    text_embedding=TextStageConfig.from_section(f["text_embedding"]),
                    image_embedding=ImageStageConfig.from_section(f["image_embedding"]))
 
-
-def stage_config(cfg: Mapping[str, Any], stage: str, model_key: str) -> dict[str, Any]:
-    """The config one feature stage runs with: device, precision, its own settings, its model.
-
-    Rules pass only this (so that, say, a new image batch size does not rerun sentiment).
-    """
-    f = cfg["features"]
-    return {"results": cfg.get("results"),
-            "features": {"device": f["device"], "precision": f["precision"], stage: f[stage]},
-            "models": {"dir": cfg["models"]["dir"], model_key: cfg["models"][model_key]}}

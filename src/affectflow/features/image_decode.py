@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import status as S
 from ..io.multizip import Member, MemberError, MultiVolumeZip
+from ..tables import MEMBER_COLUMNS
 
 _RESAMPLE = {"bicubic": 3, "bilinear": 2, "nearest": 0, "lanczos": 1}  # PIL.Image.Resampling values
 
@@ -111,9 +112,6 @@ def decode(data: bytes, pre: Preprocess, name: str = "image", draft: bool = True
     if fmt == "JPEG" and mode == "RGB":
         return Decoded(pixels, S.OK, None, **meta)
     return Decoded(pixels, S.CONVERTED, f"{name}: {fmt} {mode} data converted to RGB", **meta)
-
-
-MEMBER_COLUMNS = ("member", "disk", "offset", "compressed_size", "uncompressed_size", "method", "crc", "flags")
 
 
 class ImageBatches:

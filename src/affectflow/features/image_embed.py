@@ -27,15 +27,15 @@ from .. import status as S
 from ..inference.device import autocast, dtype_name, prepare_model, setup_torch, to_device
 from ..inference.runner import run
 from ..instagram.config import InstagramConfig
-from ..instagram.plan import read_shard
+from ..instagram.plan import read_plan_shard
 from ..io.arrays import embedding_array
 from ..io.multizip import MultiVolumeZip
 from ..io.parquet import ParquetWriter, provenance
 from ..models import ClipModel, clip_dim, load_clip
-from ..tables import image_embeddings, pooled_image_embeddings
-from .common import parsed, read_posts
+from ..tables import MEMBER_COLUMNS, image_embeddings, pooled_image_embeddings
+from .common import parsed, read_posts_shard
 from .config import FeaturesConfig
-from .image_decode import MEMBER_COLUMNS, ImageBatches, Preprocess, loader
+from .image_decode import ImageBatches, Preprocess, loader
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def _shard_images(posts: pl.DataFrame, plan_images: str | Path, shard: int) -> t
     """``(present, missing)``: the shard's images in the archive (plan order) and those mapped but
     absent, each with ``post_row``, the post's status and ``image_index`` (position in the mapping)."""
     cols = ["post_id", "image_index", "image_file", *MEMBER_COLUMNS]
-    present = pl.from_arrow(read_shard(plan_images, shard, cols))
+    present = pl.from_arrow(read_plan_shard(plan_images, shard, cols))
     keyed = posts.select("post_id", "post_row", pl.col("status").alias("post_status"))
     present = present.join(keyed, on="post_id", how="left", maintain_order="left")
     stray = present.filter(pl.col("post_row").is_null())
@@ -107,7 +107,7 @@ def _passthrough_rows(df: pl.DataFrame, dim: int, status: pl.Expr, error: pl.Exp
     })
 
 
-class ImageWriter:
+class EmbeddingRowWriter:
     """Appends each decoded batch's rows to the image table and adds its vectors to the per-post sums."""
 
     def __init__(self, writer: ParquetWriter, images: pl.DataFrame, n_posts: int, dim: int):
@@ -176,7 +176,7 @@ def image_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, plan_
     threads = threads or icfg.threads
     device, dtype = setup_torch(fcfg, threads)
     net, pre, dim, model_prov = load_image_model(cfg, device, dtype)
-    posts = read_posts(posts_path, ["username", "image_files", "missing_images"]).with_row_index("post_row")
+    posts = read_posts_shard(posts_path, ["username", "image_files", "missing_images"]).with_row_index("post_row")
     present, missing = _shard_images(posts, plan_images, shard)
     todo = present.filter(parsed(pl.col("post_status")))
     skipped = present.filter(~parsed(pl.col("post_status")))
@@ -192,7 +192,7 @@ def image_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, plan_
                            ig.max_member_bytes)
     encode = image_encoder(net, pre, dim, device, dtype)
     with zf, ParquetWriter(out, image_embeddings(dim), prov) as writer:
-        sink = ImageWriter(writer, todo, posts.height, dim)
+        sink = EmbeddingRowWriter(writer, todo, posts.height, dim)
         stats = run(loader(dataset, icfg.batch_size, workers, icfg.prefetch_factor, pin),
                     lambda b: encode(b["pixels"]), sink, size=lambda b: len(b["status"]), name=f"image_embeddings shard {shard}",
                     log_every=20, total=todo.height, unit="images")

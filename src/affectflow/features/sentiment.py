@@ -19,9 +19,9 @@ import pyarrow as pa
 
 from ..inference.device import autocast, dtype_name, prepare_model, setup_torch, to_device
 from ..io.parquet import provenance
-from ..models import HFModel, check_tokenizer, provenance_of, resolve
+from ..models import HFModel, check_tokenizer_complete, provenance_of, resolve
 from ..tables import SENTIMENT
-from .common import read_posts, text_status
+from .common import read_posts_shard, text_status
 from .config import FeaturesConfig
 from .text_batches import TextResults, TextTokenizer, run_text_stage
 
@@ -46,7 +46,7 @@ def load_classifier(cfg: Mapping[str, Any], device, dtype):
     model = HFModel.from_config(cfg, "sentiment")
     path = resolve(cfg, model)
     tok = AutoTokenizer.from_pretrained(str(path))
-    check_tokenizer(tok, "models.sentiment")
+    check_tokenizer_complete(tok, "models.sentiment")
     net = prepare_model(AutoModelForSequenceClassification.from_pretrained(str(path)), device, dtype)
     return net, tok, provenance_of(cfg, model, path, device=str(device), dtype=dtype_name(dtype))
 
@@ -94,7 +94,7 @@ def sentiment_shard(cfg: Mapping[str, Any], posts_path: str | Path, out: str | P
     net, tok, model_prov = load_classifier(cfg, device, dtype)
     max_length = model_max_length(tok, net.config, scfg.max_length)
     labels = np.asarray([net.config.id2label[i] for i in range(net.config.num_labels)], dtype=object)
-    posts = read_posts(posts_path, list(TEXT_COLUMNS))
+    posts = read_posts_shard(posts_path, list(TEXT_COLUMNS))
     prov = provenance("instagram_sentiment", cfg, shard=shard, source=str(posts_path),
                       model=model_prov | {"max_length": max_length}, device=str(device), dtype=dtype_name(dtype))
     stats, counts = run_text_stage(posts, TEXT_COLUMNS, TextTokenizer(tok, max_length), scfg,

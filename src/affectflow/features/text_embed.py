@@ -20,9 +20,9 @@ import pyarrow as pa
 from ..inference.device import autocast, dtype_name, prepare_model, setup_torch, to_device
 from ..io.arrays import embedding_array
 from ..io.parquet import provenance
-from ..models import HFModel, check_tokenizer, provenance_of, resolve
+from ..models import HFModel, check_tokenizer_complete, provenance_of, resolve
 from ..tables import text_embeddings
-from .common import read_posts, text_status
+from .common import read_posts_shard, text_status
 from .config import FeaturesConfig
 from .text_batches import TextResults, TextTokenizer, run_text_stage
 
@@ -42,7 +42,7 @@ def load_sbert(cfg: Mapping[str, Any], device, dtype):
     model = HFModel.from_config(cfg, "text_embedding")
     path = resolve(cfg, model)
     st = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-    check_tokenizer(st.tokenizer, "models.text_embedding")
+    check_tokenizer_complete(st.tokenizer, "models.text_embedding")
     st = prepare_model(st, device, dtype)
     return st, provenance_of(cfg, model, path, device=str(device), dtype=dtype_name(dtype))
 
@@ -81,7 +81,7 @@ def text_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, out: s
     st, model_prov = load_sbert(cfg, device, dtype)
     max_length = min(tcfg.max_length or st.max_seq_length, st.max_seq_length)
     dim = int((getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension)())
-    posts = read_posts(posts_path, ["caption", "comments_text"]).with_columns(post_text())
+    posts = read_posts_shard(posts_path, ["caption", "comments_text"]).with_columns(post_text())
     prov = provenance("instagram_text_embeddings", cfg, shard=shard, source=str(posts_path),
                       model=model_prov | {"max_length": max_length, "dim": dim}, device=str(device),
                       dtype=dtype_name(dtype))

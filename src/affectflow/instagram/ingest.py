@@ -24,15 +24,14 @@ from .. import status as S
 from ..io import arrays as A
 from ..io.multizip import MemberError, MultiVolumeZip, VolumeError
 from ..io.parquet import ParquetWriter, parquet_files, provenance, read_columns, read_partition, write_json
-from ..tables import POSTS
+from ..tables import MEMBER_COLUMNS, POSTS
 from .config import InstagramConfig
 from .post_parse import PARSED_FIELDS, parse_posts
 
 log = logging.getLogger(__name__)
 
-_LOCATION = ["member", "disk", "offset", "compressed_size", "uncompressed_size", "method", "crc", "flags"]
 _CARRIED = ["post_id", "username", "json_file", "category", "followers", "image_files", "missing_images", "shard"]
-_PLAN_COLUMNS = [*_CARRIED, *_LOCATION, "in_mapping", "plan_status", "plan_error"]
+_PLAN_COLUMNS = [*_CARRIED, *MEMBER_COLUMNS, "in_mapping", "plan_status", "plan_error"]
 
 
 class ShardVolumeError(RuntimeError):
@@ -107,7 +106,7 @@ def ingest_rows(zf: MultiVolumeZip, plan: pa.Table, ig: InstagramConfig, shard: 
     t = time.perf_counter()
     n = plan.num_rows
     status, error = plan["plan_status"].to_pylist(), plan["plan_error"].to_pylist()
-    location = [plan[c].to_pylist() for c in _LOCATION]
+    location = [plan[c].to_pylist() for c in MEMBER_COLUMNS]
     raws: list[bytes] = []
     read_idx: list[int] = []
     read, limit, archive = zf.read_at, ig.max_member_bytes, ig.metadata_zip.name

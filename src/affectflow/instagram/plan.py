@@ -310,6 +310,6 @@ def _write_by_shard(path, df: pl.DataFrame, schema: pa.Schema, prov: dict, shard
                 w.write(df.slice(lo, hi - lo).to_arrow())
 
 
-def read_shard(path: str | Path, shard: int, columns: list[str] | None = None) -> pa.Table:
+def read_plan_shard(path: str | Path, shard: int, columns: list[str] | None = None) -> pa.Table:
     """The plan rows of one shard: only that shard's row group is read (see ``io.parquet.read_partition``)."""
     return read_partition(path, "shard", shard, columns)

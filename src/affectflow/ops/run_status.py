@@ -4,8 +4,9 @@ The operator's question the morning after ("what finished, what failed and why, 
 now") is answered from what is on disk, without building Snakemake's DAG (which needs the raw
 data and the whole workflow to load) and in well under a second:
 
-* the expected jobs come from the config (shard counts) through :data:`STAGES`, a registry of
-  stage -> rules -> output and log patterns;
+* the expected jobs come from the config (shard counts) through :data:`STAGES`, stage -> rules
+  -> output and log patterns, built from :data:`affectflow.layout.RULES` (the table the rules
+  read their paths from);
 * a job is *done* when all its outputs exist and Snakemake has no incomplete marker for them
   (``.snakemake/incomplete``: a job was running when it or Snakemake was killed);
 * *failed* when its log ends in an error (the CLI's last ``ERROR`` line, or a traceback), or when
@@ -21,10 +22,10 @@ no job run yet are listed apart (a run of ``ingest`` alone is not asked to fetch
 stage's final outputs exist but some of its intermediate ones do not (deleted by hand), Snakemake
 would not rebuild those for the stage target, so the command names them as file targets too.
 
-Adding a stage: append a :class:`Stage` to :data:`STAGES` with one :class:`Step` per rule (output
-and log patterns exactly as in the rule, with ``{results}``, ``{logs}`` and the rule's wildcards;
-``jobs`` yields the wildcard values per job from the config). ``tests/ops/test_run_status.py`` checks
-every registered rule against a dry-run of the real workflow, so a mismatch fails the tests.
+Adding a rule or a stage: declare it in :data:`affectflow.layout.RULES` (its outputs, log, jobs,
+stage; a new stage's target in ``STAGE_TARGETS``) and take its paths from there in the ``.smk``
+file; it is tracked here with no further change. ``tests/ops/test_run_status.py`` checks every
+registered rule against a dry-run of the real workflow.
 """
 
 from __future__ import annotations
@@ -40,62 +41,31 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .. import layout
+
 Wildcards = dict[str, str]
 
 # -- the registry --------------------------------------------------------------------------------
-
-
-def single_job(cfg: Mapping) -> list[Wildcards]:
-    """A rule that runs once (no wildcards)."""
-    return [{}]
-
-
-def instagram_shards(cfg: Mapping) -> list[Wildcards]:
-    """``IG_SHARDS`` of workflow/rules/common.smk."""
-    return [{"shard": f"{i:05d}"} for i in range(int(cfg["instagram"]["shards"]))]
-
-
-def dreaddit_shards(cfg: Mapping) -> list[Wildcards]:
-    """``DD_SHARDS`` of workflow/rules/dreaddit.smk."""
-    return [{"shard": f"{i:05d}"} for i in range(int(cfg["dreaddit"]["shards"]))]
-
-
-def model_keys(cfg: Mapping) -> list[Wildcards]:
-    """``MODEL_KEYS`` of workflow/rules/models.smk: the configured models."""
-    return [{"key": k} for k, v in cfg.get("models", {}).items() if isinstance(v, dict)]
-
-
-def train_seeds(cfg: Mapping) -> list[Wildcards]:
-    """``finetune_stress``: one job per seed, none when fine-tuning is off."""
-    stress = cfg.get("train", {}).get("stress", {})
-    if not stress.get("finetune", {}).get("enabled", True):
-        return []
-    return [{"seed": str(s)} for s in cfg.get("train", {}).get("seeds", [0, 1, 2])]
-
-
-def caption_shards(cfg: Mapping) -> list[Wildcards]:
-    """``engagement_caption_embeddings``: per Instagram shard when training on captions alone."""
-    caption = cfg.get("train", {}).get("engagement", {}).get("text_features", "caption") == "caption"
-    return instagram_shards(cfg) if caption else []
-
-
-def stress_text_job(cfg: Mapping) -> list[Wildcards]:
-    """``stress_text_embeddings``: only when the stress text encoder is models.text_embedding."""
-    return [{}] if cfg.get("train", {}).get("stress", {}).get("text_encoder") == "text_embedding" else []
 
 
 @dataclass(frozen=True)
 class Step:
     """One rule: its outputs and log, and its jobs' wildcard values.
 
-    Patterns are ``str.format`` templates over the config and the wildcards, written as in the
-    rule: ``{results}``, ``{logs}``, ``{models[dir]}``, ``{shard}``.
+    Patterns are ``str.format`` templates over the config and the wildcards, as in
+    :mod:`affectflow.layout`: ``{results}``, ``{logs}``, ``{models[dir]}``, ``{shard}``.
     """
 
     rule: str
     outputs: tuple[str, ...]
     log: str
-    jobs: Callable[[Mapping], list[Wildcards]] = single_job
+    jobs: Callable[[Mapping], list[Wildcards]] = layout.once
+
+    @classmethod
+    def of(cls, rule: str) -> "Step":
+        """The step of a rule of :data:`affectflow.layout.RULES`."""
+        r = layout.RULES[rule]
+        return cls(rule, tuple(r.outputs.values()), r.log, r.jobs)
 
 
 @dataclass(frozen=True)
@@ -107,70 +77,10 @@ class Stage:
     steps: tuple[Step, ...]
 
 
-STAGES: tuple[Stage, ...] = (
-    Stage("models", "fetch_models", (
-        Step("fetch_model", ("{models[dir]}/.fetched/{key}.json",), "{logs}/models/fetch_{key}.log", model_keys),
-    )),
-    Stage("ingest", "ingest", (
-        Step("instagram_plan",
-             ("{results}/instagram/plan/posts.parquet", "{results}/instagram/plan/images.parquet",
-              "{results}/instagram/plan/plan.json"),
-             "{logs}/instagram/plan.log"),
-        Step("instagram_ingest", ("{results}/instagram/posts/shard-{shard}.parquet",),
-             "{logs}/instagram/ingest/shard-{shard}.log", instagram_shards),
-        Step("instagram_ingest_summary", ("{results}/instagram/ingest_summary.json",),
-             "{logs}/instagram/ingest_summary.log"),
-    )),
-    Stage("dreaddit", "dreaddit", (
-        Step("dreaddit_posts", ("{results}/dreaddit/posts/posts.parquet", "{results}/dreaddit/posts_summary.json"),
-             "{logs}/dreaddit/posts.log"),
-        Step("synthesize_shard", ("{results}/dreaddit/synth/shard-{shard}.parquet",),
-             "{logs}/dreaddit/synthesize/shard-{shard}.log", dreaddit_shards),
-        Step("dreaddit_clip", ("{results}/dreaddit/clip/shard-{shard}.parquet",),
-             "{logs}/dreaddit/clip/shard-{shard}.log", dreaddit_shards),
-        Step("dreaddit_summary", ("{results}/dreaddit/summary.json",), "{logs}/dreaddit/summary.log"),
-    )),
-    Stage("features", "features", (
-        Step("sentiment", ("{results}/instagram/sentiment/shard-{shard}.parquet",),
-             "{logs}/instagram/sentiment/shard-{shard}.log", instagram_shards),
-        Step("text_embeddings", ("{results}/instagram/text_embeddings/shard-{shard}.parquet",),
-             "{logs}/instagram/text_embeddings/shard-{shard}.log", instagram_shards),
-        Step("image_embeddings", ("{results}/instagram/image_embeddings/shard-{shard}.parquet",
-                                  "{results}/instagram/image_pooled/shard-{shard}.parquet"),
-             "{logs}/instagram/image_embeddings/shard-{shard}.log", instagram_shards),
-        Step("features_summary", ("{results}/instagram/features_summary.json",),
-             "{logs}/instagram/features_summary.log"),
-    )),
-    Stage("train", "train", (
-        Step("engagement_caption_embeddings", ("{results}/models/engagement/caption_embeddings/shard-{shard}.parquet",),
-             "{logs}/train/caption_embeddings/shard-{shard}.log", caption_shards),
-        Step("engagement_dataset", ("{results}/models/engagement/data/train", "{results}/models/engagement/data/val", "{results}/models/engagement/data/test", "{results}/models/engagement/data/dataset.json"),
-             "{logs}/train/engagement_dataset.log"),
-        Step("engagement_sweep", ("{results}/models/engagement/sweep/selection.json",
-                                  "{results}/models/engagement/sweep/trials.parquet"),
-             "{logs}/train/engagement_sweep.log"),
-        Step("train_engagement", ("{results}/models/engagement/metrics.json", "{results}/models/engagement/pred_vs_actual.png", "{results}/models/engagement/predictions.parquet",
-                                  "{results}/models/engagement/checkpoints"),
-             "{logs}/train/train_engagement.log"),
-        Step("stress_text_embeddings", ("{results}/models/stress/text_embeddings.parquet",),
-             "{logs}/train/stress_text_embeddings.log", stress_text_job),
-        Step("stress_dataset", ("{results}/models/stress/data/train", "{results}/models/stress/data/val", "{results}/models/stress/data/test", "{results}/models/stress/data/dataset.json"),
-             "{logs}/train/stress_dataset.log"),
-        Step("stress_sweep", ("{results}/models/stress/sweep/selection.json",
-                              "{results}/models/stress/sweep/trials.parquet"),
-             "{logs}/train/stress_sweep.log"),
-        Step("finetune_stress", ("{results}/models/stress/finetune/seed-{seed}/result.json", "{results}/models/stress/finetune/seed-{seed}/test_predictions.parquet",
-                                 "{results}/models/stress/finetune/seed-{seed}/model.safetensors"),
-             "{logs}/train/finetune_stress/seed-{seed}.log", train_seeds),
-        Step("train_stress", ("{results}/models/stress/metrics.json", "{results}/models/stress/confusion_matrix.png", "{results}/models/stress/predictions.parquet", "{results}/models/stress/checkpoints"),
-             "{logs}/train/train_stress.log"),
-    )),
-    Stage("report", "report", (
-        Step("report_assets", ("{results}/report/engagement_metrics.html", "{results}/report/stress_metrics.html", "{results}/report/ingest_summary.html",
-                               "{results}/report/rule_benchmarks.html", "{results}/report/rule_runtime.png", "{results}/report/benchmark_figures.html"),
-             "{logs}/report/report_assets.log"),
-        Step("report", ("{results}/report.html",), "{logs}/report/report.log"),
-    )),
+#: Every rule of the layout, grouped by stage (each stage's final rule last).
+STAGES: tuple[Stage, ...] = tuple(
+    Stage(stage, target, tuple(Step.of(r.rule) for r in layout.RULES.values() if r.stage == stage))
+    for stage, target in layout.STAGE_TARGETS.items()
 )
 
 # -- states ----------------------------------------------------------------------------------------
@@ -616,7 +526,7 @@ def stage_progress(status: "RunStatus", workdir: Path) -> dict[str, dict[str, An
 
 
 def _fmt(pattern: str, cfg: Mapping, wildcards: Wildcards) -> str:
-    return pattern.format(**{**cfg, **wildcards})
+    return layout.fill(pattern, cfg, wildcards)
 
 
 def job_status(step: Step, cfg: Mapping, wildcards: Wildcards, workdir: Path, markers: Mapping[str, str | None],
@@ -807,7 +717,7 @@ def format_status(s: RunStatus, max_lines: int = 20) -> str:
     if s.problems:
         out += ["", *s.problems]
     if s.unregistered_rules:
-        out += ["", "Rules not tracked by `affectflow status` (add them to run_status.STAGES): "
+        out += ["", "Rules not tracked by `affectflow status` (declare them in affectflow.layout.RULES): "
                 + ", ".join(s.unregistered_rules)]
     out.append("")
     if s.last_run_log:

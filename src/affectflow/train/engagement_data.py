@@ -98,7 +98,7 @@ def _eligible(posts: pl.DataFrame, per_follower: bool) -> tuple[pl.DataFrame, di
 PASS1_COLUMNS = ["post_id", "username", "status", "likes", "comments", "followers"]  # target and group only
 
 
-def _read_posts(path: Path, columns: list[str] = POST_COLUMNS) -> pl.DataFrame:
+def _read_instagram_posts(path: Path, columns: list[str] = POST_COLUMNS) -> pl.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: posts shard not found")
     posts = pl.read_parquet(path, columns=columns)
@@ -139,7 +139,7 @@ def build(cfg: Mapping[str, Any], shards: Sequence[ShardInputs], out_dir: str | 
     excluded: dict[str, int] = {}
     total = 0
     for sh in shards:
-        posts, ex = _eligible(_read_posts(sh.posts, PASS1_COLUMNS), tc.target.per_follower)
+        posts, ex = _eligible(_read_instagram_posts(sh.posts, PASS1_COLUMNS), tc.target.per_follower)
         total += posts.height + sum(ex.values())
         for k, v in ex.items():
             excluded[k] = excluded.get(k, 0) + v
@@ -168,7 +168,7 @@ def build(cfg: Mapping[str, Any], shards: Sequence[ShardInputs], out_dir: str | 
     absent = {"sentiment": 0, "text": 0, "image": 0}
     target = target_expr(tc.target.comment_weight, tc.target.per_follower)
     for sh in shards:
-        posts, _ = _eligible(_read_posts(sh.posts), tc.target.per_follower)
+        posts, _ = _eligible(_read_instagram_posts(sh.posts), tc.target.per_follower)
         if posts.height == 0:
             continue
         sent = pl.read_parquet(sh.sentiment, columns=["post_id", "caption_sentiment", "caption_score"])

@@ -83,9 +83,9 @@ def _image_size(model: nn.Module) -> int:
 
 def read_rows(posts_path: str | Path, synth_paths: Sequence[str | Path], results: str | Path) -> pl.DataFrame:
     """Dreaddit posts with the file of their synthesized image (null when unusable)."""
-    from .stress_data import read_posts
+    from .stress_data import read_labelled_posts
 
-    posts, _ = read_posts(Path(posts_path))  # the rows the frozen-feature heads train on, same checks
+    posts, _ = read_labelled_posts(Path(posts_path))  # the rows the frozen-feature heads train on, same checks
     posts = posts.select("post_id", "split", "text", "label")
     synth = pl.concat([pl.read_parquet(p, columns=["post_id", "image_path", "status"]) for p in synth_paths])
     df = posts.join(synth, on="post_id", how="left", maintain_order="left")

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 UNTRAINABLE = frozenset({S.ROW_MALFORMED, S.TEXT_MISSING, S.LABEL_INVALID})
 
 
-def read_posts(path: Path) -> tuple[pl.DataFrame, dict[str, int]]:
+def read_labelled_posts(path: Path) -> tuple[pl.DataFrame, dict[str, int]]:
     """The posts with a trusted label and text, and counts of the others by status."""
     files = parquet_files(path)
     if not files or not files[0].exists():
@@ -92,7 +92,7 @@ def build(cfg: Mapping[str, Any], posts_path: str | Path, clip_paths: Sequence[s
     clip_paths = [Path(p) for p in clip_paths]
     if not clip_paths:
         raise DataError("no CLIP shards given")
-    posts, excluded = read_posts(Path(posts_path))
+    posts, excluded = read_labelled_posts(Path(posts_path))
     sources = {"image": _read_vectors(clip_paths, "image_embedding"),
                "text": _read_vectors([Path(text_path)], "embedding") if text_path else _read_vectors(clip_paths, "text_embedding")}
     joined = posts

@@ -45,10 +45,10 @@ def test_a_missing_dataset_names_its_config_key(tmp_path):
 
         InstagramConfig.from_config(C.load(cfgfile)).require_inputs()
     cfg = C.validate({"dreaddit": {"train": str(tmp_path / "t.csv"), "test": str(tmp_path / "t.csv")}})
-    from affectflow.dreaddit.posts import read_posts
+    from affectflow.dreaddit.posts import read_dreaddit_csvs
 
     with pytest.raises(FileNotFoundError, match=r"^dreaddit.train: "):
-        read_posts(cfg)
+        read_dreaddit_csvs(cfg)
 
 
 def test_a_failed_hub_fetch_names_the_model_key(tmp_path, monkeypatch):

@@ -468,17 +468,11 @@ def slurm_plugin_problem(profile: str | Path | None) -> str | None:
             "pip install -c requirements/constraints.txt snakemake-executor-plugin-slurm")
 
 
-def benchmark_path(log: str) -> str:
-    """The rule's ``benchmark:`` file, by the workflow's convention: ``{logs}/benchmarks/<log path>.tsv``."""
-    head, sep, tail = log.partition("/")
-    return f"{head}/benchmarks/{tail}".rsplit(".", 1)[0] + ".tsv" if sep else log
-
-
-def job_seconds_and_rows(job: "JobStatus", workdir: Path) -> tuple[float | None, int | None]:
+def job_seconds_and_rows(job: "JobStatus", workdir: Path, cfg: Mapping) -> tuple[float | None, int | None]:
     """(wall seconds from the job's benchmark file, rows of its first Parquet output) for a done job."""
     seconds = rows = None
     try:
-        lines = (workdir / benchmark_path(job.log)).read_text().splitlines()
+        lines = (workdir / layout.benchmark(job.rule, cfg, job.wildcards)).read_text().splitlines()
         if len(lines) >= 2:
             seconds = float(lines[-1].split("\t")[0])
     except (OSError, ValueError):
@@ -494,7 +488,7 @@ def job_seconds_and_rows(job: "JobStatus", workdir: Path) -> tuple[float | None,
     return seconds, rows
 
 
-def stage_progress(status: "RunStatus", workdir: Path) -> dict[str, dict[str, Any]]:
+def stage_progress(status: "RunStatus", workdir: Path, cfg: Mapping) -> dict[str, dict[str, Any]]:
     """Per stage: jobs done of total, and per per-shard rule the rows it wrote per job-second.
 
     Returns stage -> ``{"done", "total", "rules": {rule: {"done", "total", "rows", "seconds",
@@ -512,7 +506,7 @@ def stage_progress(status: "RunStatus", workdir: Path) -> dict[str, dict[str, An
                 continue
             rows = secs = 0.0
             for j in done:
-                s_, r_ = job_seconds_and_rows(j, workdir)
+                s_, r_ = job_seconds_and_rows(j, workdir, cfg) if j.rule in layout.RULES else (None, None)
                 if s_ is not None and r_ is not None:
                     secs += s_
                     rows += r_
@@ -631,7 +625,7 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
         last_run_log=str(logs[-1]) if logs else None, resume=[], not_started=not_started, run_from=run_from)
     if not pids:
         status.writers = list(live_writers(workdir) if writers is None else writers)
-    status.progress = stage_progress(status, workdir)
+    status.progress = stage_progress(status, workdir, cfg)
     plugin = slurm_plugin_problem(profile)
     status.problems = [plugin] if plugin else []
     status.resume = resume_commands(status, targets, profile, configfiles)

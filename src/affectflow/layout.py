@@ -246,7 +246,8 @@ _TABLE: tuple[RuleLayout, ...] = (
     _r("report_assets", "report",
        {"engagement": f"{_REPORT}/engagement_metrics.html", "stress": f"{_REPORT}/stress_metrics.html",
         "ingest": f"{_REPORT}/ingest_summary.html", "rules": f"{_REPORT}/rule_benchmarks.html",
-        "rules_png": f"{_REPORT}/rule_runtime.png", "bench": f"{_REPORT}/benchmark_figures.html"},
+        "rules_png": f"{_REPORT}/rule_runtime.png", "bench": f"{_REPORT}/benchmark_figures.html",
+        "overview": f"{_REPORT}/overview.html"},
        "report/report_assets.log", paths={"bench_dir": BENCHMARKS}),
     _r("report", "report", {"html": "{results}/report.html"}, "report/report.log", reads=("*",)),
 )

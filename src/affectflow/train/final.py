@@ -270,7 +270,10 @@ def _pred_table(rows: pl.DataFrame, name: str, trials: Sequence[Mapping], preds:
 
 def _plots(task: str, out_dir: Path, y: np.ndarray, mean_preds: Mapping[str, np.ndarray], models: Mapping) -> Path:
     if task == "engagement":
+        # The panels quote the table's RMSE (mean over seeds of each seed's RMSE), not the RMSE of
+        # the seed-mean prediction: one RMSE per model across metrics.json, the tables and the plot.
+        rmse = {m: models[m]["test"]["rmse"]["mean"] for m in mean_preds if "rmse" in models[m]["test"]}
         return pred_vs_actual(out_dir / "pred_vs_actual.png", y, mean_preds,
-                              "Engagement score on test (influencer split): predicted vs actual")
+                              "Engagement score on test (influencer split): predicted vs actual", rmse=rmse)
     mats = {m: np.asarray(models[m]["test"]["confusion_mean"]) for m in mean_preds}
     return confusion_matrices(out_dir / "confusion_matrix.png", mats, "Stress on test: confusion (mean over seeds)")

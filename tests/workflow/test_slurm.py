@@ -478,8 +478,15 @@ def scenario_whole_dag_through_slurm(wd: Path, ctx: Context):
         assert json.loads((results / f"models/{task}/sweep/selection.json").read_text())
     assert "clip_finetune" in json.loads((results / "models/stress/metrics.json").read_text())["models"]
     assert (results / "report.html").stat().st_size > 100_000
+    # Tiny models made these figures: the metrics and the overview page say so first.
+    for task in ("engagement", "stress"):
+        first_key = (results / f"models/{task}/metrics.json").read_text().splitlines()[1]
+        assert first_key.strip().startswith('"DEMO_RUN_NOT_REAL_RESULTS": "DEMO RUN, NOT REAL RESULTS'), first_key
+    overview = (results / "report/overview.html").read_text()
+    assert "<title>DEMO RUN, NOT REAL RESULTS" in overview.splitlines()[0] and "<section id=throughput>" in overview
     status = affectflow_status(wd, cfg)
     assert status["all_done"] and not status["resume"]
+    assert status["progress"]["ingest"]["rules"]["instagram_ingest"]["rows_per_s"] > 0
 
 
 @scenario

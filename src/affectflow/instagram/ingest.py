@@ -145,6 +145,28 @@ def ingest_rows(zf: MultiVolumeZip, plan: pa.Table, ig: InstagramConfig, shard: 
     return table
 
 
+def volumes_as_read(plan: dict, shard_files: list[Path]) -> dict[str, Any]:
+    """The plan's metadata-archive record with each volume's verdict as the shards found it.
+
+    A volume the plan saw damaged that every shard needing it has since read (each shard checks a
+    changed volume again before reading, :func:`check_shard_volumes`, and fails otherwise) was
+    replaced: its ``problem`` is cleared, the plan's verdict kept as ``problem_at_plan``.
+    """
+    import copy
+
+    archive = copy.deepcopy(plan["metadata_archive"])
+    done = {int(Path(f).stem.split("-")[1]) for f in shard_files if Path(f).stem.startswith("shard-")}
+    for vol in archive.get("volumes", []):
+        if not vol.get("problem"):
+            continue
+        name = Path(vol["path"]).name
+        users = [int(s) for s, names in plan.get("shard_volumes", {}).items() if name in names]
+        if users and all(u in done for u in users):
+            vol["problem_at_plan"], vol["problem"] = vol["problem"], None
+            vol["rechecked"] = f"intact when shards {users} read it (replaced after the plan)"
+    return archive
+
+
 def summarize(plan_summary: str | Path, shards: list[str | Path], out: str | Path) -> dict[str, Any]:
     """``ingest_summary.json``: status counts over all shards plus the plan's counts."""
     import polars as pl
@@ -165,7 +187,7 @@ def summarize(plan_summary: str | Path, shards: list[str | Path], out: str | Pat
         "duplicate_mapping_rows": plan["mapping"]["duplicate_rows"],
         "mapping": plan["mapping"],
         "influencers": plan["influencers"],
-        "metadata_archive": plan["metadata_archive"],
+        "metadata_archive": volumes_as_read(plan, files),
         "image_archive": plan["image_archive"],
         "volumes_read": [v["path"] for v in plan["metadata_archive"]["volumes"]],
         "shards": len(files),

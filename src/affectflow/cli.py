@@ -95,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         rc = args._run(args)
+    except BrokenPipeError:  # `affectflow inspect ... | head`: the reader has what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:
         # One clear line for operators; the traceback only with -v, or in a rule's job log
         # (a stage command given --config-json), where a developer reads it after the fact.

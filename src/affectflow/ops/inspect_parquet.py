@@ -16,8 +16,8 @@ def tables_in(path: str | Path) -> list[tuple[str, list[Path]]]:
 
     A file is one table. In a folder, files belong to the same table when they share a folder and
     a schema (provenance metadata aside): the shards of ``posts/`` are one table, while
-    ``plan/posts.parquet`` and ``plan/images.parquet`` are two. A table spread over one folder is
-    labelled by the folder, else by its file.
+    ``plan/posts.parquet`` and ``plan/images.parquet`` are two. A table of several files is labelled
+    by its folder, a table of one file by the file.
 
     Raises:
         FileNotFoundError: ``path`` does not exist or holds no Parquet file.
@@ -40,12 +40,12 @@ def tables_in(path: str | Path) -> list[tuple[str, list[Path]]]:
         per_folder[folder] = per_folder.get(folder, 0) + 1
     out = []
     for (folder, _), fs in groups.items():
-        if p.is_file():
-            label = str(p)
-        elif per_folder[folder] == 1 and (len(fs) > 1 or folder != p):
+        if p.is_file() or len(fs) == 1:
+            label = str(fs[0])
+        elif per_folder[folder] == 1:
             label = str(folder)
         else:
-            label = str(fs[0]) if len(fs) == 1 else f"{folder}/{{{','.join(f.name for f in fs)}}}"
+            label = f"{folder}/{{{','.join(f.name for f in fs)}}}"
         out.append((label, fs))
     return out
 

@@ -442,7 +442,9 @@ def _kv_table(d: Mapping[str, Any]) -> str:
                 rows.append([f"<td class=l>{_e(k)}</td>", f"<td class=l>{text}</td>"])
                 continue
         elif isinstance(v, list):
-            text = ", ".join(_e(x) for x in v[:12]) + (f" … ({len(v)} in all)" if len(v) > 12 else "") if v else "–"
+            item = (lambda x: "; ".join(f"{a}: {b}" for a, b in x.items()) if isinstance(x, Mapping) else str(x))
+            sep = "<br>" if any(isinstance(x, Mapping) for x in v) else ", "
+            text = sep.join(_e(item(x)) for x in v[:12]) + (f" … ({len(v)} in all)" if len(v) > 12 else "") if v else "–"
         else:
             text = _e(_num(v, 3) if isinstance(v, float) else v)
         rows.append([f"<td class=l>{_e(k)}</td>", f"<td class=l>{text}</td>"])

@@ -322,7 +322,8 @@ def test_progress_per_stage_with_rows_per_second(tmp_path):
     st = R.collect(cfg, tmp_path, profile=None, repo=fake_repo(tmp_path), queue={}, writers=[])
     p = st.progress["ingest"]
     assert (p["done"], p["total"]) == (2, 5)  # plan and summary missing, one shard missing
-    assert p["rules"]["instagram_ingest"] == {"done": 2, "total": 3, "rows": 400, "seconds": 4.0, "rows_per_s": 100.0}
+    assert p["rules"]["instagram_ingest"] == {"done": 2, "total": 3, "unit": "shards", "rows": 400, "seconds": 4.0,
+                                              "rows_per_s": 100.0}
     assert "instagram_ingest 2/3 shards, 100 rows/s per job" in R.format_status(st)
 
 

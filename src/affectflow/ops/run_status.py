@@ -510,8 +510,9 @@ def stage_progress(status: "RunStatus", workdir: Path, cfg: Mapping) -> dict[str
                 if s_ is not None and r_ is not None:
                     secs += s_
                     rows += r_
-            entry["rules"][rule] = {"done": len(done), "total": len(jobs), "rows": int(rows), "seconds": round(secs, 1),
-                                    "rows_per_s": round(rows / secs, 1) if secs > 0 else None}
+            unit = {"shard": "shards", "seed": "seeds", "key": "models"}.get(next(iter(jobs[0].wildcards), ""), "jobs")
+            entry["rules"][rule] = {"done": len(done), "total": len(jobs), "unit": unit, "rows": int(rows),
+                                    "seconds": round(secs, 1), "rows_per_s": round(rows / secs, 1) if secs > 0 else None}
         out[stage] = entry
     return out
 
@@ -669,7 +670,8 @@ def format_status(s: RunStatus, max_lines: int = 20) -> str:
         out += ["", "Progress:"]
         for stage, p in s.progress.items():
             line = f"  {stage:<9} {p['done']}/{p['total']} jobs done"
-            rates = [f"{rule} {r['done']}/{r['total']} shards" + (f", {r['rows_per_s']:,.0f} rows/s per job" if r["rows_per_s"] else "")
+            rates = [f"{rule} {r['done']}/{r['total']} {r['unit']}"
+                     + (f", {r['rows_per_s']:,.{0 if r['rows_per_s'] >= 100 else 1}f} rows/s per job" if r["rows_per_s"] else "")
                      for rule, r in p["rules"].items()]
             out.append(line + (": " + "; ".join(rates) if rates else ""))
     jobs = [j for rules in s.stages.values() for js in rules.values() for j in js]

@@ -40,6 +40,10 @@ def status(args):
             if not args.configfile:
                 shown = [display_path(f, workdir) for f in last.configfiles]
                 configfiles = [str(workdir / f) for f in last.configfiles]  # as Snakemake read them, from its workdir
+                gone = [f for f in configfiles if not os.path.isfile(f)]
+                if gone:
+                    raise FileNotFoundError(f"the last run ({run_from}) used --configfile {' '.join(gone)}, which no "
+                                            "longer exists: name the run's config files with --configfile")
     try:
         os.chdir(workdir)  # config paths (results, logs) are relative to the working directory
         cfg = C.load(*configfiles)

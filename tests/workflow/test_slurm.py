@@ -41,6 +41,9 @@ pytestmark = pytest.mark.slurm
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 FAST = REPO / "tests" / "slurm" / "fast"
 HOOKS = REPO / "tests" / "slurm" / "hooks"
+# Scenarios run in threads; building the tiny models imports transformers lazily, which is not
+# thread-safe: one build at a time.
+MODELS_BUILD = threading.Lock()
 SUMMARY_KEYS = ("posts", "by_status", "by_category", "duplicate_post_ids", "images_present", "missing_images",
                 "posts_with_missing_images", "shards")
 
@@ -443,12 +446,14 @@ def scenario_whole_dag_through_slurm(wd: Path, ctx: Context):
     start(wd)
     # The stand-in GPUs are allocated but unusable: the model stages run on the CPU on purpose
     # (with `auto` they would stop at once: see test_gpu_job_without_a_usable_gpu_fails_fast).
-    cfg = whole_dag_config(wd, ctx.sample_dir, {
+    overrides = {
         "instagram": {"shards": 2}, "features": {"device": "cpu"},
         "dreaddit": {"synthesis": {"steps": 1, "device": "cpu"}, "clip": {"device": "cpu"}},
         "train": {"device": "cpu", "seeds": [0, 1, 2], "sweep": {"executor": "auto", "trials_per_job": 4, "mem_gb": 1, "timeout_min": 10},
                   "bootstrap": {"resamples": 100}, "engagement": {"epochs": 3, "grid": {"hidden": [16]}},
-                  "stress": {"epochs": 3, "grid": {"lr": [0.001], "hidden": [16]}}}})
+                  "stress": {"epochs": 3, "grid": {"lr": [0.001], "hidden": [16]}}}}
+    with MODELS_BUILD:
+        cfg = whole_dag_config(wd, ctx.sample_dir, overrides)
     slurm_run(wd, configfile=cfg)  # rule all
 
     jobs = sacct(wd)
@@ -495,7 +500,8 @@ def scenario_gpu_job_without_a_usable_gpu_fails_fast(wd: Path, ctx: Context):
     than the CUDA of the wheels): with ``device: auto`` the job stops at once with the reason,
     instead of running on the CPU until its time limit; status shows that reason."""
     start(wd)
-    cfg = whole_dag_config(wd, ctx.sample_dir, {"instagram": {"shards": 2}})
+    with MODELS_BUILD:
+        cfg = whole_dag_config(wd, ctx.sample_dir, {"instagram": {"shards": 2}})
     target = str(wd / "results/instagram/sentiment/shard-00000.parquet")
     proc = slurm_run(wd, target, "--retries", "0", configfile=cfg, check=False)
     assert proc.returncode != 0

@@ -12,6 +12,8 @@ afc.validate(config)
 from affectflow.ops import demo_guard
 
 demo_guard.check(config)
+if demo_guard.notice(config):  # allowed (the bundled sample, or test_run), but never silent
+    print(demo_guard.notice(config), file=sys.stderr)
 
 RESULTS = config["results"]
 LOGS = config["logs"]

@@ -21,6 +21,14 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 
 
+onstart:
+    # One run per results folder: a second checkout (or a second Snakemake in another working
+    # directory) writing the same results would sweep this run's temporaries and mix plans.
+    from affectflow.ops.results_folder import hold_lock
+
+    RESULTS_LOCK = hold_lock(RESULTS, f"checkout {workflow.basedir}")  # held until this process exits
+
+
 rule all:
     default_target: True
     input:

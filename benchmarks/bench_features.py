@@ -161,15 +161,24 @@ def photo(seed: int, noise) -> bytes:
     return buf.getvalue()
 
 
-def build_archive(out: Path, n_images: int) -> tuple[Path, Path]:
-    """``(last volume, plan images.parquet)``: the images in a split Info-ZIP archive (64 MB volumes)."""
+def build_archive(out: Path, n_images: int, distinct: int | None = None) -> tuple[Path, Path]:
+    """``(last volume, plan images.parquet)``: the images in a split Info-ZIP archive (64 MB volumes).
+
+    ``distinct``: draw only this many different photos and cycle them over the members (every
+    member is still its own file in the archive, read and decoded on its own), which builds a large
+    archive in seconds. Without Info-ZIP's ``zip`` on the machine the archive is one volume, written
+    by Python's zipfile (stored: JPEGs do not compress)."""
+    import shutil
+    import zipfile
+
     import numpy as np
     import polars as pl
 
     from affectflow.io.multizip import MultiVolumeZip
     from affectflow.ops.sample import split_zip
 
-    folder = out / (f"images-{n_images}" + ("" if (W, H) == (1080, 1350) else f"-{W}x{H}"))
+    folder = out / (f"images-{n_images}" + ("" if (W, H) == (1080, 1350) else f"-{W}x{H}")
+                    + (f"-{distinct}distinct" if distinct else ""))
     archive = folder / "posts_image.zip"
     plan = folder / "images.parquet"
     if plan.is_file():
@@ -177,14 +186,20 @@ def build_archive(out: Path, n_images: int) -> tuple[Path, Path]:
     staging = folder / "staging"
     (staging / "image").mkdir(parents=True, exist_ok=True)
     noise = np.random.default_rng(0).normal(0, 7, (H * 2, W * 2, 3)).astype(np.int16)
-    members = []
+    members, drawn = [], {}
     for i in range(n_images):
         name = f"image/user-{1000000 + i}.jpg"
-        (staging / name).write_bytes(photo(i, noise))
+        k = i % distinct if distinct else i
+        if k not in drawn:
+            drawn[k] = photo(k, noise)
+        (staging / name).write_bytes(drawn[k])
         members.append(name)
-    split_zip(staging, members, archive, "64m")
-    import shutil
-
+    if shutil.which("zip"):
+        split_zip(staging, members, archive, "64m")
+    else:
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+            for name in members:
+                zf.write(staging / name, name)
     shutil.rmtree(staging)
     cd = pl.from_arrow(MultiVolumeZip(archive).central_directory()).filter(pl.col("name").str.starts_with("image/u"))
     cd = cd.rename({"name": "member"}).with_columns(

@@ -23,6 +23,10 @@ directories and mapping of ``--plan-posts`` posts (its memory per post sets the 
     python benchmarks/bench_ingest.py              # 20k and 200k posts, 3 rounds (goals are judged here)
     python benchmarks/bench_ingest.py --sizes 20000 --plan-posts 10000000   # the plan at full scale
 
+A fault-rate sweep (``--fault-rates``, default 0, 0.1%, 1% and 5% faulty post files) runs our
+path on archives that differ only in that rate; its goal is at least 80% of the clean archive's
+throughput at 1%.
+
 Prints a table and writes ``benchmarks/out/ingest.json``.
 """
 
@@ -47,6 +51,7 @@ GOAL_POSTS_PER_S_PER_CORE = 10_000
 GOAL_SPEEDUP = 3.0
 GOAL_RSS_RATIO = 1.25  # "the same": largest/smallest shard-job peak RSS across sizes
 GOAL_CD_US_PER_ENTRY = 3.0
+GOAL_FAULT_RATIO = 0.8  # throughput at 1% faulty posts / clean throughput
 
 
 def _env() -> dict:
@@ -148,6 +153,43 @@ def _in_job_seconds(log: Path) -> float | None:
 
     m = re.search(r"posts in ([0-9.]+)s", log.read_text()) if log.exists() else None
     return float(m.group(1)) if m else None
+
+
+# -- faults must not slow the healthy posts -------------------------------------------------------------
+def fault_sweep(posts: int, rates: list[float], args, root: Path) -> dict:
+    """``ours`` on archives that differ only in the fraction of faulty post files (``rates``: 60%
+    cut-off JSON, 40% empty, as in the real archive), best of ``args.rounds`` alternating rounds.
+    Throughput is compared with the clean archive's (rate 0) in posts per shard-CPU-second (steady
+    on a shared machine) and in posts/s per core (wall)."""
+    from affectflow.ops.sample import make_bulk_instagram
+
+    rates = sorted(set([0.0, *rates]))
+    shards = max(1, math.ceil(posts / args.posts_per_shard))
+    data = {}
+    for r in rates:
+        data[r] = root / f"faults-{r}"
+        make_bulk_instagram(data[r], posts, seed=0, split_size=args.split_size, workers=args.workers,
+                            corrupt_rate=r, staging_dir="/dev/shm" if Path("/dev/shm").is_dir() else None)
+    runs: dict[float, list[dict]] = {r: [] for r in rates}
+    for k in range(args.rounds):
+        for r in rates:
+            work = root / f"ours-faults-{r}-{k}"
+            runs[r].append(ours(data[r], work, posts, shards, args.workers))
+            shutil.rmtree(work, ignore_errors=True)
+    best = {r: max(runs[r], key=lambda x: x["ingest"]["posts_per_cpu_s"]) for r in rates}
+    clean = best[0.0]["ingest"]
+    out = []
+    for r in rates:
+        ing = best[r]["ingest"]
+        faulty = sum(v for k, v in best[r]["status"].items() if k in ("json_corrupt", "json_empty"))
+        out.append({"rate": r, "faulty_posts": faulty, "status": best[r]["status"],
+                    "posts_per_cpu_s": ing["posts_per_cpu_s"], "posts_per_s_per_core": ing["posts_per_s_per_core"],
+                    "in_job_posts_per_s": ing["in_job_posts_per_s"],
+                    "vs_clean_cpu": ing["posts_per_cpu_s"] / clean["posts_per_cpu_s"],
+                    "vs_clean_wall": ing["posts_per_s_per_core"] / clean["posts_per_s_per_core"]})
+    for r in rates:
+        shutil.rmtree(data[r], ignore_errors=True)
+    return {"posts": posts, "shards": shards, "rates": out}
 
 
 # -- the alternative -------------------------------------------------------------------------------
@@ -366,6 +408,9 @@ def main() -> None:
     p.add_argument("--cd-entries", type=int, default=None, help="central-directory scale test (default 4M, 1M with --quick)")
     p.add_argument("--plan-posts", type=int, default=None,
                    help="plan-at-scale test: posts in synthetic directories + mapping (default 2M, 500k with --quick; 0 skips)")
+    p.add_argument("--fault-rates", type=float, nargs="*", default=[0.0, 0.001, 0.01, 0.05],
+                   help="fractions of faulty post files for the fault-rate sweep (default 0 0.001 0.01 0.05; none skips)")
+    p.add_argument("--fault-posts", type=int, default=None, help="archive size of the fault-rate sweep (default: the largest size)")
     p.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary folder)")
     p.add_argument("--keep", action="store_true", help="keep the generated archives")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "ingest.json")
@@ -414,6 +459,15 @@ def main() -> None:
             print(f"   rounds (total s): ours {o['rounds_total_s']}, alternative {a['rounds_total_s']}")
             print(f"   speedup {r['speedup']:.2f}x wall, {r['speedup_cpu']:.2f}x CPU "
                   f"(vs a perfectly parallel unzip {r['speedup_unzip_parallel']:.2f}x)", flush=True)
+        faults = None
+        if args.fault_rates:
+            n = args.fault_posts or sizes[-1]
+            print(f"-- fault-rate sweep on {n:,} posts: {args.fault_rates}", flush=True)
+            faults = fault_sweep(n, args.fault_rates, args, root)
+            for f in faults["rates"]:
+                print(f"   {f['rate']:>6.1%} faulty ({f['faulty_posts']:,} posts): {f['posts_per_cpu_s']:,.0f} posts per "
+                      f"shard-CPU-second ({f['vs_clean_cpu']:.0%} of clean), {f['posts_per_s_per_core']:,.0f} posts/s/core "
+                      f"wall ({f['vs_clean_wall']:.0%})", flush=True)
         print(f"-- central directory of {cd_entries:,} entries", flush=True)
         cd = central_directory(root, cd_entries)
         print(f"   {cd['us_per_entry']:.2f} us/entry wall, {cd['cpu_us_per_entry']:.2f} CPU ({cd['parse_s']:.2f}s, "
@@ -439,6 +493,9 @@ def main() -> None:
         "shard peak RSS the same at every size": max(rss) / min(rss) <= GOAL_RSS_RATIO,
         "central directory <= 3 us/entry": cd["us_per_entry"] <= GOAL_CD_US_PER_ENTRY,
     }
+    one_percent = next((f for f in (faults or {}).get("rates", []) if f["rate"] == 0.01), None)
+    if one_percent:
+        goals["1% faulty posts: >= 80% of clean throughput (per CPU-second)"] = one_percent["vs_clean_cpu"] >= GOAL_FAULT_RATIO
     report = {
         "benchmark": "ingest",
         "command": " ".join(["python", "benchmarks/bench_ingest.py", *sys.argv[1:]]),
@@ -449,6 +506,7 @@ def main() -> None:
         "sizes": results,
         "central_directory": cd,
         "plan_at_scale": scale,
+        "fault_rates": faults,
         "goals": goals,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -36,7 +37,13 @@ def _validator():
                     instance[prop] = copy.deepcopy(sub["default"])
         yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
 
-    cls = jsonschema.validators.extend(base, {"properties": set_defaults})
+    def finite_number(checker, instance) -> bool:
+        # NaN passes every minimum/maximum test (all comparisons are false) and inf is no setting:
+        # `max_compression_ratio: .nan` would switch the zip-bomb test off
+        return base.TYPE_CHECKER.is_type(instance, "number") and math.isfinite(instance)
+
+    checker = base.TYPE_CHECKER.redefine("number", finite_number)
+    cls = jsonschema.validators.extend(base, {"properties": set_defaults}, type_checker=checker)
     if not SCHEMA_PATH.is_file():
         raise ConfigError(f"config schema not found at {SCHEMA_PATH}; install affectflow editable from its repository")
     return cls(yaml.safe_load(SCHEMA_PATH.read_text()))
@@ -46,7 +53,8 @@ def validate(cfg: dict) -> dict:
     """Check ``cfg`` against the schema, filling defaults in place; raise ConfigError listing every problem."""
     errors = sorted(_validator().iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<root>'}: {_explain(e)}" for e in errors]
+        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<root>'}: "
+                 + (f"{e.instance} is not a finite number" if _non_finite(e.instance) else _explain(e)) for e in errors]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
     return cfg
 
@@ -85,6 +93,10 @@ def require_inputs(paths: Mapping[str, str | Path], root: tuple[str, str | Path]
     for key, path in paths.items():
         if not Path(path).exists():
             raise FileNotFoundError(f"{key}: {path} does not exist (set {key} in your --configfile)")
+
+
+def _non_finite(v) -> bool:
+    return isinstance(v, float) and not math.isfinite(v)
 
 
 def merge(base: dict, override: Mapping) -> dict:

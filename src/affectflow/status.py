@@ -1,5 +1,7 @@
 """The status vocabulary: every record reaches the output with one of these labels.
 
+What each means, and the design choices behind the fault kinds, is in docs/statuses.md.
+
 ``ok`` is the only clean state. Parsed-but-incomplete states (``unmapped``) still carry their
 fields; fault states carry nulls and an ``error`` sentence naming the file.
 """
@@ -12,8 +14,8 @@ JSON_MISSING = "json_missing"  # mapped post whose JSON is not in the archive
 JSON_EMPTY = "json_empty"  # zero bytes or whitespace only
 JSON_CORRUPT = "json_corrupt"  # not valid JSON (truncated, garbage)
 JSON_INVALID = "json_invalid"  # valid JSON, but not a post object
-TOO_LARGE = "too_large"  # declared size or compression ratio past the limits (zip bomb)
-READ_ERROR = "read_error"  # bad deflate stream, CRC mismatch, no local header
+TOO_LARGE = "too_large"  # declared size or compression ratio past the limits (zip bomb), or out of memory on this one item
+READ_ERROR = "read_error"  # bad deflate stream, CRC mismatch, no local header or another member's, a damaged directory entry
 UNSUPPORTED = "unsupported"  # encryption or an unknown compression method
 UNSAFE_NAME = "unsafe_name"  # member name would escape an output folder
 BAD_NAME = "bad_member_name"  # member name is not <user>-<file>
@@ -47,7 +49,8 @@ IMAGE_UNREADABLE = "image_unreadable"  # the indexed image could not be opened f
 # status in every feature table, with null features. The states below are the features' own.
 NO_TEXT = "no_text"  # nothing the text model can read: empty, whitespace, or only unknown tokens (emoji)
 NON_LATIN = "non_latin"  # scored, but most letters are not Latin script: an English model is unreliable
-CONVERTED = "converted"  # a readable image that is not an RGB JPEG (PNG data, CMYK, grayscale): embedded after conversion to RGB
+CONVERTED = "converted"  # a readable image that is not an RGB JPEG (PNG data, CMYK, grayscale, 16-bit): embedded after conversion to 8-bit RGB
+REPAIRED = "repaired"  # a JPEG whose end marker is missing but whose scan is complete: decoded and embedded
 MISSING = "missing"  # mapped image absent from the image archive
 EMPTY = "empty"  # zero-byte image member
 CORRUPT = "corrupt"  # not an image, or truncated / undecodable data
@@ -55,4 +58,4 @@ NO_IMAGE = "no_image"  # pooled: the post has no embedded image (none mapped, or
 # (an image whose header claims more pixels than features.image.max_pixels gets TOO_LARGE)
 
 TEXT_STATUSES = (OK, NO_TEXT, NON_LATIN)
-IMAGE_STATUSES = (OK, CONVERTED, MISSING, EMPTY, CORRUPT, TOO_LARGE, READ_ERROR, UNSUPPORTED)
+IMAGE_STATUSES = (OK, CONVERTED, REPAIRED, MISSING, EMPTY, CORRUPT, TOO_LARGE, READ_ERROR, UNSUPPORTED)

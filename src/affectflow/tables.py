@@ -69,6 +69,8 @@ POSTS = pa.schema(
         ("hashtags", STRING_LIST),
         ("likes", pa.int64()),
         ("comments", pa.int64()),
+        ("likes_hidden", pa.bool_()),  # the dump gave a negative like count (hidden by the author): likes is null
+        ("comments_hidden", pa.bool_()),  # likewise for the comment count
         ("comments_text", pa.string()),
         ("comments_shown", pa.int32()),
         ("comments_source", pa.string()),

@@ -50,3 +50,18 @@ def test_bulk_archive_ingests(tmp_path):
     assert counts == {"ok": info["json_members"], "json_missing": 700 - info["json_members"]}
     posts = pl.read_parquet(tmp_path / "[01].parquet")
     assert posts["caption"].null_count() == 700 - info["json_members"]
+
+
+def test_bulk_archive_with_faulty_posts(tmp_path):
+    """The fault-rate sweep's archives: the same posts, a fraction of them cut off or empty."""
+    clean = make_bulk_instagram(tmp_path / "clean", 400, seed=2, split_size="64k", workers=1, posts_per_influencer=200)
+    info = make_bulk_instagram(tmp_path / "data", 400, seed=2, split_size="64k", workers=1, posts_per_influencer=200,
+                               corrupt_rate=0.1)
+    assert info["json_members"] == clean["json_members"]
+    cfg = C.validate({"results": str(tmp_path), "instagram": {"root": str(tmp_path / "data"), "shards": 1}})
+    plan(cfg, tmp_path / "p.parquet", tmp_path / "i.parquet", tmp_path / "p.json")
+    counts = ingest_shard(cfg, tmp_path / "p.parquet", tmp_path / "p.json", 0, tmp_path / "0.parquet")
+    faulty = counts.get("json_corrupt", 0) + counts.get("json_empty", 0)
+    assert counts.get("json_corrupt", 0) > 0 and counts.get("json_empty", 0) > 0
+    assert 0.04 * info["json_members"] < faulty < 0.2 * info["json_members"]
+    assert counts["ok"] + faulty == info["json_members"]

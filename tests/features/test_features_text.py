@@ -77,6 +77,36 @@ def test_tokenizer_truncates_and_flags_without_touching_the_model_tokenizer(samp
     assert hf.backend_tokenizer.truncation == before
 
 
+def test_a_huge_caption_is_cut_before_tokenising(sample_cfg):
+    """A 15 MB caption: cut to the character budget before the tokenizer sees it (tokenising all of
+    it took 3.3 GB and minutes), and its kept tokens are those of the uncut text."""
+    from transformers import AutoTokenizer
+
+    from affectflow.features.text_batches import CHARS_PER_TOKEN
+
+    hf = AutoTokenizer.from_pretrained(sample_cfg["models"]["sentiment"]["id"])
+    tok = TextTokenizer(hf, 16)
+    seen = []
+
+    class Spy:
+        def __init__(self, backend):
+            self.backend = backend
+
+        def encode_batch(self, texts):
+            seen.extend(len(t) for t in texts)
+            return self.backend.encode_batch(texts)
+
+    reference = tok.encode(["word " * 200])[0][0]
+    tok.backend = Spy(tok.backend)
+    huge = "word " * 3_000_000  # 15 MB
+    ids, lengths, truncated = tok.encode([huge, "short one"])
+    assert max(seen) == 16 * CHARS_PER_TOKEN and seen[1] == len("short one")
+    assert ids[0] == reference and lengths[0] == 16 and truncated.tolist() == [True, False]
+    # a text over the budget is flagged truncated even where what is left has fewer tokens
+    _, lengths, truncated = tok.encode([" " * (16 * CHARS_PER_TOKEN + 1)])
+    assert truncated.tolist() == [True]
+
+
 def test_sentiment_rows_statuses_and_truncation(posts_file, sample_cfg, tmp_path):
     out = tmp_path / "sentiment.parquet"
     report = sentiment_shard(sample_cfg, posts_file, out, threads=1, shard=0)

@@ -21,7 +21,7 @@ MAPPING = [
     "e\t5.info\t[]",
     "f\t6.info",  # 8: two fields
     "lonely_row_without_tabs",  # 9: names no post
-    "g\t7.info\t['7.jpg']\textra",  # 10: four fields
+    "g\t7.info\t['7.jpg']\textra",  # 10: four fields: a tab inside a name, so no trusted key
     "a\t1.info\t['1b.jpg']",  # 11: conflicts with line 2 (same post, other images)
     "h\t8.info\t['a,b.jpg', 'c d.jpg']\r",  # CRLF ending, a comma and a space inside names
     "",
@@ -45,15 +45,15 @@ def test_mapping_parsed_safely_with_faults_counted(mapping, tmp_path):
     assert rows["b-2"]["images"] == ["2_0.jpg", "2_1.jpg"]
     assert rows["e-5"]["images"] == []
     assert rows["h-8"]["images"] == ["a,b.jpg", "c d.jpg"]
-    for pid, line in (("c-3", 5), ("d-4", 6), ("f-6", 8), ("g-7", 10), ("i-9", 14)):
+    for pid, line in (("c-3", 5), ("d-4", 6), ("f-6", 8), ("i-9", 14)):
         assert rows[pid]["mapping_malformed"] and rows[pid]["images"] == [], pid
         assert rows[pid]["mapping_error"].startswith(f"{mapping}:{line}: "), rows[pid]["mapping_error"]
     assert "expected 3 tab-separated fields, found 2" in rows["f-6"]["mapping_error"]
-    assert "found 4" in rows["g-7"]["mapping_error"]
+    assert "g-7" not in rows and f"{mapping}:10: row names no influencer and JSON file (or has a tab inside a name)" in counts["malformed_examples"]
     assert counts["rows"] == len([ln for ln in MAPPING[1:] if ln.strip()])
-    assert counts["duplicate_rows"] == 1 and counts["conflicting_rows"] == 1 and counts["unkeyable_rows"] == 1
-    assert counts["malformed_rows"] == 5 and counts["posts"] == len(rows) == 9
-    assert f"{mapping}:9: row names no influencer and JSON file" in counts["malformed_examples"]
+    assert counts["duplicate_rows"] == 1 and counts["conflicting_rows"] == 1 and counts["unkeyable_rows"] == 2
+    assert counts["malformed_rows"] == 4 and counts["posts"] == len(rows) == 8
+    assert f"{mapping}:9: row names no influencer and JSON file (or has a tab inside a name)" in counts["malformed_examples"]
     assert df["post_id"].is_unique().all()
 
 

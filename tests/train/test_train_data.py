@@ -157,6 +157,18 @@ def test_nan_inside_an_embedding_is_refused(ig_results, tmp_path):
         ED.build({}, inputs, tmp_path / "d", tmp_path / "s.json")
 
 
+def test_a_negative_count_is_refused_naming_the_post(ig_results, tmp_path):
+    """Posts ingested before hidden counts became null (likes -1): the target would be -inf."""
+    inputs = shard_inputs(ig_results)
+    posts = pl.read_parquet(inputs[0].posts)
+    victim = posts.filter(pl.col("status") == S.OK)["post_id"][0]
+    bad = tmp_path / "posts-bad.parquet"
+    posts.with_columns(pl.when(pl.col("post_id") == victim).then(-1).otherwise(pl.col("likes")).alias("likes")).write_parquet(bad)
+    inputs[0] = ED.ShardInputs(bad, inputs[0].sentiment, inputs[0].text, inputs[0].image)
+    with pytest.raises(DataError, match=rf"posts-bad\.parquet: 1 post\(s\) with a negative count.*{victim}"):
+        ED.build({}, inputs, tmp_path / "d", tmp_path / "s.json")
+
+
 def test_duplicate_feature_rows_are_refused(ig_results, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -39,12 +39,13 @@ class ImageStageConfig:
     draft: bool  # decode JPEGs at a reduced scale when the model's input is smaller (PIL draft)
     max_pixels: int  # an image whose header declares more pixels is refused (decompression bomb)
     pin_memory: bool
+    decode: str = "auto"  # where JPEGs are decoded: cpu (PIL in the workers) | gpu (nvJPEG) | auto (gpu on CUDA)
 
     @classmethod
     def from_section(cls, sec: Mapping[str, Any]) -> "ImageStageConfig":
         return cls(threads=int(sec["threads"]), batch_size=int(sec["batch_size"]), workers=sec["workers"],
                    prefetch_factor=int(sec["prefetch_factor"]), draft=bool(sec["draft"]),
-                   max_pixels=int(sec["max_pixels"]), pin_memory=bool(sec["pin_memory"]))
+                   max_pixels=int(sec["max_pixels"]), pin_memory=bool(sec["pin_memory"]), decode=str(sec["decode"]))
 
     def n_workers(self, threads: int, device_type: str) -> int:
         """Decode processes: what config says, else all but one of the job's cores on a GPU (the

@@ -10,7 +10,9 @@ Workers hand back uint8 pixels (a quarter of the float32 bytes to pin and copy);
 normalisation happen on the device. Nothing is ever replaced by a placeholder: an image that is
 missing, empty, corrupt or a decompression bomb gets its status and a null embedding; one that
 decodes but is not an RGB JPEG (PNG data, CMYK, grayscale) is converted to RGB, embedded, and
-recorded with status ``converted`` and its format and mode.
+recorded with status ``converted`` and its format and mode. High-bit-depth and float pixels are
+rescaled to 8 bits (or ``unsupported`` where their scale is unknown), never clipped; a JPEG whose
+end marker is missing but whose scan is complete is decoded (``repaired``).
 """
 
 from __future__ import annotations
@@ -79,9 +81,87 @@ class Decoded:
     height: int | None = None
 
 
+EOI = b"\xff\xd9"  # JPEG end-of-image marker
+
+
+def _load(data: bytes, pre: Preprocess, draft: bool):
+    """Open and fully decode ``data`` (at draft scale for JPEG when ``draft``)."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data))
+    if draft and img.format == "JPEG":
+        th, tw = pre.size
+        img.draft(None, (tw, th))  # libjpeg decodes at 1/2, 1/4, 1/8 while both sides stay >= the input
+    img.load()
+    return img
+
+
+def _without_end_marker(data: bytes, pre: Preprocess, draft: bool):
+    """A JPEG whose scan is complete but whose end-of-image marker is missing, decoded; or None.
+
+    Pillow reports such a file truncated: libjpeg reads ahead for the marker that would end the
+    scan. With the marker appended the scan decodes; whether it was complete is checked by
+    decoding once more with filler bytes before the marker: a complete scan never reads them (same
+    pixels), a cut one decodes them as data (other pixels), and stays ``corrupt``.
+    """
+    if data.rstrip(b"\x00").endswith(EOI):
+        return None
+    try:
+        img = _load(data + EOI, pre, draft)
+        other = _load(data + b"\x55" * 64 + EOI, pre, draft)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    return img if np.array_equal(np.asarray(img), np.asarray(other)) else None
+
+
+def _to_8bit(img, name: str):
+    """High-bit-depth and float pixels rescaled to 8 bits (PIL's ``convert`` clips them instead:
+    a 16-bit ramp came out white). Returns ``(image, note)``; raises ValueError where the range
+    the values stand for is unknown."""
+    from PIL import Image
+
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(img).astype(np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ValueError(f"{name}: 32-bit integer pixels outside 0..65535: their scale is unknown")
+        return Image.fromarray(((a + 128) // 257).astype(np.uint8), "L"), "16-bit grayscale rescaled to 8 bits"
+    if mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        if a.size and not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1):
+            raise ValueError(f"{name}: floating-point pixels outside 0..1: their scale is unknown")
+        return Image.fromarray(np.rint(a * 255).astype(np.uint8), "L"), "floating-point pixels rescaled to 8 bits"
+    return img, None
+
+
+def fitted_size(pre: Preprocess, w: int, h: int) -> tuple[int, int]:
+    """``(width, height)`` :meth:`Preprocess.fit` resizes a ``w`` x ``h`` image to before cropping."""
+    th, tw = pre.size
+    if pre.resize_mode == "squash":
+        return tw, th
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = min(th, tw), int(min(th, tw) * long / max(short, 1))
+    return (new_short, new_long) if w <= h else (new_long, new_short)
+
+
 def decode(data: bytes, pre: Preprocess, name: str = "image", draft: bool = True,
            max_pixels: int = 50_000_000) -> Decoded:
-    """One image's bytes to model-sized RGB pixels, or the reason it has none."""
+    """One image's bytes to model-sized RGB pixels, or the reason it has none.
+
+    Args:
+        data: the file's bytes.
+        pre: the model's input size and resize mode.
+        name: the member name, for messages.
+        draft: let libjpeg decode JPEG at a reduced scale.
+        max_pixels: images with more pixels, or whose resize to the input would need more, are
+            ``too_large`` and not decoded.
+
+    Returns:
+        :class:`Decoded`: pixels ``(H, W, 3)`` uint8 with ``ok``, ``converted`` (not an 8-bit RGB
+        JPEG: converted, rescaled to 8 bits where deeper) or ``repaired`` (a JPEG without its end
+        marker whose scan is complete); else no pixels and ``empty``, ``corrupt``,
+        ``unsupported`` or ``too_large``.
+    """
     from PIL import Image, UnidentifiedImageError
 
     if not data:
@@ -94,24 +174,43 @@ def decode(data: bytes, pre: Preprocess, name: str = "image", draft: bool = True
         return Decoded(None, S.TOO_LARGE, f"{name}: {exc}")
     except (OSError, SyntaxError, ValueError) as exc:
         return Decoded(None, S.CORRUPT, f"{name}: {exc}")
+    except MemoryError:
+        return Decoded(None, S.TOO_LARGE, f"{name}: out of memory opening {len(data)} bytes")
     fmt, mode, (w, h) = img.format, img.mode, img.size
     meta = dict(format=fmt, mode=mode, width=w, height=h)
     if w * h > max_pixels:
         return Decoded(None, S.TOO_LARGE, f"{name}: {w}x{h} = {w * h} pixels exceeds features.image_embedding.max_pixels "
                                           f"({max_pixels}); not decoded (decompression bomb?)", **meta)
+    fw, fh = fitted_size(pre, w, h)
+    if fw * fh > max_pixels:
+        return Decoded(None, S.TOO_LARGE, f"{name}: {w}x{h} (aspect ratio {max(w, h) / max(min(w, h), 1):.0f}:1) would be "
+                                          f"resized to {fw}x{fh} = {fw * fh} pixels before the crop, over max_pixels "
+                                          f"({max_pixels}); not decoded", **meta)
+    status, note = S.OK if (fmt == "JPEG" and mode == "RGB") else S.CONVERTED, None
     try:
-        if draft and fmt == "JPEG":
-            th, tw = pre.size
-            img.draft(None, (tw, th))  # libjpeg decodes at 1/2, 1/4, 1/8 while both sides stay >= the input
-        img.load()
+        try:
+            img = _load(data, pre, draft)
+        except OSError:
+            img = _without_end_marker(data, pre, draft) if fmt == "JPEG" else None
+            if img is None:
+                raise
+            status, note = S.REPAIRED, f"{name}: JPEG end-of-image marker missing; the scan is complete and decoded"
+        img, deep = _to_8bit(img, name)
         if img.mode != "RGB":
             img = img.convert("RGB")
         pixels = np.asarray(pre.fit(img))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
         return Decoded(None, S.CORRUPT, f"{name}: {type(exc).__name__}: {exc}", **meta)
-    if fmt == "JPEG" and mode == "RGB":
+    except ValueError as exc:
+        return Decoded(None, S.UNSUPPORTED if "scale is unknown" in str(exc) else S.CORRUPT,
+                       f"{name}: {exc}" if name not in str(exc) else str(exc), **meta)
+    except MemoryError:
+        return Decoded(None, S.TOO_LARGE, f"{name}: out of memory decoding {w}x{h} {fmt} {mode}", **meta)
+    if status == S.OK:
         return Decoded(pixels, S.OK, None, **meta)
-    return Decoded(pixels, S.CONVERTED, f"{name}: {fmt} {mode} data converted to RGB", **meta)
+    if status == S.CONVERTED:
+        note = f"{name}: {fmt} {mode} data " + (f"{deep}, converted to RGB" if deep else "converted to RGB")
+    return Decoded(pixels, status, note, **meta)
 
 
 class ImageBatches:
@@ -141,21 +240,34 @@ class ImageBatches:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         self._configured = True
 
-    def read(self, i: int) -> Decoded:
+    def read_bytes(self, i: int) -> tuple[bytes, str] | Decoded:
+        """Plan row ``i``'s bytes and member name, or a pixel-less :class:`Decoded` with the read fault."""
         m = Member(*(self.members[k][i] for k in MEMBER_COLUMNS))
         try:
-            data = self.zf.read(m, max_size=self.max_member_bytes)
+            return self.zf.read(m, max_size=self.max_member_bytes), m.name
         except MemberError as exc:
             return Decoded(None, exc.status, f"{self.zf.last_volume.name}: {exc}")
-        return decode(data, self.pre, m.name, self.draft, self.max_pixels)
+        except MemoryError:  # one item's fault, not the batch's
+            return Decoded(None, S.TOO_LARGE, f"{m.name}: out of memory reading {m.uncompressed_size} bytes")
+
+    def read(self, i: int) -> Decoded:
+        got = self.read_bytes(i)
+        if isinstance(got, Decoded):
+            return got
+        return decode(got[0], self.pre, got[1], self.draft, self.max_pixels)
 
     def __getitem__(self, rows) -> dict[str, Any]:
-        import torch
-
         if not self._configured:
             self._configure()
         rows = [int(r) for r in rows]
-        items = [self.read(i) for i in rows]
+        return self.collate(rows, [self.read(i) for i in rows])
+
+    def collate(self, rows: list[int], items: list[Decoded]) -> dict[str, Any]:
+        """One batch dict: ``rows`` (int64 plan rows), ``decoded`` (int64 positions in ``rows`` that
+        have pixels), ``pixels`` ((len(decoded), H, W, 3) uint8 NHWC), and per row ``status``,
+        ``error``, ``format``, ``mode``, ``width``, ``height`` (lists)."""
+        import torch
+
         good = [k for k, d in enumerate(items) if d.pixels is not None]
         th, tw = self.pre.size
         pixels = np.empty((len(good), th, tw, 3), dtype=np.uint8)

@@ -9,7 +9,8 @@ Outputs (join to the posts table on ``post_id``):
   embedded images re-normalised, null with status ``no_image`` when it has none.
 
 Images are read in the plan's archive order (sequential reads of the volumes) by DataLoader
-workers (:mod:`image_decode`); the model runs on the device in half precision; the runner logs
+workers, which decode them (:mod:`image_decode`) or, with ``decode: gpu``, only read their bytes
+for nvJPEG on the device (:mod:`image_device`); the model runs on the device in half precision; the runner logs
 read / inference / write time per batch, so a starved GPU shows as a read-bound stage.
 """
 
@@ -36,6 +37,7 @@ from ..tables import MEMBER_COLUMNS, image_embeddings, pooled_image_embeddings
 from .common import parsed, read_posts_shard
 from .config import FeaturesConfig
 from .image_decode import ImageBatches, Preprocess, loader
+from .image_device import ByteBatches, DeviceDecoder, resolve_decode
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +50,39 @@ def load_image_model(cfg: Mapping[str, Any], device, dtype):
     return net, Preprocess.from_open_clip(net), dim, prov | {"device": str(device), "dtype": dtype_name(dtype)}
 
 
-def image_encoder(net, pre: Preprocess, dim: int, device, dtype):
-    """Batch of NHWC uint8 pixels -> L2-normalised float32 embeddings (numpy)."""
-    import torch
+class ImageEncoder:
+    """Model-sized pixels -> L2-normalised float32 embeddings (numpy ``(N, dim)``).
 
-    mean = torch.tensor(pre.mean, device=device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(pre.std, device=device).view(1, 3, 1, 1) * 255
+    Call with NHWC uint8 host pixels (the CPU decoder's batches); :meth:`encode` takes NCHW
+    float 0..255 pixels already on the device (the device decoder's).
+    """
 
-    def infer(pixels) -> np.ndarray:
-        if pixels.shape[0] == 0:  # a batch with no readable image
-            return np.zeros((0, dim), np.float32)
-        x = to_device(pixels, device).permute(0, 3, 1, 2).float()
-        x = ((x - mean) / std).to(dtype)
-        with torch.inference_mode(), autocast(device, dtype):
-            emb = net.encode_image(x)
+    def __init__(self, net, pre: Preprocess, dim: int, device, dtype):
+        import torch
+
+        self.net, self.dim, self.device, self.dtype = net, dim, device, dtype
+        self.mean = torch.tensor(pre.mean, device=device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(pre.std, device=device).view(1, 3, 1, 1) * 255
+
+    def encode(self, x) -> np.ndarray:
+        import torch
+
+        if x.shape[0] == 0:  # a batch with no readable image
+            return np.zeros((0, self.dim), np.float32)
+        x = ((x - self.mean) / self.std).to(self.dtype)
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            emb = self.net.encode_image(x)
         return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
 
-    return infer
+    def __call__(self, pixels) -> np.ndarray:
+        if pixels.shape[0] == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return self.encode(to_device(pixels, self.device).permute(0, 3, 1, 2).float())
+
+
+def image_encoder(net, pre: Preprocess, dim: int, device, dtype) -> ImageEncoder:
+    """Batch of NHWC uint8 pixels -> L2-normalised float32 embeddings (numpy)."""
+    return ImageEncoder(net, pre, dim, device, dtype)
 
 
 def _shard_images(posts: pl.DataFrame, plan_images: str | Path, shard: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -180,21 +198,30 @@ def image_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, plan_
     present, missing = _shard_images(posts, plan_images, shard)
     todo = present.filter(parsed(pl.col("post_status")))
     skipped = present.filter(~parsed(pl.col("post_status")))
+    decode_on = resolve_decode(icfg.decode, device)
     workers = icfg.n_workers(threads, device.type)
     pin = icfg.pin_memory and device.type == "cuda"
     zf = MultiVolumeZip(ig.images_zip)
     prov = provenance("instagram_image_embeddings", cfg, shard=shard, source=str(posts_path),
                       sources=[str(p) for p in zf.volumes], model=model_prov | {"dim": dim, "input": list(pre.size)},
-                      device=str(device), dtype=dtype_name(dtype), draft=icfg.draft, workers=workers)
-    log.info("shard %d: %d images to embed, %d of unparsed posts, %d missing; %d decode workers, batch %d",
-             shard, todo.height, skipped.height, missing.height, workers, icfg.batch_size)
-    dataset = ImageBatches(zf, {k: todo[k].to_list() for k in MEMBER_COLUMNS}, pre, icfg.draft, icfg.max_pixels,
-                           ig.max_member_bytes)
+                      device=str(device), dtype=dtype_name(dtype), draft=icfg.draft, workers=workers,
+                      decode="cpu" if decode_on is None else str(decode_on))
+    log.info("shard %d: %d images to embed, %d of unparsed posts, %d missing; %d %s workers, batch %d, JPEG decode on %s",
+             shard, todo.height, skipped.height, missing.height, workers,
+             "decode" if decode_on is None else "read", icfg.batch_size, decode_on or "cpu")
+    members = {k: todo[k].to_list() for k in MEMBER_COLUMNS}
     encode = image_encoder(net, pre, dim, device, dtype)
+    if decode_on is None:
+        dataset = ImageBatches(zf, members, pre, icfg.draft, icfg.max_pixels, ig.max_member_bytes)
+        mapper = lambda b: encode(b["pixels"])  # noqa: E731
+    else:  # workers read bytes; the device decodes (CPU decoder for what it cannot take)
+        dataset = ByteBatches(zf, members, pre, icfg.draft, icfg.max_pixels, ig.max_member_bytes)
+        on_device = DeviceDecoder(pre, decode_on, icfg.draft, icfg.max_pixels)
+        mapper = lambda b: encode.encode(on_device(b))  # noqa: E731
     with zf, ParquetWriter(out, image_embeddings(dim), prov) as writer:
         sink = EmbeddingRowWriter(writer, todo, posts.height, dim)
-        stats = run(loader(dataset, icfg.batch_size, workers, icfg.prefetch_factor, pin),
-                    lambda b: encode(b["pixels"]), sink, size=lambda b: len(b["status"]), name=f"image_embeddings shard {shard}",
+        stats = run(loader(dataset, icfg.batch_size, workers, icfg.prefetch_factor, pin), mapper, sink,
+                    size=lambda b: len(b["status"]), name=f"image_embeddings shard {shard}",
                     log_every=20, total=todo.height, unit="images")
         not_parsed = pl.format("post not parsed ({}): image not embedded", pl.col("post_status"))
         post_ok = parsed(pl.col("post_status"))
@@ -216,4 +243,5 @@ def image_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, plan_
     log.info("image embeddings: shard %d, %d image rows, %d posts; %s", shard, sum(by_status.values()), posts.height,
              by_status)
     return {"images": sum(by_status.values()), "posts": posts.height, "by_status": by_status, "dim": dim,
-            "workers": workers, **stats.as_dict()}
+            "workers": workers, "decode": "cpu" if decode_on is None else str(decode_on),
+            "device_fallbacks": 0 if decode_on is None else on_device.fallbacks, **stats.as_dict()}

@@ -31,8 +31,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+CHARS_PER_TOKEN = 64  # character budget per token of max_length: texts are cut to it before tokenising
+
+
 class TextTokenizer:
-    """A private copy of a model's fast tokenizer, truncating to ``max_length``, never padding."""
+    """A private copy of a model's fast tokenizer, truncating to ``max_length``, never padding.
+
+    A text longer than ``max_length * CHARS_PER_TOKEN`` characters is cut to that many before it
+    is tokenised (and flagged truncated): the model sees only ``max_length`` tokens anyway, and a
+    15 MB caption otherwise costs gigabytes and minutes of tokenising. 64 characters a token is
+    far above what real text needs (WordPiece and BPE tokens average 3-5 characters; a word longer
+    than 100 characters is one unknown token), so the cut changes no kept token of real text.
+    """
 
     def __init__(self, hf_tokenizer, max_length: int):
         from tokenizers import Tokenizer
@@ -49,11 +59,15 @@ class TextTokenizer:
         self.type_ids = "token_type_ids" in getattr(hf_tokenizer, "model_input_names", ())
 
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
-        """``(ids per text, lengths, truncated flags)``."""
+        """``(ids per text, lengths, truncated flags)``; texts over the character budget are cut first."""
+        budget = self.max_length * CHARS_PER_TOKEN
+        cut = np.fromiter((len(t) > budget for t in texts), dtype=bool, count=len(texts))
+        if cut.any():
+            texts = [t[:budget] if c else t for t, c in zip(texts, cut)]
         encs = self.backend.encode_batch(list(texts))
         ids = [e.ids for e in encs]
         lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
-        truncated = np.fromiter((bool(e.overflowing) for e in encs), dtype=bool, count=len(ids))
+        truncated = np.fromiter((bool(e.overflowing) for e in encs), dtype=bool, count=len(ids)) | cut
         return ids, lengths, truncated
 
 

@@ -18,6 +18,7 @@ class InstagramConfig:
     max_member_bytes: int
     max_compression_ratio: float
     row_group_rows: int
+    row_group_bytes: int = 1 << 28
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> "InstagramConfig":
@@ -33,6 +34,7 @@ class InstagramConfig:
             max_member_bytes=int(ig["max_member_bytes"]),
             max_compression_ratio=float(ig["max_compression_ratio"]),
             row_group_rows=int(ig["row_group_rows"]),
+            row_group_bytes=int(ig.get("row_group_bytes", 1 << 28)),
         )
 
     def require_inputs(self) -> None:

@@ -68,14 +68,36 @@ def check_shard_volumes(plan_summary: dict, shard: int, zf: MultiVolumeZip, plan
         users = {v: sorted(int(s) for s, names in plan_summary.get("shard_volumes", {}).items() if v in names) for v in problems}
         parts = [f"volume {zf.volumes[seen[v]['disk']]} is {why} (shards that need it: {users[v]})" for v, why in problems.items()]
         # one line: operators (and `affectflow status`) read the last log line
-        raise ShardVolumeError(f"shard {shard} cannot be ingested: " + "; ".join(parts)
-                               + ". Replace the volume, then rerun: only these shards run again.")
+        remedy = (" Copy the missing volume beside the others (every volume of the set in one folder, named"
+                  f" {zf.volumes[0].name} … {zf.last_volume.name}), then rerun: only these shards run again."
+                  if "missing" in problems.values() else " Replace the volume, then rerun: only these shards run again.")
+        raise ShardVolumeError(f"shard {shard} cannot be ingested: " + "; ".join(parts) + "." + remedy)
+
+
+class PlanMismatch(RuntimeError):
+    """The plan a job reads was made for another config (shard count)."""
+
+
+def check_plan(summary: dict, ig: InstagramConfig, where: str | Path, shard: int | None = None) -> None:
+    """Refuse a plan made for another shard count than the config's (another checkout writing the
+    same results folder, or a plan not rerun), or a shard number outside it.
+
+    Raises:
+        PlanMismatch: naming the plan file and both counts.
+    """
+    if summary.get("shards") != ig.shards:
+        raise PlanMismatch(f"{where} was made for {summary.get('shards')} shards, but the config says {ig.shards}: "
+                           "rerun the plan (snakemake does when the config changes); is another checkout writing "
+                           "this results folder?")
+    if shard is not None and not 0 <= shard < ig.shards:
+        raise PlanMismatch(f"shard {shard} is not in the plan {where} ({ig.shards} shards)")
 
 
 def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, shard: int, out: str | Path) -> dict[str, int]:
     """Parse shard ``shard`` of the plan into ``out`` (a :data:`tables.POSTS` file). Returns status counts."""
     ig = InstagramConfig.from_config(cfg)
     summary = json.loads(Path(plan_summary).read_text())
+    check_plan(summary, ig, plan_summary, shard)
     zf = MultiVolumeZip(ig.metadata_zip)
     check_shard_volumes(summary, shard, zf, plan_posts)
     plan = read_partition(plan_posts, "shard", shard, _PLAN_COLUMNS)
@@ -85,10 +107,11 @@ def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, sh
     t0 = time.perf_counter()
     from ..ops.progress import progress
 
+    bounds = row_group_bounds(plan, ig.row_group_rows, ig.row_group_bytes)
     with zf, ParquetWriter(out, POSTS, prov, row_group_size=ig.row_group_rows) as writer, \
             progress(plan.num_rows, f"ingest shard {shard}", "posts") as bar:
-        for start in range(0, plan.num_rows, ig.row_group_rows):
-            table = ingest_rows(zf, plan.slice(start, ig.row_group_rows), ig, shard, timing)
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            table = ingest_rows(zf, plan.slice(start, stop - start), ig, shard, timing)
             t = time.perf_counter()
             writer.write(table)
             timing["write"] += time.perf_counter() - t
@@ -99,6 +122,28 @@ def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, sh
     log.info("shard %d: %d posts in %.2fs (%.0f posts/s; read %.2fs, parse %.2fs, write %.2fs) %s", shard, plan.num_rows,
              elapsed, plan.num_rows / max(elapsed, 1e-9), timing["read"], timing["parse"], timing["write"], counts)
     return counts
+
+
+def row_group_bounds(plan: pa.Table, max_rows: int, max_bytes: int) -> list[int]:
+    """Where the shard's row groups start and end: at most ``max_rows`` posts, and at most
+    ``max_bytes`` of declared inflated JSON (members the plan already refused count nothing), so
+    the members held at once are bounded whatever the archive holds. A single member over the
+    budget gets a row group of its own (its size is bounded by ``max_member_bytes``).
+
+    Returns:
+        ``[0, b1, ..., num_rows]``.
+    """
+    n = plan.num_rows
+    # plain Python/numpy: a Python value handed to pyarrow.compute would import pandas in the job
+    sizes = np.asarray([s or 0 for s in plan["uncompressed_size"].to_pylist()], np.int64)
+    refused = np.asarray([st is not None and st != S.MAPPING_MALFORMED for st in plan["plan_status"].to_pylist()], bool)
+    cum = np.concatenate([[0], np.cumsum(np.where(refused, 0, sizes))]).astype(np.int64)
+    bounds = [0]
+    while bounds[-1] < n:
+        lo = bounds[-1]
+        by_bytes = int(np.searchsorted(cum, cum[lo] + max_bytes, side="right")) - 1
+        bounds.append(min(lo + max_rows, max(by_bytes, lo + 1), n))
+    return bounds
 
 
 def ingest_rows(zf: MultiVolumeZip, plan: pa.Table, ig: InstagramConfig, shard: int, timing: dict[str, float]) -> pa.Table:
@@ -118,6 +163,8 @@ def ingest_rows(zf: MultiVolumeZip, plan: pa.Table, ig: InstagramConfig, shard: 
             read_idx.append(i)
         except MemberError as exc:
             status[i], error[i] = exc.status, f"{archive}: {exc}"
+        except MemoryError:  # one member's fault: the row group is bounded, so this member is huge
+            status[i], error[i] = S.TOO_LARGE, f"{archive}: {loc[0]}: out of memory inflating {loc[4]} bytes"
         except VolumeError as exc:
             raise ShardVolumeError(f"shard {shard}: {exc}") from exc
     t1 = time.perf_counter()
@@ -171,15 +218,24 @@ def summarize(plan_summary: str | Path, shards: list[str | Path], out: str | Pat
     """``ingest_summary.json``: status counts over all shards plus the plan's counts."""
     import polars as pl
 
+    from ..ops.results_folder import check_folder
+
     plan = json.loads(Path(plan_summary).read_text())
     files = [f for s in shards for f in parquet_files(s)]
-    posts = pl.scan_parquet(files).select("status", "image_files", "missing_images", "category", "post_id").collect()
+    if len(files) != plan["shards"]:
+        raise RuntimeError(f"{plan_summary} plans {plan['shards']} shards, but {len(files)} shard files were given")
+    for folder in {Path(f).parent for f in files}:
+        check_folder(folder, sorted(folder.glob("shard-*.parquet")))
+    posts = pl.scan_parquet(files).select("status", "image_files", "missing_images", "category", "post_id",
+                                          "likes_hidden", "comments_hidden").collect()
     by_status = dict(posts.group_by("status").len().sort("status").iter_rows())
     duplicates = posts.height - posts["post_id"].n_unique()
     summary = {
         "posts": posts.height,
         "by_status": by_status,
         "duplicate_post_ids": duplicates,
+        "likes_hidden": int(posts["likes_hidden"].sum()),  # negative like counts in the dump: likes is null
+        "comments_hidden": int(posts["comments_hidden"].sum()),
         "images_present": int(posts["image_files"].list.len().sum()),
         "missing_images": int(posts["missing_images"].list.len().sum()),
         "posts_with_missing_images": int((posts["missing_images"].list.len() > 0).sum()),

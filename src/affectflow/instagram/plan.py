@@ -24,21 +24,26 @@ import polars as pl
 import pyarrow as pa
 
 from .. import status as S
-from ..io.multizip import MultiVolumeZip
+from ..io.multizip import MultiVolumeZip, member_layout
 from ..io.parquet import ParquetWriter, provenance, read_partition, write_json
-from ..io.tsv import examples, read_fields
+from ..io.tsv import check_header, examples, read_fields
 from ..tables import PLAN_IMAGES, PLAN_POSTS
 from .config import InstagramConfig
 
 log = logging.getLogger(__name__)
 
 MAPPING_FIELDS = ["username", "json_file", "images_raw"]
+MAPPING_HEADER = ["influencer_name", "JSON_PostMetadata_file_name", "Image_file_name"]
 INFLUENCER_FIELDS = ["username", "category", "followers", "followees", "posts"]
+INFLUENCER_HEADER = ["Username", "Category", "#Followers", "#Followees", "#Posts"]
 CATEGORY_ALIASES = {"fasion": "fashion"}  # the real influencers.txt misspells some rows
 _QUOTED = r"""(?:'[^'\\]*'|"[^"\\]*")"""
 LIST_LITERAL = rf"""^\[\s*(?:{_QUOTED}\s*(?:,\s*{_QUOTED}\s*)*,?\s*)?\]$"""
 UNSAFE = r"""(^[/\\])|(^[A-Za-z]:)|\\|(^|/)\.\.(/|$)|\x00"""
-RATIO_FLOOR = 1 << 20  # the compression-ratio test applies to members over 1 MiB
+# The compression-ratio test applies to members over 64 KiB. Below, a member's ratio is bounded by
+# its size anyway (deflate needs a few bytes of stream per 1032 inflated, and the headers), and many
+# such members cannot add up: the ingest job flushes a row group at instagram.row_group_bytes.
+RATIO_FLOOR = 1 << 16
 
 
 def _post_id(user: pl.Expr, file: pl.Expr) -> pl.Expr:
@@ -53,9 +58,12 @@ def read_mapping(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
     mapping_error``) and the counts for the summary. Duplicates are dropped with masks before
     the derived columns are built, so the 10M-row file is held about once.
     """
+    check_header(path, MAPPING_HEADER, lambda f: len(f) >= 2 and (f[1].strip().endswith(".info") or f[-1].strip().startswith("[")))
     df = read_fields(path, MAPPING_FIELDS)
     rows = df.height
-    keyable = (pl.col("fields") >= 2) & (pl.col("username").fill_null("") != "") & (pl.col("json_file").fill_null("") != "")
+    # more than 3 fields: a tab inside a name, so which field is the user and which the file is
+    # unknown; the row names no post (its JSON, if archived, is `unmapped`)
+    keyable = pl.col("fields").is_between(2, 3) & (pl.col("username").fill_null("") != "") & (pl.col("json_file").fill_null("") != "")
     unkeyable = df.filter(~keyable).select("line")
     df = df.filter(keyable & pl.struct("username", "json_file", "images_raw").is_first_distinct())
     duplicates = rows - unkeyable.height - df.height
@@ -89,7 +97,7 @@ def read_mapping(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
         "unkeyable_rows": unkeyable.height,
         "malformed_rows": malformed.height,
         "posts": df.height,
-        "malformed_examples": examples(unkeyable, path, "row names no influencer and JSON file")
+        "malformed_examples": examples(unkeyable, path, "row names no influencer and JSON file (or has a tab inside a name)")
         + malformed["mapping_error"].head(20).to_list(),
     }
     return df.select("post_id", "username", "json_file", "images", "mapping_malformed", "mapping_error"), counts
@@ -97,18 +105,25 @@ def read_mapping(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
 
 def read_influencers(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
     """``username, category, followers`` from ``influencers.txt`` (skips its ``====`` rule)."""
+    check_header(path, INFLUENCER_HEADER, lambda f: len(f) >= 3 and f[2].strip().replace(",", "").isdigit())
     df = read_fields(path, INFLUENCER_FIELDS, skip_prefix="=")
     df = df.with_columns(
         pl.col("followers").str.replace_all(",", "").cast(pl.Int64, strict=False),
         pl.col("category").str.to_lowercase().alias("category_raw"),
     ).with_columns(pl.col("category_raw").replace(CATEGORY_ALIASES).alias("category"))
     bad = df.filter((pl.col("fields") != 5) | pl.col("followers").is_null())
-    good = df.join(bad.select("line"), on="line", how="anti").unique("username", keep="first", maintain_order=True)
+    good = df.join(bad.select("line"), on="line", how="anti")
+    distinct = good.unique(["username", "category", "followers"], keep="first", maintain_order=True)
+    duplicates = good.height - distinct.height
+    good = distinct.unique("username", keep="first", maintain_order=True)
+    conflicts = distinct.height - good.height
     counts = {
         "file": str(path),
         "rows": df.height,
         "influencers": good.height,
         "malformed_rows": bad.height,
+        "duplicate_rows": duplicates,  # the same influencer row again: dropped
+        "conflicting_rows": conflicts,  # the same username with another category or follower count: the first row wins
         "malformed_examples": examples(bad, path, "expected 5 tab-separated fields with a numeric #Followers"),
         "categories_corrected": dict(good.filter(pl.col("category") != pl.col("category_raw"))
                                      .group_by("category_raw").len().iter_rows()),
@@ -136,9 +151,18 @@ def read_directory(zf: MultiVolumeZip) -> tuple[pl.DataFrame, dict[str, Any]]:
     return df, counts
 
 
-def _volume_report(zf: MultiVolumeZip, directory: pl.DataFrame) -> tuple[dict[int, str], list[dict]]:
-    problems = zf.check_volumes(directory.select("name", "disk", "offset", "compressed_size").to_arrow())
+def _volume_report(zf: MultiVolumeZip, directory: pl.DataFrame, counts: dict[str, Any]) -> tuple[dict[int, str], list[dict]]:
+    """Volume problems and sizes; adds the directory entries that are stray or overlap to ``counts``
+    (each such member is still read through its own header: its own row says whether it could be)."""
+    located = directory.select("name", "disk", "offset", "compressed_size").to_arrow()
+    problems = zf.check_volumes(located)
     sizes = zf.volume_sizes()
+    lay = member_layout(located, sizes)
+    names = directory["name"]
+    for key in ("stray", "overlap"):
+        hit = pl.Series(lay[key])
+        counts[f"{key}_entries"] = int(hit.sum())
+        counts[f"{key}_examples"] = names.filter(hit).head(20).to_list()
     vols = [{"disk": d, "path": str(p), "bytes": sizes[d], "problem": problems.get(d)} for d, p in enumerate(zf.volumes)]
     for d, why in problems.items():
         log.error("volume %s: %s", zf.volumes[d], why)
@@ -168,7 +192,7 @@ def plan(cfg: dict, posts_out: str | Path, images_out: str | Path, summary_out: 
 
     meta_zip = MultiVolumeZip(ig.metadata_zip)
     members, meta_counts = read_directory(meta_zip)
-    meta_problems, meta_vols = _volume_report(meta_zip, members)
+    meta_problems, meta_vols = _volume_report(meta_zip, members, meta_counts)
 
     too_large = (pl.col("uncompressed_size") > ig.max_member_bytes) | (
         (pl.col("uncompressed_size") > RATIO_FLOOR)
@@ -221,7 +245,7 @@ def plan(cfg: dict, posts_out: str | Path, images_out: str | Path, summary_out: 
     # images: every mapped image, present in the image archive or not (joined on user and file name)
     img_zip = MultiVolumeZip(ig.images_zip)
     img_dir, img_counts = read_directory(img_zip)
-    img_problems, img_vols = _volume_report(img_zip, img_dir)
+    img_problems, img_vols = _volume_report(img_zip, img_dir, img_counts)
     img_dir = (img_dir.filter(~pl.col("unsafe") & ~pl.col("bad_name")).drop("unsafe", "bad_name")
                .filter(pl.struct("username", "file").is_first_distinct()))
     archived = img_dir.height
@@ -288,6 +312,12 @@ def plan(cfg: dict, posts_out: str | Path, images_out: str | Path, summary_out: 
         "shards_affected": affected(meta_problems, meta_zip.volumes),
     }
     summary["plan_status"] = {("parse" if k is None else k): v for k, v in summary["plan_status"].items()}
+    if "results" in cfg:  # shard files of a plan with more shards would be read beside this one's
+        from ..ops.results_folder import prune_foreign_shards
+
+        summary["removed_foreign_shards"] = prune_foreign_shards(cfg)
+        if summary["removed_foreign_shards"]:
+            log.info("removed %d shard files outside this plan of %d shards", len(summary["removed_foreign_shards"]), ig.shards)
     write_json(summary_out, summary)
     meta_zip.close()
     img_zip.close()

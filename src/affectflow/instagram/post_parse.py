@@ -10,13 +10,24 @@ Two implementations of one definition:
 * :func:`parse_posts` (the hot path) parses a whole block of posts with Arrow's C++ JSON reader
   against an explicit schema of just the fields we keep, and derives the columns with Arrow
   compute: no Python object per JSON value, ~4x faster than ``orjson`` + a dict walk.
-* :func:`load_post` + :func:`parse_post` handle one post in Python. They are the reference, and
-  the fallback for any block the reader rejects (corrupt JSON, a value of an unexpected type):
-  the block is split in halves until the bad posts are isolated, so one corrupt file costs a few
-  re-parses, not a slow shard. Tests check both give identical rows.
+* :func:`load_post` + :func:`parse_post` handle one post in Python. They are the reference.
 
-The definition, where JSON allows doubt: an object-valued key counts as present only when it is
-an object (``null`` = absent); counts are integers within int64 (else null); ``width``/``height``
+Which posts the bulk reader sees is decided per post, in one pass, before the bulk read
+(:func:`screen`): each post is decoded by ``orjson`` (the definition of valid JSON, so both
+paths accept and reject exactly the same bytes: a BOM, 3000 nested brackets or a bare ``null``
+are not Arrow's to judge). Posts that fail to decode get ``json_corrupt``, the valid ones go to
+Arrow in one read. When the reader rejects that block (a kept field of another type: a count as
+a float or string, an id as a number), each post's kept fields are checked against the reader's
+schema (:func:`fits_schema`): those that do not fit are parsed by the Python reference, the rest
+read again by Arrow. A post's row never depends on which other posts share its block, i.e. on
+the shard count (tested on a mutated corpus). Should the reader reject even a checked block (a
+JSON oddity the check does not model, such as a duplicated key), it is split in halves until the
+posts it rejects are isolated: a safety net, not the common path.
+
+The definition, where JSON allows doubt: a leading UTF-8 byte-order mark is ignored (RFC 8259
+§8.1 allows it); an object-valued key counts as present only when it is an object (``null`` =
+absent); counts are integers within int64 (else null), and a negative count (how dumps show a
+count the author hid) is null with ``likes_hidden``/``comments_hidden`` true; ``width``/``height``
 within int32; ``taken_at_timestamp`` within ±10^11 s; a post is ``json_invalid`` when the media
 object has none of ``id, shortcode, __typename, edge_media_to_caption, owner`` (non-null).
 """
@@ -44,7 +55,8 @@ MAX_TIMESTAMP = 10**11  # seconds; beyond is garbage (year 5138), not a date
 
 # Columns that parse_post fills; the ingest stage adds the names, mapping and status columns.
 PARSED_FIELDS = (
-    "media_id", "shortcode", "typename", "caption", "hashtags", "likes", "comments", "comments_text",
+    "media_id", "shortcode", "typename", "caption", "hashtags", "likes", "comments", "likes_hidden", "comments_hidden",
+    "comments_text",
     "comments_shown", "comments_source", "timestamp", "is_video", "width", "height", "aspect_ratio",
     "is_verified", "is_private", "tagged_users", "sponsored", "accessibility_caption", "location",
     "caption_length",
@@ -105,27 +117,55 @@ def unwrap(obj: Any) -> dict:
 
 
 _WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")
+BOM = b"\xef\xbb\xbf"
 
 
 def _blank(raw: bytes) -> bool:
     return not raw or (raw[0] in _WHITESPACE and not raw.strip())
 
 
+def strip_bom(raw: bytes) -> bytes:
+    """``raw`` without a leading UTF-8 byte-order mark (the one byte sequence both paths drop)."""
+    return raw[3:] if raw[:3] == BOM else raw
+
+
 NOT_A_POST = "JSON object has none of the media fields (id, shortcode, owner, ...)"
 
 
-def load_post(raw: bytes) -> dict:
-    """Decode bytes to the media object, raising :class:`PostError` with the status to record."""
+def decode(raw: bytes) -> Any:
+    """Bytes -> the JSON value, by the one definition of valid JSON (orjson, BOM ignored).
+
+    Raises:
+        PostError: ``json_empty`` (no bytes, or whitespace only) or ``json_corrupt``; a
+            ``MemoryError`` while decoding is ``too_large``.
+    """
+    raw = strip_bom(raw)
     if _blank(raw):
         raise PostError(S.JSON_EMPTY, "empty file" if not raw else "file holds only whitespace")
     try:
-        obj = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise PostError(S.JSON_CORRUPT, f"invalid JSON: {exc}") from None
+    except MemoryError:
+        raise PostError(S.TOO_LARGE, f"out of memory decoding {len(raw)} bytes of JSON") from None
+
+
+def media(obj: Any) -> dict:
+    """The media object inside a decoded post, or :class:`PostError` ``json_invalid``."""
     node = unwrap(obj)
     if all(node.get(k) is None for k in MEDIA_KEYS):
         raise PostError(S.JSON_INVALID, NOT_A_POST)
     return node
+
+
+def load_post(raw: bytes) -> dict:
+    """Decode bytes to the media object, raising :class:`PostError` with the status to record."""
+    return media(decode(raw))
+
+
+def _hidden(count: int | None) -> tuple[int | None, bool]:
+    """A negative count is a hidden one: null, flagged."""
+    return (None, True) if count is not None and count < 0 else (count, False)
 
 
 def parse_post(node: dict) -> dict[str, Any]:
@@ -155,14 +195,18 @@ def parse_post(node: dict) -> dict[str, Any]:
         signals.append(bool(sponsor_edges))
     media_id = node.get("id")
     likes_block = "edge_media_preview_like" if isinstance(node.get("edge_media_preview_like"), dict) else "edge_liked_by"
+    likes, likes_hidden = _hidden(_count(node, likes_block, "count"))
+    comments, comments_hidden = _hidden(comments)
     return {
         "media_id": str(media_id) if media_id is not None else None,
         "shortcode": _str(node.get("shortcode")),
         "typename": _str(node.get("__typename")),
         "caption": caption,
         "hashtags": [h.lower() for h in HASHTAG.findall(caption)],
-        "likes": _count(node, likes_block, "count"),
+        "likes": likes,
         "comments": comments,
+        "likes_hidden": likes_hidden,
+        "comments_hidden": comments_hidden,
         "comments_text": comments_text,
         "comments_shown": shown,
         "comments_source": source,
@@ -292,6 +336,14 @@ def _in_range(arr: pa.Array, bounds: tuple[int, int]) -> pa.Array:
     return pc.if_else(ok, arr, A.scalar(None, arr.type))
 
 
+def _hidden_counts(counts: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Negative counts -> null, and the flag that says so (false where the count is null or >= 0)."""
+    import pyarrow.compute as pc
+
+    neg = pc.fill_null(pc.less(counts, _ZERO), _FALSE)
+    return pc.if_else(neg, A.scalar(None, pa.int64()), counts), neg
+
+
 def _columns(table: pa.Table) -> tuple[pa.Table, pa.Array]:
     """PARSED_SCHEMA columns for every row of a reader table, and a mask of rows that are posts."""
     import pyarrow.compute as pc
@@ -324,6 +376,8 @@ def _columns(table: pa.Table) -> tuple[pa.Table, pa.Array]:
 
     preview = f("edge_media_preview_like")
     likes = pc.if_else(pc.is_valid(preview), pc.struct_field(preview, ["count"]), f("edge_liked_by", "count"))
+    likes, likes_hidden = _hidden_counts(likes)
+    count, comments_hidden = _hidden_counts(count)
     ts = _in_range(f("taken_at_timestamp"), (-MAX_TIMESTAMP + 1, MAX_TIMESTAMP))
     width, height = _in_range(f("dimensions", "width"), INT32), _in_range(f("dimensions", "height"), INT32)
     both = pc.and_(pc.not_equal(width, _ZERO), pc.not_equal(height, _ZERO))
@@ -340,6 +394,7 @@ def _columns(table: pa.Table) -> tuple[pa.Table, pa.Array]:
     cols = {
         "media_id": f("id"), "shortcode": f("shortcode"), "typename": f("__typename"),
         "caption": caption, "hashtags": hashtags, "likes": likes, "comments": count,
+        "likes_hidden": likes_hidden, "comments_hidden": comments_hidden,
         "comments_text": comments_text, "comments_shown": shown, "comments_source": source,
         "timestamp": pc.multiply(ts, A.scalar(1000, pa.int64())), "is_video": f("is_video"), "width": width, "height": height,
         "aspect_ratio": aspect, "is_verified": f("owner", "is_verified"), "is_private": f("owner", "is_private"),
@@ -350,40 +405,157 @@ def _columns(table: pa.Table) -> tuple[pa.Table, pa.Array]:
     return pa.table(cols).cast(PARSED_SCHEMA), is_post
 
 
-def parse_posts(raws: list[bytes]) -> tuple[pa.Table, list[tuple[int, str, str]]]:
-    """Parse a block of post files: a PARSED_SCHEMA table with one row per input (all null where
-    the post failed) and the failures as ``(index, status, message)``."""
-    parts: list[pa.Table] = []
-    failures: list[tuple[int, str, str]] = []
-    good = [i for i, r in enumerate(raws) if not _blank(r)]
-    if len(good) < len(raws):
-        for i in sorted(set(range(len(raws))) - set(good)):
-            failures.append((i, S.JSON_EMPTY, "empty file" if not raws[i] else "file holds only whitespace"))
-    _parse(raws, good, parts, failures)
-    parsed = pa.concat_tables(parts) if parts else PARSED_SCHEMA.empty_table()
-    if len(good) == len(raws):
-        return parsed, sorted(failures)
-    # put the rows back in input order, nulls for the empty files
+def _spec(t: pa.DataType):
+    """A reader type as a nested Python spec for :func:`fits_schema` (built once)."""
+    if pa.types.is_struct(t):
+        return ("struct", {t.field(i).name: _spec(t.field(i).type) for i in range(t.num_fields)})
+    if pa.types.is_list(t):
+        return ("list", _spec(t.value_type))
+    return {pa.string(): str, pa.int64(): int, pa.bool_(): bool}[t]
 
+
+def _fits(v: Any, spec) -> bool:
+    if v is None:
+        return True
+    if spec is str:
+        return type(v) is str
+    if spec is int:
+        return type(v) is int and INT64[0] <= v < INT64[1]
+    if spec is bool:
+        return type(v) is bool
+    kind, inner = spec
+    if kind == "struct":
+        if type(v) is not dict:
+            return False
+        for key, sub in inner.items():
+            x = v.get(key)
+            if x is not None and not _fits(x, sub):
+                return False
+        return True
+    return type(v) is list and all(_fits(e, inner) for e in v)
+
+
+_TOP_SPEC = _spec(pa.struct(list(JSON_SCHEMA)))
+
+
+def fits_schema(obj: Any) -> bool:
+    """Whether Arrow's reader, given this decoded post, yields exactly what :func:`parse_post`
+    would: every kept field null or of the reader's type (integers within int64), top level an
+    object. Posts that do not fit are parsed by the Python reference instead.
+
+    The top level must be an object: Arrow's reader (pyarrow 26) crashes the process on a line
+    holding a bare ``null``, so such a post must never reach it."""
+    return type(obj) is dict and _fits(obj, _TOP_SPEC)
+
+
+def screen(raws: list[bytes], types: bool = True) -> tuple[list[int], dict[int, Any], list[tuple[int, str, str]]]:
+    """One pass over a block deciding each post's path (see the module docstring).
+
+    Args:
+        raws: the posts' bytes.
+        types: also check the kept fields' types (:func:`fits_schema`); without, only the top
+            level must be an object (what the reader needs not to crash).
+
+    Returns:
+        ``(bulk, python, failures)``: indices the Arrow reader takes; ``{index: decoded JSON}`` for
+        posts the Python reference parses; ``(index, status, message)`` for posts that failed.
+    """
+    bulk: list[int] = []
+    python: dict[int, Any] = {}
+    failures: list[tuple[int, str, str]] = []
+    loads = orjson.loads
+    for i, raw in enumerate(raws):
+        try:
+            obj = loads(raw)  # the common case, inlined: not blank, no BOM, valid
+        except (orjson.JSONDecodeError, MemoryError):
+            try:
+                obj = decode(raw)  # the exact reason (empty, BOM, corrupt)
+            except PostError as exc:
+                failures.append((i, exc.status, str(exc)))
+                continue
+            python[i] = obj  # valid once its BOM is gone: the reference parses it
+            continue
+        if fits_schema(obj) if types else type(obj) is dict:
+            bulk.append(i)
+        else:
+            python[i] = obj
+    return bulk, python, failures
+
+
+def parse_posts(raws: list[bytes]) -> tuple[pa.Table, list[tuple[int, str, str]]]:
+    """Parse a block of post files.
+
+    Every post is decoded once by orjson (the definition of valid JSON); the valid objects are
+    read by Arrow in one pass. Only when the reader rejects that block (a kept field of another
+    type somewhere in it) are its posts checked one by one (:func:`fits_schema`) and the ones that
+    do not fit parsed by the Python reference, the rest read by Arrow again: one extra pass,
+    never a split-in-halves search.
+
+    Args:
+        raws: one bytes object per post file.
+
+    Returns:
+        A PARSED_SCHEMA table with one row per input, in input order (all null where the post
+        failed), and the failures as ``(index, status, message)`` sorted by index.
+    """
+    bulk, python, failures = screen(raws, types=False)
+    parts: list[pa.Table] = []
+    order: list[int] = []
+    block = _read_block([raws[i] for i in bulk]) if bulk else None
+    if block is not None:
+        _accept(block, bulk, parts, order, failures)
+    elif bulk:
+        fitting = []
+        for i in bulk:
+            obj = orjson.loads(raws[i])  # valid: decoded above
+            if fits_schema(obj):
+                fitting.append(i)
+            else:
+                python[i] = obj
+        _parse(raws, fitting, parts, order, failures)
+    if python:
+        rows: list[dict | None] = []
+        for i, obj in python.items():
+            try:
+                rows.append(parse_post(media(obj)))
+            except PostError as exc:
+                failures.append((i, exc.status, str(exc)))
+                rows.append(None)
+            except MemoryError:
+                failures.append((i, S.TOO_LARGE, "out of memory parsing the post"))
+                rows.append(None)
+        parts.append(rows_to_table(rows))
+        order.extend(python)
+    parsed = pa.concat_tables(parts) if parts else PARSED_SCHEMA.empty_table()
+    failed = [i for i, _, _ in failures]
+    if len(order) == len(raws) and not failed and order == sorted(order):
+        return parsed, []
     where = np.full(len(raws), -1, np.int64)
-    where[good] = np.arange(len(good))
+    where[np.asarray(order, np.int64)] = np.arange(len(order))
+    where[failed] = -1
     return A.take_or_null(parsed, where), sorted(failures)
 
 
-def _parse(raws: list[bytes], idx: list[int], parts: list[pa.Table], failures: list) -> None:
+def _accept(block: pa.Table, idx: list[int], parts: list[pa.Table], order: list[int], failures: list) -> None:
+    """Columns of a block the reader took; rows that are not posts become ``json_invalid``."""
+    table, is_post = _columns(block)
+    if not _all_true(is_post):
+        for i, ok in zip(idx, is_post.to_pylist()):
+            if not ok:
+                failures.append((i, S.JSON_INVALID, NOT_A_POST))
+    parts.append(table)
+    order.extend(idx)
+
+
+def _parse(raws: list[bytes], idx: list[int], parts: list[pa.Table], order: list[int], failures: list) -> None:
+    """Arrow-read the screened posts ``idx`` into ``parts``. Should the reader reject them anyway
+    (a JSON oddity the screen does not model, e.g. a duplicated key), split in halves down to
+    ``LEAF`` posts, parsed by the reference: a safety net, not the common path."""
     if not idx:
         return
     block = _read_block([raws[i] for i in idx])
     if block is not None:
-        table, is_post = _columns(block)
-        if _all_true(is_post):
-            parts.append(table)
-            return
-        mask = is_post.to_pylist()
-        for i, ok in zip(idx, mask):
-            if not ok:
-                failures.append((i, S.JSON_INVALID, NOT_A_POST))
-        parts.append(_null_where(table, is_post))
+        _accept(block, idx, parts, order, failures)
         return
     if len(idx) <= LEAF:
         rows: list[dict | None] = []
@@ -394,20 +566,14 @@ def _parse(raws: list[bytes], idx: list[int], parts: list[pa.Table], failures: l
                 failures.append((i, exc.status, str(exc)))
                 rows.append(None)
         parts.append(rows_to_table(rows))
+        order.extend(idx)
         return
     mid = len(idx) // 2
-    _parse(raws, idx[:mid], parts, failures)
-    _parse(raws, idx[mid:], parts, failures)
+    _parse(raws, idx[:mid], parts, order, failures)
+    _parse(raws, idx[mid:], parts, order, failures)
 
 
 def _all_true(mask: pa.Array) -> bool:
     import pyarrow.compute as pc
 
     return bool(pc.all(mask).as_py()) if len(mask) else True
-
-
-def _null_where(table: pa.Table, keep: pa.Array) -> pa.Table:
-    """Rows where ``keep`` is false become all-null (a post that failed carries no fields)."""
-
-    index = np.arange(table.num_rows)
-    return A.take_or_null(table, np.where(A.to_numpy(keep), index, -1))

@@ -87,6 +87,57 @@ def volume_paths(last_volume: Path, n_disks: int) -> list[Path]:
     return [Path(f"{stem}.z{i:02d}") for i in range(1, n_disks)] + [last_volume]
 
 
+MAX_GAP = 65535 + 24 + 4  # largest local extra field + data descriptor (+ the split marker on .z01)
+
+
+def member_layout(directory: "pa.Table", sizes: list[int | None]) -> dict[str, "np.ndarray"]:
+    """Where each directory entry's bytes lie, and which entries are stray or overlap.
+
+    Args:
+        directory: columns ``name, disk, offset, compressed_size`` (one row per entry).
+        sizes: each volume's size in bytes (None when missing).
+
+    Returns:
+        numpy arrays, one value per entry, in the table's order: ``disk``, ``offset``, ``length``
+        (header + name + data: a lower bound, the local extra field is not known here),
+        ``stray`` (a disk number outside the set, or a header past its volume's end, more than
+        ``MAX_GAP`` beyond where the entries before it on that volume end: no real member is
+        there, the entry is damaged) and
+        ``overlap`` (its bytes overlap another entry's on the same volume: a damaged entry, or a
+        crafted archive; each such member is still read through its own header and CRC).
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from .arrays import to_numpy
+
+    disk = to_numpy(directory["disk"]).astype(np.int64)
+    offset = to_numpy(directory["offset"]).astype(np.int64)
+    length = 30 + to_numpy(pc.binary_length(directory["name"])).astype(np.int64) \
+        + to_numpy(directory["compressed_size"]).astype(np.int64)
+    n = len(disk)
+    size = np.asarray([-1 if s is None else s for s in sizes], np.int64)
+    vol = size[np.clip(disk, 0, len(size) - 1)] if len(size) else np.full(n, -1)
+    order = np.lexsort((offset, disk))
+    d, o, ln = disk[order], offset[order], length[order]
+    same = np.concatenate([[False], d[1:] == d[:-1]])
+    ends = o + ln
+    # where the entries before each one on its volume end: a running maximum restarted at each
+    # volume (volumes are < 2^40 bytes, so shifting by the disk number keeps volumes apart)
+    shift = d << 40
+    run = np.maximum.accumulate(ends + shift) - shift if n else ends
+    prev_end = np.zeros(n, np.int64)
+    prev_end[1:] = np.where(same[1:], run[:-1], 0)
+    stray_s = ((vol[order] >= 0) & (o >= vol[order]) & (o - prev_end > MAX_GAP)) | (d < 0) | (d >= len(size))
+    overlap_s = np.zeros(n, bool)
+    if n > 1:
+        overlap_s[1:] |= same[1:] & (o[1:] < prev_end[1:])
+        overlap_s[:-1] |= same[1:] & (o[1:] < ends[:-1])  # and the entry it runs into
+    stray, overlap = np.empty(n, bool), np.empty(n, bool)
+    stray[order], overlap[order] = stray_s, overlap_s & ~stray_s
+    return {"disk": disk, "offset": offset, "length": length, "stray": stray, "overlap": overlap}
+
+
 _UNSAFE_PART = re.compile(r"(^|/)\.\.(/|$)")
 
 
@@ -143,6 +194,7 @@ class MultiVolumeZip:
             raise ArchiveError(f"{self.last_volume}: no end-of-central-directory record (not a zip, or truncated)")
         (_, disk_no, cd_disk, n_this, n_total, cd_size, cd_offset, _clen) = _EOCD.unpack_from(tail, pos)
         self.n_disks = disk_no + 1
+        self._check_not_joined(size - len(tail) + pos, disk_no, cd_disk, cd_size, cd_offset)
         self.cd_disk, self.n_entries, self.cd_size, self.cd_offset = cd_disk, n_total, cd_size, cd_offset
         self.zip64 = False
         loc = pos - 20
@@ -160,6 +212,31 @@ class MultiVolumeZip:
                 raise ArchiveError(f"{self.last_volume}: ZIP64 end record not found at offset {z64_off}")
             (_, _, _, _, _, cd_disk, n_this, n_total, cd_size, cd_offset) = _Z64EOCD.unpack(rec)
             self.cd_disk, self.n_entries, self.cd_size, self.cd_offset = cd_disk, n_total, cd_size, cd_offset
+
+    def _check_not_joined(self, eocd_at: int, disk_no: int, cd_disk: int, cd_size: int, cd_offset: int) -> None:
+        """Refuse a split set joined with ``cat`` (or any file that is not the last volume), naming
+        the remedy: its end record still describes the last volume of a set, so every offset in it
+        is wrong for the joined file, and its ``.zNN`` siblings are (usually) gone."""
+        if disk_no == 0 or disk_no == 0xFFFF:  # one volume, or the count lives in the ZIP64 records
+            return
+        siblings = volume_paths(self.last_volume, disk_no + 1)[:-1]
+        if any(p.exists() for p in siblings):
+            return  # a set in place (a missing volume among them is check_volumes' to report)
+        with open(self.last_volume, "rb") as fh:
+            head = fh.read(4)
+        joined = head == b"PK\x07\x08"  # the split marker Info-ZIP writes only at the start of .z01
+        if not joined and cd_disk == disk_no and 0xFFFFFFFF not in (cd_size, cd_offset):
+            # the directory ends where the end records begin (after a ZIP64 record pair, if any):
+            # in a last volume it starts at cd_offset; in a joined file, later by the volumes before
+            starts = [eocd_at - cd_size, eocd_at - 76 - cd_size]
+            joined = cd_offset not in starts and any(st > cd_offset for st in starts)
+        if joined:
+            raise ArchiveError(
+                f"{self.last_volume}: this file holds a split archive's {disk_no + 1} volumes joined end to end "
+                f"(e.g. with cat): its directory still addresses volumes {siblings[0].name} … {self.last_volume.name}, "
+                "which are not beside it. Point the config at the original last volume (.zip) with its .z01… siblings "
+                f"in the same folder, or join properly with `zip -s 0 {siblings[0].with_suffix('.zip').name} "
+                "--out joined.zip` (Info-ZIP rewrites the offsets).")
 
     def central_directory(self) -> "pa.Table":
         """Every central-directory entry, in directory order, as a table.
@@ -193,27 +270,30 @@ class MultiVolumeZip:
         counting positions across volumes by their actual sizes; a truncated volume shifts every
         later position back and breaks that order at its boundary. Cuts smaller than a header's
         extra field slip through here and surface as a CRC error when the member is read.
+
+        Only the members a volume really holds count: an entry whose offset lies past its volume's
+        end, far beyond where the members before it end (a damaged or crafted entry, see
+        :func:`member_layout`), is that member's fault (``read_error`` when it is read), and two
+        entries overlapping inside one volume are not a truncation either.
         """
         import numpy as np
-        import pyarrow.compute as pc
-
-        from .arrays import to_numpy
 
         sizes = self.volume_sizes()
         problems: dict[int, str] = {d: "missing" for d, s in enumerate(sizes) if s is None}
         if directory is not None and directory.num_rows:
             present = np.asarray([sz is not None for sz in sizes])
             starts = np.concatenate([[0], np.cumsum([sz or 0 for sz in sizes])]).astype(np.int64)
-            disk = np.append(to_numpy(directory["disk"]).astype(np.int64), self.cd_disk)
-            offset = np.append(to_numpy(directory["offset"]).astype(np.int64), self.cd_offset)
-            length = np.append(30 + to_numpy(pc.binary_length(directory["name"])).astype(np.int64)
-                               + to_numpy(directory["compressed_size"]).astype(np.int64), 0)
-            order = np.lexsort((offset, disk))
-            dk, begin, ln = disk[order], starts[disk[order]] + offset[order], length[order]
+            lay = member_layout(directory, sizes)
+            keep = ~lay["stray"]
+            dk = np.append(lay["disk"][keep], self.cd_disk)
+            off = np.append(lay["offset"][keep], self.cd_offset)
+            ln = np.append(lay["length"][keep], 0)
+            order = np.lexsort((off, dk))
+            dk, begin, ln = dk[order], starts[dk[order]] + off[order], ln[order]
             # compare each member with the next only where every volume between them is present
             missing_before = np.concatenate([[0], np.cumsum(~present)])
             intact = missing_before[dk[1:] + 1] - missing_before[dk[:-1]] == 0
-            bad = intact & (begin[:-1] + ln[:-1] > begin[1:])
+            bad = intact & (dk[:-1] != dk[1:]) & (begin[:-1] + ln[:-1] > begin[1:])
             for d in np.unique(dk[:-1][bad]):
                 problems.setdefault(int(d), f"truncated: {sizes[d]} bytes is too short for the members stored on it")
         return problems
@@ -250,6 +330,16 @@ class MultiVolumeZip:
             disk, offset = disk + 1, 0
         return b"".join(parts)
 
+    def _span_or_fault(self, name: str, disk: int, offset: int, length: int):
+        """:meth:`_read_span` for a member's own bytes: running past the last volume is the member's fault."""
+        try:
+            return self._read_span(disk, offset, length)
+        except VolumeError as exc:
+            if exc.problem != "truncated":
+                raise
+            raise MemberError("read_error", f"{name}: its {length} bytes at volume {self.volumes[disk].name} offset "
+                                            f"{offset} run past the end of the archive; its directory entry is damaged") from None
+
     def read(self, member: Member, max_size: int | None = None) -> bytes:
         """The member's uncompressed bytes, CRC-checked.
 
@@ -271,18 +361,31 @@ class MultiVolumeZip:
                                            f"past the limit {max_size}; not read")
         if flags & 0x1:
             raise MemberError("unsupported", f"{name}: encrypted member")
+        if not 0 <= disk < self.n_disks:
+            raise MemberError("read_error", f"{name}: the directory places it on volume {disk + 1}, but the set has "
+                                            f"{self.n_disks}; its directory entry is damaged")
         m = self._maps.get(disk)
         if m is None:
             m = self._map(disk)
         if offset + 30 <= len(m):  # the common case: header and data inside one volume
             sig, nlen, xlen = _LOCAL_SHORT.unpack_from(m, offset)
+        elif offset >= len(m):
+            # The volume's size was checked against every member's place (check_volumes) before any
+            # read: a header past its end is this entry's fault, not a truncated volume.
+            raise MemberError("read_error", f"{name}: local header offset {offset} is past the end of volume "
+                                            f"{self.volumes[disk].name} ({len(m)} bytes); its directory entry is damaged")
         else:
-            sig, nlen, xlen = _LOCAL_SHORT.unpack(bytes(self._read_span(disk, offset, 30)))
+            sig, nlen, xlen = _LOCAL_SHORT.unpack(bytes(self._span_or_fault(name, disk, offset, 30)))
         if sig != LOCAL_SIG:
             raise MemberError("read_error", f"{name}: no local header at volume {self.volumes[disk].name} offset {offset}")
+        local = m[offset + 30 : offset + 30 + nlen] if offset + 30 + nlen <= len(m) else self._span_or_fault(name, disk, offset + 30, nlen)
+        if local != name.encode("utf-8", "surrogateescape") and _decode_name(bytes(local), flags) != name:
+            # two directory entries sharing one local header: each member is read only through its own
+            raise MemberError("read_error", f"{name}: the header at volume {self.volumes[disk].name} offset {offset} "
+                                            f"belongs to {_decode_name(bytes(local), flags)!r}; its directory entry is damaged")
         start = offset + 30 + nlen + xlen
         end = start + compressed_size
-        data = m[start:end] if end <= len(m) else self._read_span(disk, start, compressed_size)
+        data = m[start:end] if end <= len(m) else self._span_or_fault(name, disk, start, compressed_size)
         if method == METHOD_DEFLATE:
             try:
                 out = zlib.decompressobj(-15).decompress(data, uncompressed_size + 1)

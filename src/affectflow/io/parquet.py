@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -62,15 +63,39 @@ def read_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
+_HOST = socket.gethostname().replace("/", "_")
+
+
 def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """``.<name>.tmp-<host>-<pid>``: whose temporary it is, so only a gone writer's is swept."""
+    return path.with_name(f".{path.name}.tmp-{_HOST}-{os.getpid()}")
+
+
+def _writer_gone(tmp_name: str, prefix: str) -> bool:
+    """Whether the writer that named a temporary ``tmp_name`` is known to be gone: a process of
+    this host that no longer exists. A writer on another host cannot be checked from here, so its
+    temporary stays (``affectflow status`` lists leftovers)."""
+    tail = tmp_name[len(prefix):]
+    host, _, pid = tail.rpartition("-")
+    if not pid.isdigit() or (host and host != _HOST):
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False
+    return False  # alive
 
 
 def _publish(tmp: Path, path: Path) -> None:
-    """Rename ``tmp`` onto ``path``, then sweep temporaries that killed writers of ``path`` left."""
+    """Rename ``tmp`` onto ``path``, then sweep temporaries of ``path`` whose writers are gone
+    (killed jobs); a live writer's temporary (another run on this results folder) is left alone."""
     os.replace(tmp, path)
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):
-        stale.unlink(missing_ok=True)
+    prefix = f".{path.name}.tmp-"
+    for stale in path.parent.glob(prefix + "*"):
+        if _writer_gone(stale.name, prefix):
+            stale.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from ..io.parquet import PROVENANCE_KEY, parquet_files
+from .results_folder import check_folder
 
 
 def tables_in(path: str | Path) -> list[tuple[str, list[Path]]]:
@@ -40,6 +41,7 @@ def tables_in(path: str | Path) -> list[tuple[str, list[Path]]]:
         per_folder[folder] = per_folder.get(folder, 0) + 1
     out = []
     for (folder, _), fs in groups.items():
+        check_folder(folder, fs)  # shard files of another plan would be counted with this one's
         if p.is_file() or len(fs) == 1:
             label = str(fs[0])
         elif per_folder[folder] == 1:

@@ -123,6 +123,7 @@ class RunStatus:
     run_from: str | None = None       # where the resume command's profile and config files come from
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # one line each: the run cannot start as it is
+    foreign_files: list[str] = field(default_factory=list)  # shard files outside the current plan
 
     def counts(self, stage: str, rule: str) -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)
@@ -137,7 +138,8 @@ class RunStatus:
 
     @property
     def all_done(self) -> bool:
-        return all(j.state == DONE for rules in self.stages.values() for jobs in rules.values() for j in jobs)
+        return not self.foreign_files and all(
+            j.state == DONE for rules in self.stages.values() for jobs in rules.values() for j in jobs)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -149,7 +151,7 @@ class RunStatus:
             "locked": self.locked, "snakemake_pids": self.snakemake_pids, "orphan_jobs": self.orphan_jobs,
             "leftovers": self.leftovers,
             "unregistered_rules": self.unregistered_rules, "last_run_log": self.last_run_log,
-            "resume": self.resume, "not_started": self.not_started,
+            "resume": self.resume, "not_started": self.not_started, "foreign_files": self.foreign_files,
             "writers": self.writers, "run_from": self.run_from, "progress": self.progress, "problems": self.problems,
         }
 
@@ -624,6 +626,11 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
         locked=locked, snakemake_pids=pids, orphan_jobs=orphans,
         unregistered_rules=sorted(r for r, has_out in declared.items() if has_out and r not in registered),
         last_run_log=str(logs[-1]) if logs else None, resume=[], not_started=not_started, run_from=run_from)
+    from .results_folder import foreign_shard_files
+
+    in_workdir = {**cfg, "results": str(workdir / cfg["results"])}  # a relative results folder is the working directory's
+    status.foreign_files = [os.path.relpath(p, workdir) if not Path(cfg["results"]).is_absolute() else str(p)
+                            for p in foreign_shard_files(in_workdir)]
     if not pids:
         status.writers = list(live_writers(workdir) if writers is None else writers)
     status.progress = stage_progress(status, workdir, cfg)
@@ -690,6 +697,10 @@ def format_status(s: RunStatus, max_lines: int = 20) -> str:
                 out.append(f"      log: {j.log}" + (f"   SLURM log: {j.slurm_log}" if j.slurm_log else ""))
         if len(sel) > max_lines:
             out.append(f"  ... and {len(sel) - max_lines} more (--json lists every job)")
+    if s.foreign_files:
+        out += ["", f"Shard files outside the current plan ({len(s.foreign_files)}; left by a run with more shards, "
+                    "they would be read with this run's): rerun the plan (it removes them) or delete them:"]
+        out += [f"  {t}" for t in s.foreign_files[:max_lines]]
     if s.leftovers:
         out += ["", f"Temporary files left by killed jobs ({len(s.leftovers)}; never read, safe to delete):"]
         out += [f"  {t}" for t in s.leftovers[:max_lines]]

@@ -443,8 +443,9 @@ def _bulk_user(args: tuple) -> tuple[list[str], int]:
     A worker function: every influencer has its own seeded generator, so the output does not
     depend on how the influencers are spread over processes.
     """
-    staging, seed, i, user, cat, followers, n_posts, jpegs, missing_rate, dup_rate = args
+    staging, seed, i, user, cat, followers, n_posts, jpegs, missing_rate, dup_rate, corrupt_rate = args
     rng = random.Random(f"{seed}:{user}")
+    faults = random.Random(f"{seed}:{user}:faults")  # its own stream: the clean posts do not change with the rate
     info, image = Path(staging) / "info", Path(staging) / "image"
     rows: list[str] = []
     written = 0
@@ -457,7 +458,11 @@ def _bulk_user(args: tuple) -> tuple[list[str], int]:
         images = [f"{media_id}.jpg"] if n_img == 1 else [f"{media_id}_{m}.jpg" for m in range(n_img)]
         if rng.random() >= missing_rate:  # ~3.5% of mapped posts have no JSON in the real archive
             node = _node(rng, user, media_id, cat, followers, k, caption, typename)
-            (info / f"{user}-{media_id}.info").write_bytes(json.dumps(node, ensure_ascii=False).encode())
+            raw = json.dumps(node, ensure_ascii=False).encode()
+            if corrupt_rate and faults.random() < corrupt_rate:
+                # the real archive's faults: ~60% cut-off JSON, ~40% empty files
+                raw = raw[: faults.randrange(1, len(raw))] if faults.random() < 0.6 else b""
+            (info / f"{user}-{media_id}.info").write_bytes(raw)
             written += 1
         for name in images:
             (image / f"{user}-{name}").write_bytes(jpegs[rng.randrange(len(jpegs))])
@@ -470,12 +475,14 @@ def _bulk_user(args: tuple) -> tuple[list[str], int]:
 def make_bulk_instagram(out: str | Path, posts: int, seed: int = 0, split_size: str = "64m",
                         posts_per_influencer: int = BULK_POSTS_PER_INFLUENCER, workers: int | None = None,
                         staging_dir: str | Path | None = None, missing_rate: float = 0.035,
-                        dup_rate: float = 0.01) -> dict:
+                        dup_rate: float = 0.01, corrupt_rate: float = 0.0) -> dict:
     """A large archive in the published layout, for benchmarks: ``posts`` realistic post JSON files
     (the same generator as the sample, a few KB each) and one tiny JPEG per image.
 
     It carries the real data's common defects at their real rates (mapped posts without JSON,
-    duplicate mapping rows) but none of the sample's rare planted faults. Posts are generated in
+    duplicate mapping rows) but none of the sample's rare planted faults; ``corrupt_rate`` makes
+    that fraction of the post files faulty (60% cut-off JSON, 40% empty), for the fault-rate
+    benchmark. Posts are generated in
     ``workers`` processes; the two archives are zipped concurrently.
     """
     from concurrent.futures import ProcessPoolExecutor
@@ -494,7 +501,7 @@ def make_bulk_instagram(out: str | Path, posts: int, seed: int = 0, split_size: 
     try:
         (staging / "info").mkdir()
         (staging / "image").mkdir()
-        jobs = [(str(staging), seed, i, u, cats[i], followers[i], counts[i], jpegs, missing_rate, dup_rate)
+        jobs = [(str(staging), seed, i, u, cats[i], followers[i], counts[i], jpegs, missing_rate, dup_rate, corrupt_rate)
                 for i, u in enumerate(users)]
         with ProcessPoolExecutor(workers or os.cpu_count()) as pool:
             results = list(pool.map(_bulk_user, jobs, chunksize=max(1, len(jobs) // 64)))

@@ -177,6 +177,11 @@ def build(cfg: Mapping[str, Any], shards: Sequence[ShardInputs], out_dir: str | 
         frame = posts.join(sent, on="post_id", how="left", maintain_order="left")
         absent["sentiment"] += frame.height - posts.join(sent, on="post_id", how="semi").height
         frame = frame.with_columns(target.alias("_y"), pl.col("username").replace_strict(split_of).alias("_split"))
+        bad = frame.filter(~pl.col("_y").is_finite() | (pl.col("likes") < 0) | (pl.col("comments") < 0)
+                           | (pl.col("followers") < 0).fill_null(False))
+        if bad.height:
+            raise DataError(f"{sh.posts}: {bad.height} post(s) with a negative count or a non-finite engagement "
+                            f"target (a hidden count ingested as a value? re-ingest): post_id {bad['post_id'].head(10).to_list()}")
         meta = frame.select(**{k: e.cast(pl.Float32) for k, e in METADATA_FEATURES.items()}).to_numpy()
         if not np.isfinite(meta).all():
             raise DataError(f"{sh.posts}: non-finite metadata features")

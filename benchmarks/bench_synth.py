@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from affectflow.dreaddit.config import SynthesisConfig, validated
-from affectflow.dreaddit.synthesize import Generator, Job, load_pipeline, resolve_precision
+from affectflow.dreaddit.synthesize import Generator, Job, load_pipeline, synthesis_placement
 
 PROMPT = ("a candid photograph of the scene described here: I have been so worried about the rent this month, "
           "my landlord keeps calling and I can't sleep.")
@@ -60,7 +60,8 @@ def bench_pipeline(model: Path, size: int, steps: int, device: str, precision: s
                    images: int, tmp: Path) -> list[dict]:
     rows = []
     cfg = _cfg(model, size, steps, max(batches), device, precision, tmp)
-    dev, dtype, prec = resolve_precision(device, precision)
+    where = synthesis_placement(device, precision)
+    dev, dtype, prec = where.device, where.dtype, where.precision
     if prec != precision and precision != "auto":
         return [{"precision": precision, "batch": b, "images_per_s": None, "note": f"not run: {dev.type} uses {prec}"}
                 for b in batches]

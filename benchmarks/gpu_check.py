@@ -305,12 +305,13 @@ def _synthesis_vs_fp32(env: Env, cfg: dict) -> dict:
     import torch
 
     from affectflow.dreaddit.config import SynthesisConfig, validated
-    from affectflow.dreaddit.synthesize import Generator, Job, load_pipeline, resolve_precision
+    from affectflow.dreaddit.synthesize import Generator, Job, load_pipeline, synthesis_placement
 
     cfg = validated(cfg)
     syn = SynthesisConfig(**cfg["dreaddit"]["synthesis"])
     path = Path(env.assets["models"]["diffusion"])
-    device, dtype, precision = resolve_precision(syn.device, syn.precision)
+    where = synthesis_placement(syn.device, syn.precision)
+    device, dtype, precision = where.device, where.dtype, where.precision
     jobs = [Job(f"p{i}", f"a candid photograph of the scene described here: worried about rent, day {i}", i,
                 Path("unused"), "") for i in range(syn.batch_size)]
     images = {}

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import status as S
-from ..inference.device import device_and_dtype, dtype_name, require_visible_gpu
+from ..inference.device import place
 from ..inference.runner import run
 from ..io.arrays import embedding_array
 from ..io.parquet import ParquetWriter, provenance
@@ -54,7 +54,18 @@ def require_bpe_tokenizer(tokenizer) -> None:
 
 
 def text_windows(tokenizer, text: str, mode: str) -> tuple[list[list[int]], int]:
-    """Token windows (without start/end) for one text, and its total token count."""
+    """Token windows (without start/end) for one text, and its total token count.
+
+    Args:
+        tokenizer: open_clip's BPE tokenizer (``encode``, ``context_length``).
+        text: the post's text.
+        mode: ``window_mean`` (consecutive windows of ``context_length - 2`` tokens) or
+            ``truncate`` (the first window only).
+
+    Returns:
+        ``(windows, n_tokens)``: token-id lists of at most ``context_length - 2`` ids each, and
+        the text's token count before any cut.
+    """
     ids = tokenizer.encode(text)
     width = tokenizer.context_length - 2
     if mode == "truncate" or len(ids) <= width:
@@ -63,7 +74,11 @@ def text_windows(tokenizer, text: str, mode: str) -> tuple[list[list[int]], int]
 
 
 def window_tensor(tokenizer, windows: list[list[int]]):
-    """Rows of ``[start] + window + [end]``, zero-padded to the context length (open_clip's layout)."""
+    """Rows of ``[start] + window + [end]``, zero-padded to the context length (open_clip's layout).
+
+    Returns:
+        A ``(len(windows), context_length)`` int64 tensor.
+    """
     import torch
 
     out = torch.zeros(len(windows), tokenizer.context_length, dtype=torch.long)
@@ -75,6 +90,8 @@ def window_tensor(tokenizer, windows: list[list[int]]):
 
 @dataclass
 class Batch:
+    """One batch of posts as the reader prepared it: text windows, decoded images, bookkeeping."""
+
     post_ids: list[str]
     statuses: list[str]
     tokens: Any  # LongTensor [windows, context] or None
@@ -186,6 +203,8 @@ class TableWriter:
         self.counts: dict[str, int] = {}
 
     def write(self, b: Batch, output) -> None:
+        """Append the batch's rows: embeddings (``(n, dim)`` float32, null where absent), token and
+        window counts, and each post's status (the post's, the synthesis', ``image_unreadable`` or ok)."""
         text, image = output
         has_text = np.array([n is not None for n in b.n_tokens], bool)
         has_image = np.zeros(len(b), bool)
@@ -217,18 +236,26 @@ class TableWriter:
         }))
 
 
-def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, out: str | Path,
-               threads: int | None = None) -> dict[str, Any]:
-    """Stage ``dreaddit_clip``: text + image embeddings of one shard's posts; returns counts."""
-    import polars as pl
-    import torch
+def shard_rows(posts: str | Path, synth: str | Path, shard: int, shards: int):
+    """The shard's posts joined to its synthesis index: what the reader reads.
 
-    cfg = validated(cfg)
-    dd = DreadditConfig.from_config(cfg)
-    cc = dd.clip
-    if threads:
-        torch.set_num_threads(threads)
-    rows = read_dreaddit_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
+    Args:
+        posts: the Dreaddit posts table.
+        synth: the shard's synthesis index (:data:`tables.DREADDIT_SYNTH`).
+        shard: the shard number.
+        shards: ``dreaddit.shards``.
+
+    Returns:
+        ``(rows, synth_status)``: a polars frame ``post_id``, ``text`` (null where the post has no
+        usable text), ``status`` (the post's), ``image_path`` (null where no image was made), in post
+        order; and post_id -> the synthesis status.
+
+    Raises:
+        RuntimeError: the index holds other posts than the shard (a stale index).
+    """
+    import polars as pl
+
+    rows = read_dreaddit_shard(posts, shard, shards, ["post_id", "text", "status"])
     index = pl.read_parquet(synth, columns=["post_id", "image_path", "status"])
     if rows["post_id"].to_list() != index["post_id"].to_list():
         raise RuntimeError(f"{synth} does not hold shard {shard} of {posts} (post ids differ): it is stale; "
@@ -236,22 +263,52 @@ def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, o
     text_ok = pl.col("status").is_in(list(S.DREADDIT_HAS_TEXT))
     rows = rows.with_columns(pl.when(text_ok).then(pl.col("text")).alias("text"),
                              pl.when(index["status"] == S.OK).then(index["image_path"]).alias("image_path"))
+    return rows.select("post_id", "text", "status", "image_path"), dict(index.select("post_id", "status").iter_rows())
 
-    require_visible_gpu(cc.device, "dreaddit.clip.device")
-    device, dtype = device_and_dtype(cc.device, cc.precision)
+
+def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, out: str | Path,
+               threads: int | None = None) -> dict[str, Any]:
+    """Stage ``dreaddit_clip``: CLIP text and image embeddings of one shard's posts.
+
+    Reader (:class:`Reader`: text windows and decoded images), mapper (:class:`Encoder`) and
+    writer (:class:`TableWriter`) built from the config, driven by :func:`inference.runner.run`.
+
+    Args:
+        cfg: config with ``results``, ``dreaddit`` (``shards``, ``clip``) and ``models.clip``;
+            defaults filled by the schema.
+        posts: the Dreaddit posts table.
+        synth: the shard's synthesis index.
+        shard: the shard number.
+        out: the output Parquet file (:func:`tables.dreaddit_clip`), one row per post in post order;
+            ``text_embedding`` and ``image_embedding`` ``dim`` float32, L2-normalised, null when absent.
+        threads: torch threads (the job's cores); None leaves torch's default.
+
+    Returns:
+        ``{"posts", "by_status", "dim", "timing"}`` (``timing``: :meth:`RunStats.as_dict`).
+
+    Raises:
+        RuntimeError: the synthesis index is stale (other posts than the shard).
+        ModelMissing: ``models.clip`` is not on disk.
+        DeviceMissing: ``dreaddit.clip.device`` names CUDA and no GPU is visible.
+        TypeError: the model's tokenizer is not open_clip's BPE tokenizer.
+    """
+    cfg = validated(cfg)
+    dd = DreadditConfig.from_config(cfg)
+    cc = dd.clip
+    where = place(cc.device, cc.precision, threads=threads, what="dreaddit.clip.device")
+    device, dtype = where.device, where.dtype
+    rows, synth_status = shard_rows(posts, synth, shard, dd.shards)
     net, preprocess, tokenizer, model_prov = load_clip(cfg, ClipModel.from_config(cfg), device=device, dtype=dtype)
     dim = clip_dim(net)
-    synth_status = dict(index.select("post_id", "status").iter_rows())
-    schema = dreaddit_clip(dim)
     section = rule_params("dreaddit_clip", cfg)
-    prov = provenance("dreaddit_clip", section, shard=shard, model={**model_prov, "device": str(device), "dtype": dtype_name(dtype)},
+    prov = provenance("dreaddit_clip", section, shard=shard, model={**model_prov, "device": str(device), "dtype": where.dtype_name},
                       posts=str(posts), synth=str(synth))
-    reader = Reader(list(rows.select("post_id", "text", "status", "image_path").iter_rows()), tokenizer, preprocess,
-                    cc.long_text, cc.batch_size, cc.workers)
-    with ParquetWriter(out, schema, prov) as pw:
+
+    reader = Reader(list(rows.iter_rows()), tokenizer, preprocess, cc.long_text, cc.batch_size, cc.workers)
+    mapper = Encoder(net, device, dtype)
+    with ParquetWriter(out, dreaddit_clip(dim), prov) as pw:
         writer = TableWriter(pw, dim, synth_status)
-        stats = run(reader, Encoder(net, device, dtype), writer, name=f"dreaddit_clip shard {shard}",
-                    total=rows.height, unit="posts")
+        stats = run(reader, mapper, writer, name=f"dreaddit_clip shard {shard}", total=rows.height, unit="posts")
     summary = {"posts": rows.height, "by_status": writer.counts, "dim": dim, "timing": stats.as_dict()}
     log.info("shard %d done: %s", shard, json.dumps(summary))
     return summary

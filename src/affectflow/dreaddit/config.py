@@ -20,6 +20,8 @@ def validated(cfg: Mapping) -> dict:
 
 
 class SplitConfig:
+    """``dreaddit.split``: the validation share of labelled train rows, its seed, grouping by Reddit post."""
+
     val_fraction: float
     seed: int
     group_by_post: bool
@@ -29,6 +31,8 @@ class SplitConfig:
 
 
 class SynthesisConfig:
+    """``dreaddit.synthesis``: prompt template, diffusion sampling, device/precision, batching, PNG writing."""
+
     template: str
     negative_prompt: str | None
     max_prompt_tokens: int | None
@@ -51,6 +55,8 @@ class SynthesisConfig:
 
 
 class ClipConfig:
+    """``dreaddit.clip``: the long-text rule, batching, decode workers, device/precision."""
+
     long_text: str  # window_mean | truncate
     batch_size: int
     workers: int
@@ -62,6 +68,8 @@ class ClipConfig:
 
 
 class DreadditConfig:
+    """The ``dreaddit`` section (with ``results``), typed."""
+
     train: Path
     test: Path
     shards: int
@@ -72,6 +80,11 @@ class DreadditConfig:
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> "DreadditConfig":
+        """From a config whose ``dreaddit`` section is complete (see :func:`validated`).
+
+        Raises:
+            KeyError: a key of the section is missing; TypeError: an unknown key.
+        """
         d = cfg["dreaddit"]
         return cls(train=Path(d["train"]), test=Path(d["test"]), shards=int(d["shards"]),
                    split=SplitConfig(**d["split"]), synthesis=SynthesisConfig(**d["synthesis"]),

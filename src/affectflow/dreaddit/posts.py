@@ -96,7 +96,20 @@ def _read_records(path: Path) -> tuple[list[str], list[list[str]], list[int], li
 
 
 def read_file(path: str | Path, official_split: str) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """One official file as a frame of typed columns plus per-row faults (no post_id yet)."""
+    """One official file as a frame of typed columns plus per-row faults (no post_id yet).
+
+    Args:
+        path: a Dreaddit CSV (``dreaddit-train.csv`` or ``dreaddit-test.csv``).
+        official_split: ``train`` or ``test``.
+
+    Returns:
+        ``(frame, info)``: one row per CSV record; ``info`` keys ``path``, ``rows``,
+        ``missing_columns``, ``extra_columns``.
+
+    Raises:
+        DreadditFormatError: a required column is missing or a column name repeats.
+        OSError: the file cannot be read.
+    """
     path = Path(path)
     header, records, lines, faults = _read_records(path)
     missing_required = [c for c in REQUIRED if c not in header]
@@ -189,7 +202,11 @@ def _assign_ids_and_status(df: pl.DataFrame) -> pl.DataFrame:
 
 # -- the validation split --------------------------------------------------------------------------
 def stable_hash(*parts: Any) -> int:
-    """A 63-bit hash that is the same in every process (Python's ``hash()`` is salted per process)."""
+    """A 63-bit hash that is the same in every process (Python's ``hash()`` is salted per process).
+
+    Returns:
+        The first 8 bytes of ``sha256`` of the parts' strings (joined by U+001F), as a non-negative int.
+    """
     digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "big") & (2**63 - 1)
 
@@ -224,6 +241,15 @@ def assign_split(df: pl.DataFrame, val_fraction: float, seed: int, group_by_post
     Each group (a Reddit post's sentence ranges and any rows sharing a text) takes its majority
     label as stratum; within a stratum groups are ordered by ``stable_hash(seed, group)`` and taken
     until the stratum's validation share reaches ``val_fraction`` of its rows.
+
+    Args:
+        df: the posts (``post_id``, ``official_split``, ``label``, ``text``, ``reddit_post_id``).
+        val_fraction: the share of labelled train rows that go to val.
+        seed: the split's seed.
+        group_by_post: keep a Reddit post's segments together.
+
+    Returns:
+        A ``split`` string Series, one value per row: ``train``, ``val`` or ``test``.
     """
     split = df["official_split"].to_list()
     train_idx = [i for i, (s, y) in enumerate(zip(split, df["label"].to_list())) if s == "train" and y is not None]
@@ -312,7 +338,22 @@ def _summary(df: pl.DataFrame, files: dict) -> dict[str, Any]:
 
 
 def build_posts(cfg: Mapping, out: str | Path, summary_out: str | Path) -> dict[str, Any]:
-    """Stage ``dreaddit_posts``: write ``posts.parquet`` and the read summary; return the summary."""
+    """Stage ``dreaddit_posts``: write ``posts.parquet`` and the read summary; return the summary.
+
+    Args:
+        cfg: config with ``dreaddit`` (``train``, ``test``, ``split``); defaults filled by the schema.
+        out: the posts table (:data:`tables.DREADDIT_POSTS`), one row per CSV record.
+        summary_out: the read summary (JSON).
+
+    Returns:
+        The summary: ``rows``, ``files``, ``by_status``, ``by_split``, ``labels_by_split``, ``faults``,
+        ``fault_rows``, ``in_both_files``, ``duplicate_text_rows``, ``confidence_zero``,
+        ``sentence_range_spellings``.
+
+    Raises:
+        DreadditFormatError: a file lacks a required column or repeats one.
+        RuntimeError: post ids are not unique.
+    """
     cfg = validated(cfg)
     dd = DreadditConfig.from_config(cfg)
     posts, summary = read_dreaddit_csvs(cfg)
@@ -330,7 +371,14 @@ def _sha256(path: Path) -> str:
 
 # -- shards ----------------------------------------------------------------------------------------
 def shard_bounds(n_rows: int, shard: int, shards: int) -> tuple[int, int]:
-    """Contiguous, balanced slices of the posts table: shard ``k`` of ``n`` holds rows [k*N/n, (k+1)*N/n)."""
+    """Contiguous, balanced slices of the posts table: shard ``k`` of ``n`` holds rows [k*N/n, (k+1)*N/n).
+
+    Returns:
+        ``(first row, end row)`` of the shard (end exclusive).
+
+    Raises:
+        ValueError: ``shard`` is not in ``0 .. shards - 1``.
+    """
     if not 0 <= shard < shards:
         raise ValueError(f"shard {shard} outside 0..{shards - 1}")
     return shard * n_rows // shards, (shard + 1) * n_rows // shards
@@ -349,7 +397,23 @@ def read_dreaddit_shard(posts: str | Path, shard: int, shards: int, columns: lis
 def summarize(posts: str | Path, posts_summary: str | Path, synth: list[str | Path], clip: list[str | Path],
               out: str | Path) -> dict[str, Any]:
     """``summary.json``: what was read, what was synthesized and embedded, and whether the three
-    tables join one-to-one on ``post_id`` (the check fails the rule when they do not)."""
+    tables join one-to-one on ``post_id`` (the check fails the rule when they do not).
+
+    Args:
+        posts: the posts table.
+        posts_summary: :func:`build_posts`'s summary JSON.
+        synth: every shard's synthesis index.
+        clip: every shard's CLIP table.
+        out: the summary JSON to write.
+
+    Returns:
+        ``{"posts", "synth", "clip", "join"}``: the read summary, status counts and image counts of
+        synthesis, status and window counts of CLIP, and per table ``rows``, ``missing``,
+        ``extra``, ``duplicates`` post ids.
+
+    Raises:
+        RuntimeError: a table does not join one-to-one with the posts (after writing the summary).
+    """
     import json
 
     from ..io.parquet import read_provenance

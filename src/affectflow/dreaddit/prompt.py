@@ -38,7 +38,16 @@ class TemplateError(ValueError):
 
 
 def check_template(template: str, what: str = "dreaddit.synthesis.template") -> None:
-    """Refuse templates that are not exactly one ``{text}`` field, or that carry an affect word."""
+    """Refuse templates that are not exactly one ``{text}`` field, or that carry an affect word.
+
+    Args:
+        template: the prompt template (``str.format`` syntax).
+        what: the config key, for the message.
+
+    Raises:
+        TemplateError: (a ``ValueError``) not a format string, another field than ``{text}``, a
+            conversion or format spec, or an affect/label word (:data:`LABEL_WORD`).
+    """
     try:
         fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
@@ -53,6 +62,11 @@ def check_template(template: str, what: str = "dreaddit.synthesis.template") -> 
 
 
 def check_negative_prompt(negative: str | None) -> None:
+    """Refuse a negative prompt that carries an affect/label word (it would steer the image by label).
+
+    Raises:
+        TemplateError: it names an affect/label word.
+    """
     hit = LABEL_WORD.search(negative) if negative else None
     if hit:
         raise TemplateError(f"dreaddit.synthesis.negative_prompt: {hit.group(0)!r} is an "
@@ -77,6 +91,7 @@ class PromptFitter:
             raise TemplateError(f"the template alone fills the {self.window}-token window: {template!r}")
 
     def n_tokens(self, text: str) -> int:
+        """Tokens of ``text`` in the encoder's tokenizer, start and end included."""
         return len(self.tokenizer(text).input_ids)
 
     def _counts(self, pieces: Sequence[str]) -> list[int]:
@@ -86,7 +101,12 @@ class PromptFitter:
         return [len(x) for x in ids]
 
     def fit(self, text: str) -> tuple[str, bool]:
-        """``(prompt, truncated)`` for one text (see the module docstring for the rule)."""
+        """The prompt for one text (see the module docstring for the rule).
+
+        Returns:
+            ``(prompt, truncated)``: the template filled with the cleaned text, cut at sentence
+            (else word) ends to fit ``window`` tokens; True when anything was cut.
+        """
         text = clean_text(text)
         prompt = self.template.format(text=text)
         if self.n_tokens(prompt) <= self.window:

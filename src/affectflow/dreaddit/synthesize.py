@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from .. import config as C
 from .. import status as S
-from ..inference.device import device_and_dtype, dtype_name, require_visible_gpu
+from ..inference.device import Placement, place
 from ..inference.runner import run
 from ..io.parquet import provenance, write_table
 from ..layout import params as rule_params
@@ -52,12 +52,20 @@ SMALL_GPU_BYTES = 16 * 2**30  # attention slicing pays only below this much GPU 
 
 
 def post_seed(global_seed: int, post_id: str) -> int:
-    """The post's seed: stable across processes and machines (never Python's salted ``hash``)."""
+    """The post's seed: stable across processes and machines (never Python's salted ``hash``).
+
+    Returns:
+        ``stable_hash("synthesize", global_seed, post_id)``, a non-negative 63-bit int.
+    """
     return stable_hash("synthesize", global_seed, post_id)
 
 
 def image_name(post_id: str) -> str:
-    """``<post_id>.png``; post ids are ``dreaddit-<id>`` or ``dreaddit-<split>-line<N>``, safe as names."""
+    """``<post_id>.png``; post ids are ``dreaddit-<id>`` or ``dreaddit-<split>-line<N>``, safe as names.
+
+    Raises:
+        ValueError: the id holds a ``/`` or starts with a dot.
+    """
     if "/" in post_id or post_id.startswith("."):
         raise ValueError(f"post_id {post_id!r} is not usable as a file name")
     return f"{post_id}.png"
@@ -65,6 +73,8 @@ def image_name(post_id: str) -> str:
 
 @dataclass(frozen=True)
 class Job:
+    """One image to make: the post, its fitted prompt, its seed, its PNG path and its recipe."""
+
     post_id: str
     prompt: str
     seed: int
@@ -73,7 +83,12 @@ class Job:
 
 
 def recipe_of(model_digest: str, prompt: str, seed: int, syn: SynthesisConfig, precision: str) -> str:
-    """What makes an image what it is; an image with another recipe is remade, not kept."""
+    """What makes an image what it is; an image with another recipe is remade, not kept.
+
+    Returns:
+        32 hex digits of the sha256 of the model digest, prompt, negative prompt, seed, steps,
+        guidance, size, precision (``fp32``/``fp16``/``bf16``) and safety-checker choice.
+    """
     spec = {"model": model_digest, "prompt": prompt, "negative": syn.negative_prompt, "seed": seed,
             "steps": syn.steps, "guidance": syn.guidance, "width": syn.width, "height": syn.height,
             "precision": precision, "safety_checker": syn.safety_checker}
@@ -81,7 +96,12 @@ def recipe_of(model_digest: str, prompt: str, seed: int, syn: SynthesisConfig, p
 
 
 def valid_image(path: Path, width: int, height: int, recipe: str) -> bool:
-    """An existing image is kept only if it decodes fully, has the size and was made by ``recipe``."""
+    """An existing image is kept only if it decodes fully, has the size and was made by ``recipe``.
+
+    Returns:
+        True for a complete PNG of ``width`` x ``height`` pixels whose recipe chunk is ``recipe``;
+        False otherwise (unreadable, truncated, another size or recipe), never an exception.
+    """
     from PIL import Image
 
     try:
@@ -95,7 +115,18 @@ def valid_image(path: Path, width: int, height: int, recipe: str) -> bool:
 
 
 def save_png(path: Path, pixels: np.ndarray, job: Job, model: str, level: int) -> None:
-    """Write atomically: a killed job never leaves a half-written image under the final name."""
+    """Write atomically: a killed job never leaves a half-written image under the final name.
+
+    Args:
+        path: the PNG's final path.
+        pixels: ``(height, width, 3)`` uint8 RGB.
+        job: the job (its recipe, prompt and seed go into PNG text chunks).
+        model: ``models.diffusion.id`` (a text chunk).
+        level: zlib compression level 0-9.
+
+    Raises:
+        OSError: the file cannot be written (the temporary is removed).
+    """
     from PIL import Image, PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
@@ -112,16 +143,23 @@ def save_png(path: Path, pixels: np.ndarray, job: Job, model: str, level: int) -
 
 
 # -- the pipeline ----------------------------------------------------------------------------------
-def resolve_precision(syn_device: str, precision: str):
-    """fp16 on GPU unless told otherwise (SD weights are published for it), fp32 on CPU."""
-    require_visible_gpu(syn_device, "dreaddit.synthesis.device")
-    device, _ = device_and_dtype(syn_device, "fp32")
-    if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
-    if device.type == "cpu":
-        precision = "fp32"
-    device, dtype = device_and_dtype(str(device), precision)
-    return device, dtype, precision
+def synthesis_placement(device: str, precision: str, threads: int | None = None) -> Placement:
+    """Synthesis's precision rule for :func:`inference.device.place`: fp16 on a GPU unless told
+    otherwise (Stable Diffusion weights are published for it), always fp32 on a CPU.
+
+    Args:
+        device: ``dreaddit.synthesis.device`` (auto | cpu | cuda | cuda:N).
+        precision: ``dreaddit.synthesis.precision`` (auto | fp16 | bf16 | fp32).
+        threads: the job's cores, or None to leave torch's pool alone.
+
+    Returns:
+        The :class:`~affectflow.inference.device.Placement`; its ``precision`` goes into each image's recipe.
+
+    Raises:
+        DeviceMissing: ``dreaddit.synthesis.device`` names CUDA and no GPU is visible.
+    """
+    return place(device, precision, threads=threads, gpu_auto="fp16", cpu_half="never",
+                 what="dreaddit.synthesis.device")
 
 
 def _model_index(path: Path) -> dict:
@@ -154,7 +192,12 @@ def _safety_components(cfg: Mapping, path: Path, index: dict, dtype) -> dict[str
 
 
 def load_tokenizer(path: Path):
-    """The pipeline's (first) tokenizer alone: prompts and recipes are known before the UNet loads."""
+    """The pipeline's (first) tokenizer alone: prompts and recipes are known before the UNet loads.
+
+    Raises:
+        ModelMissing: the tokenizer is near-empty (an incomplete model folder).
+        OSError: the folder has no ``tokenizer/``.
+    """
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path, subfolder="tokenizer")
@@ -163,7 +206,23 @@ def load_tokenizer(path: Path):
 
 
 def load_pipeline(cfg: Mapping, path: Path, device, dtype):
-    """The pipeline on ``device`` in ``dtype``, safety checker as configured, tuned for the device."""
+    """The pipeline on ``device`` in ``dtype``, safety checker as configured, tuned for the device.
+
+    Args:
+        cfg: config with ``dreaddit.synthesis`` and ``models`` (the checker's, when named).
+        path: the pipeline folder (:func:`models.resolve`).
+        device: the ``torch.device``.
+        dtype: the ``torch.dtype`` (from :func:`synthesis_placement`).
+
+    Returns:
+        A diffusers text-to-image pipeline (progress bars off; on CUDA: channels-last UNet,
+        attention slicing on small GPUs or when asked, ``torch.compile`` when asked).
+
+    Raises:
+        ModelMissing: the folder has no ``model_index.json``.
+        ConfigError: the safety checker is asked for and the pipeline has no slot, or ships none
+            and ``models.safety_checker`` is not named.
+    """
     import diffusers
     import torch
     import transformers
@@ -266,33 +325,30 @@ class PngWriter:
             self.pool.shutdown(wait=True)
 
 
-def _batches(jobs: list[Job], size: int):
+def job_batches(jobs: list[Job], size: int):
+    """The stage's reader: ``jobs`` in order, ``size`` per pipeline call (the last batch may be smaller)."""
     for i in range(0, len(jobs), size):
         yield jobs[i : i + size]
 
 
-def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Path,
-                     images_dir: str | Path | None = None, threads: int | None = None) -> dict[str, Any]:
-    """Stage ``synthesize``: the shard's images (kept or made) and its index; returns counts."""
-    import torch
+def plan_jobs(rows, fitter: PromptFitter, syn: SynthesisConfig, images: Path, model_id: str, digest: str,
+              precision: str) -> tuple[dict[str, list], list[Job]]:
+    """The shard's index columns and one :class:`Job` per post with usable text.
 
-    cfg = validated(cfg)
-    dd = DreadditConfig.from_config(cfg)
-    syn = dd.synthesis
-    check_template(syn.template)  # before any model loads: a leaking template fails at once
-    check_negative_prompt(syn.negative_prompt)
-    if threads:
-        torch.set_num_threads(threads)
-    images = Path(images_dir) if images_dir else dd.images_dir
-    images.mkdir(parents=True, exist_ok=True)
-    rows = read_dreaddit_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
+    Args:
+        rows: the shard's posts (polars: ``post_id``, ``text``, ``status``), in post order.
+        fitter: the prompt template fitted to the text encoder's window.
+        syn: the ``dreaddit.synthesis`` section.
+        images: the image folder.
+        model_id: ``models.diffusion.id`` (the index's ``model`` column).
+        digest: the pipeline's weights digest (part of each image's recipe).
+        precision: ``fp32``, ``fp16`` or ``bf16`` (part of each image's recipe).
 
-    model = HFModel.from_config(cfg, "diffusion")
-    path = resolve(cfg, model)
-    device, dtype, precision = resolve_precision(syn.device, syn.precision)
-    model_prov = provenance_of(cfg, model, path, dtype=dtype_name(dtype), device=str(device))
-    fitter = PromptFitter(syn.template, load_tokenizer(path), syn.max_prompt_tokens)
-
+    Returns:
+        ``(columns, jobs)``: the :data:`tables.DREADDIT_SYNTH` columns as lists, one entry per
+        post; ``status`` and ``error`` are None for the posts with a job (settled by
+        :func:`settle`); posts without usable text keep their own status.
+    """
     cols: dict[str, list] = {k: [] for k in DREADDIT_SYNTH.names}
     jobs: list[Job] = []
     for post_id, text, post_status in rows.iter_rows():
@@ -303,14 +359,76 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
             seed = post_seed(syn.seed, post_id)
             target = images / image_name(post_id)
             image_path = os.path.abspath(target)  # absolute: readable from any working directory
-            jobs.append(Job(post_id, prompt, seed, target, recipe_of(model_prov["digest"], prompt, seed, syn, precision)))
+            jobs.append(Job(post_id, prompt, seed, target, recipe_of(digest, prompt, seed, syn, precision)))
             status, error = None, None  # settled below
         for k, v in (("post_id", post_id), ("image_path", image_path), ("prompt", prompt), ("prompt_truncated", truncated),
-                     ("seed", seed), ("model", model.id), ("status", status), ("error", error)):
+                     ("seed", seed), ("model", model_id), ("status", status), ("error", error)):
             cols[k].append(v)
+    return cols, jobs
 
+
+def kept(jobs: list[Job], syn: SynthesisConfig) -> list[bool]:
+    """Per job: whether its image exists, decodes, has the size and the job's recipe (checked in threads)."""
     with ThreadPoolExecutor(max_workers=syn.writers) as pool:
-        keep = list(pool.map(lambda j: j.path.is_file() and valid_image(j.path, syn.width, syn.height, j.recipe), jobs))
+        return list(pool.map(lambda j: j.path.is_file() and valid_image(j.path, syn.width, syn.height, j.recipe), jobs))
+
+
+def settle(cols: dict[str, list], settled: Mapping[str, tuple[str, str | None]]) -> None:
+    """Fill the open statuses of :func:`plan_jobs`'s columns from ``settled`` (post_id ->
+    ``(status, error)``); a post whose image was not made loses its ``image_path``."""
+    for i, pid in enumerate(cols["post_id"]):
+        if cols["status"][i] is None:
+            cols["status"][i], cols["error"][i] = settled[pid]
+            if cols["status"][i] != S.OK:
+                cols["image_path"][i] = None
+
+
+def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Path,
+                     images_dir: str | Path | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Stage ``synthesize``: the shard's images (kept or made) and its index.
+
+    The jobs (:func:`plan_jobs`) whose image is not kept (:func:`kept`) go through reader
+    (:func:`job_batches`), mapper (:class:`Generator`) and writer (:class:`PngWriter`), driven by
+    :func:`inference.runner.run`; then the index is written, one row per post of the shard.
+
+    Args:
+        cfg: config with ``results``, ``dreaddit`` (``shards``, ``synthesis``) and ``models.diffusion``
+            (``models.safety_checker`` when the checker is on); defaults filled by the schema.
+        posts: the Dreaddit posts table (:func:`posts.build_posts`).
+        shard: the shard number, 0 <= shard < ``dreaddit.shards``.
+        out: the index Parquet file (:data:`tables.DREADDIT_SYNTH`).
+        images_dir: the PNG folder (default ``{results}/dreaddit/images``).
+        threads: torch threads (the job's cores); None leaves torch's default.
+
+    Returns:
+        ``{"posts", "kept", "made", "by_status", "prompts_truncated", "oom_splits", "timing"}``
+        (``timing``: :meth:`RunStats.as_dict`, None when every image was kept).
+
+    Raises:
+        ConfigError: the template or negative prompt leaks the label, or the safety checker is
+            asked for and the pipeline has none.
+        ModelMissing: the pipeline (or checker) is not on disk, or is not a diffusers folder.
+        DeviceMissing: ``dreaddit.synthesis.device`` names CUDA and no GPU is visible.
+        OSError: an image could not be written (the shard fails; nothing is half-recorded).
+    """
+    cfg = validated(cfg)
+    dd = DreadditConfig.from_config(cfg)
+    syn = dd.synthesis
+    check_template(syn.template)  # before any model loads: a leaking template fails at once
+    check_negative_prompt(syn.negative_prompt)
+    where = synthesis_placement(syn.device, syn.precision, threads)
+    device, dtype, precision = where.device, where.dtype, where.precision
+    images = Path(images_dir) if images_dir else dd.images_dir
+    images.mkdir(parents=True, exist_ok=True)
+    rows = read_dreaddit_shard(posts, shard, dd.shards, ["post_id", "text", "status"])
+
+    model = HFModel.from_config(cfg, "diffusion")
+    path = resolve(cfg, model)
+    model_prov = provenance_of(cfg, model, path, dtype=where.dtype_name, device=str(device))
+    fitter = PromptFitter(syn.template, load_tokenizer(path), syn.max_prompt_tokens)
+
+    cols, jobs = plan_jobs(rows, fitter, syn, images, model.id, model_prov["digest"], precision)
+    keep = kept(jobs, syn)
     todo = [j for j, k in zip(jobs, keep) if not k]
     log.info("shard %d: %d posts, %d with text; %d images kept from earlier runs, %d to make",
              shard, rows.height, len(jobs), len(jobs) - len(todo), len(todo))
@@ -319,21 +437,16 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
     stats = None
     oom_splits = 0
     if todo:
-        pipe = load_pipeline(cfg, path, device, dtype)
-        generator = Generator(pipe, syn)
+        reader = job_batches(todo, syn.batch_size)
+        mapper = Generator(load_pipeline(cfg, path, device, dtype), syn)
         writer = PngWriter(model.id, syn.png_compress_level, syn.writers)
         try:
-            stats = run(_batches(todo, syn.batch_size), generator, writer, name=f"synthesize shard {shard}",
-                        total=len(todo), unit="images")
+            stats = run(reader, mapper, writer, name=f"synthesize shard {shard}", total=len(todo), unit="images")
         finally:
             writer.close()
         settled.update(writer.results)
-        oom_splits = generator.oom_splits
-    for i, pid in enumerate(cols["post_id"]):
-        if cols["status"][i] is None:
-            cols["status"][i], cols["error"][i] = settled[pid]
-            if cols["status"][i] != S.OK:
-                cols["image_path"][i] = None
+        oom_splits = mapper.oom_splits
+    settle(cols, settled)
 
     counts: dict[str, int] = {}
     for s in cols["status"]:

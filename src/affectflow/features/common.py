@@ -1,4 +1,4 @@
-"""What the three Instagram feature stages share: their config, the torch set-up, the posts they read.
+"""What the three Instagram feature stages share: the posts they read, text cleaning, row statuses, the summary.
 
 Each stage (:mod:`sentiment`, :mod:`text_embed`, :mod:`image_embed`) turns one posts shard into one
 feature table with exactly one row per post (per mapped image for the image table), so every
@@ -69,7 +69,16 @@ def mostly_non_latin(col: pl.Expr) -> pl.Expr:
 
 def text_status(post_status: pl.Expr, scored: list[pl.Expr], non_latin: list[pl.Expr]) -> pl.Expr:
     """Row status of a text feature: the post's own when not parsed, else ``no_text`` when no
-    text was scored, ``non_latin`` when a scored text is mostly non-Latin, else ``ok``."""
+    text was scored, ``non_latin`` when a scored text is mostly non-Latin, else ``ok``.
+
+    Args:
+        post_status: the post's status.
+        scored: per text column, whether its text was scored (bool).
+        non_latin: per text column, whether its text is mostly non-Latin (bool, null: no letters).
+
+    Returns:
+        A string expression (:mod:`affectflow.status` vocabulary).
+    """
     any_scored = pl.any_horizontal(scored)
     any_non_latin = pl.any_horizontal([s & n.fill_null(False) for s, n in zip(scored, non_latin)])
     return (pl.when(~parsed(post_status)).then(post_status)
@@ -85,7 +94,20 @@ FEATURE_TABLES = ("sentiment", "text_embeddings", "image_embeddings", "image_poo
 def summarize(posts: list[str | Path], tables: Mapping[str, list[str | Path]], out: str | Path) -> dict[str, Any]:
     """``features_summary.json``: rows and status counts per feature table, and the join checks:
     one row per post in each per-post table, no feature row without its post. Fails (after writing
-    the summary) when a check does not hold, naming the table."""
+    the summary) when a check does not hold, naming the table.
+
+    Args:
+        posts: every posts shard.
+        tables: table name (:data:`FEATURE_TABLES`) -> its shards.
+        out: the summary JSON to write.
+
+    Returns:
+        ``{"posts", "tables", "problems"}``; per table ``rows``, ``by_status``, ``with_features``,
+        ``rows_without_post`` (and for the per-post tables ``duplicate_post_ids``, ``posts_without_row``).
+
+    Raises:
+        RuntimeError: a table does not join one to one with the posts.
+    """
     from ..io.parquet import write_json
 
     post_ids = pl.scan_parquet([str(p) for p in posts]).select("post_id", "status").collect()

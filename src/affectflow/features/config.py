@@ -21,6 +21,7 @@ class TextStageConfig:
 
     @classmethod
     def from_section(cls, sec: Mapping[str, Any]) -> "TextStageConfig":
+        """From a complete ``features.sentiment`` or ``features.text_embedding`` section."""
         return cls(threads=int(sec["threads"]), batch_size=int(sec["batch_size"]), max_tokens=int(sec["max_tokens"]),
                    max_length=None if sec.get("max_length") is None else int(sec["max_length"]),
                    window=int(sec["window"]))
@@ -43,6 +44,7 @@ class ImageStageConfig:
 
     @classmethod
     def from_section(cls, sec: Mapping[str, Any]) -> "ImageStageConfig":
+        """From a complete ``features.image_embedding`` section."""
         return cls(threads=int(sec["threads"]), batch_size=int(sec["batch_size"]), workers=sec["workers"],
                    prefetch_factor=int(sec["prefetch_factor"]), draft=bool(sec["draft"]),
                    max_pixels=int(sec["max_pixels"]), pin_memory=bool(sec["pin_memory"]), decode=str(sec["decode"]))
@@ -59,6 +61,8 @@ class ImageStageConfig:
 
 
 class FeaturesConfig:
+    """The ``features`` section: device and precision shared by the three stages, and each stage's settings."""
+
     device: str  # auto | cpu | cuda | cuda:N
     precision: str  # auto | fp32 | fp16 | bf16
     sentiment: TextStageConfig
@@ -68,7 +72,11 @@ class FeaturesConfig:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "FeaturesConfig":
         """From the ``features`` section; a rule passes only its own stage's part, so the schema
-        fills the rest with defaults (and checks what is there)."""
+        fills the rest with defaults (and checks what is there).
+
+        Raises:
+            ConfigError: the section does not match the schema.
+        """
         from ..config import validate
 
         f = validate({"features": copy.deepcopy(dict(cfg.get("features") or {}))})["features"]
@@ -76,4 +84,22 @@ class FeaturesConfig:
                    sentiment=TextStageConfig.from_section(f["sentiment"]),
                    text_embedding=TextStageConfig.from_section(f["text_embedding"]),
                    image_embedding=ImageStageConfig.from_section(f["image_embedding"]))
+
+    def placement(self, threads: int):
+        """Device, dtype and threads of a feature job (:func:`inference.device.place`): bf16/fp16 on
+        a GPU, bf16 on CPUs with native bf16 units, fp32 elsewhere; TF32 on CUDA.
+
+        Args:
+            threads: the job's cores.
+
+        Returns:
+            An :class:`~affectflow.inference.device.Placement`.
+
+        Raises:
+            DeviceMissing: ``features.device`` names CUDA and no GPU is visible.
+        """
+        from ..inference.device import place
+
+        return place(self.device, self.precision, threads=threads, cpu_half="native", cuda_fast=True,
+                       what="features.device")
 

@@ -43,6 +43,11 @@ class Preprocess:
 
     @classmethod
     def from_open_clip(cls, net) -> "Preprocess":
+        """The preprocessing an open_clip model was trained with (its ``visual.preprocess_cfg``).
+
+        Raises:
+            ValueError: the model resizes in a way the stage does not reproduce (not shortest/squash).
+        """
         pc: Mapping[str, Any] = getattr(net.visual, "preprocess_cfg", {}) or {}
         size = pc.get("size", getattr(net.visual, "image_size", 224))
         size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
@@ -72,6 +77,8 @@ class Preprocess:
 
 @dataclass
 class Decoded:
+    """One image's decode result: pixels or the reason there are none, and what the bytes were."""
+
     pixels: np.ndarray | None  # (H, W, 3) uint8, None when unreadable
     status: str
     error: str | None = None
@@ -287,7 +294,20 @@ class ImageBatches:
 
 
 def loader(dataset: ImageBatches, batch_size: int, workers: int, prefetch_factor: int, pin_memory: bool):
-    """Batches in plan (archive) order, decoded by ``workers`` processes ahead of the model."""
+    """Batches in plan (archive) order, decoded by ``workers`` processes ahead of the model.
+
+    Args:
+        dataset: the images to read.
+        batch_size: images per batch (the last may be smaller).
+        workers: decode processes; 0 decodes in this process.
+        prefetch_factor: batches each worker prepares ahead.
+        pin_memory: pin the batches (GPU).
+
+    Returns:
+        A DataLoader yielding :meth:`ImageBatches.__getitem__` dicts: ``rows`` and ``decoded``
+        (int64 tensors), ``pixels`` ``(decoded, H, W, 3)`` uint8, and per image ``status``,
+        ``error``, ``format``, ``mode``, ``width``, ``height`` lists.
+    """
     from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
     sampler = BatchSampler(SequentialSampler(range(len(dataset))), batch_size, drop_last=False)

@@ -25,7 +25,7 @@ import polars as pl
 import pyarrow as pa
 
 from .. import status as S
-from ..inference.device import autocast, dtype_name, prepare_model, setup_torch, to_device
+from ..inference.device import autocast, dtype_name, prepare_model, to_device
 from ..inference.runner import run
 from ..instagram.config import InstagramConfig
 from ..instagram.plan import read_plan_shard
@@ -43,7 +43,21 @@ log = logging.getLogger(__name__)
 
 
 def load_image_model(cfg: Mapping[str, Any], device, dtype):
-    """``(open_clip model, Preprocess, embedding dim, provenance)``, from disk only."""
+    """The open_clip model of ``models.clip``, from disk only, ready for inference.
+
+    Args:
+        cfg: config with ``models.clip``.
+        device: the ``torch.device`` it runs on.
+        dtype: the ``torch.dtype`` it runs in.
+
+    Returns:
+        ``(model, Preprocess, dim, provenance)``: the model in eval mode, its input size and
+        normalisation, its embedding width, and its provenance (``key``, ``arch``, ``pretrained``,
+        ``path``, ``digest``, ``model_name``, ``device``, ``dtype``).
+
+    Raises:
+        ModelMissing: the weights (or the model folder's config) are not on disk.
+    """
     net, _, _, prov = load_clip(cfg, ClipModel.from_config(cfg), device="cpu")
     net = prepare_model(net, device, dtype)
     dim = clip_dim(net)
@@ -81,8 +95,74 @@ class ImageEncoder:
 
 
 def image_encoder(net, pre: Preprocess, dim: int, device, dtype) -> ImageEncoder:
-    """Batch of NHWC uint8 pixels -> L2-normalised float32 embeddings (numpy)."""
+    """The model on pixels: normalised on the device, encoded under autocast.
+
+    Args:
+        net: the open_clip model (:func:`load_image_model`).
+        pre: its preprocessing (mean and std per channel, on the 0-1 scale).
+        dim: its embedding width.
+        device: the model's ``torch.device``.
+        dtype: the model's ``torch.dtype``.
+
+    Returns:
+        An :class:`ImageEncoder`: called with a ``(n, H, W, 3)`` uint8 tensor it returns a
+        ``(n, dim)`` float32 numpy array, each row L2-normalised (``(0, dim)`` for an empty batch).
+    """
     return ImageEncoder(net, pre, dim, device, dtype)
+
+
+def image_reader(zf: MultiVolumeZip, todo: pl.DataFrame, pre: Preprocess, icfg, max_member_bytes: int, workers: int,
+                 pin: bool, decode_on=None):
+    """The stage's reader: DataLoader batches of ``todo``'s images read from the volumes.
+
+    Args:
+        zf: the open image archive.
+        todo: the images to embed, in archive order, with the zip-location columns.
+        pre: the model's preprocessing (input size, resize rule).
+        icfg: ``features.image_embedding`` (batch size, prefetch, draft, max pixels).
+        max_member_bytes: the largest member read (``instagram.max_member_bytes``).
+        workers: reading processes (0: in this process).
+        pin: pin the batches' memory (GPU).
+        decode_on: None: the workers decode (:class:`image_decode.ImageBatches`); a CUDA device:
+            the workers only read the bytes of the JPEGs it can decode (:class:`image_device.ByteBatches`).
+
+    Returns:
+        An iterable of batch dicts (:mod:`image_decode`): ``pixels`` ``(n, H, W, 3)`` uint8 of the
+        decoded images, ``rows`` (positions in ``todo``), ``decoded`` and per image ``status``,
+        ``error``, ``format``, ``mode``, ``width``, ``height`` (plus the JPEG bytes for the device).
+    """
+    members = {k: todo[k].to_list() for k in MEMBER_COLUMNS}
+    batches = ImageBatches if decode_on is None else ByteBatches
+    dataset = batches(zf, members, pre, icfg.draft, icfg.max_pixels, max_member_bytes)
+    return loader(dataset, icfg.batch_size, workers, icfg.prefetch_factor, pin)
+
+
+class ImageMapper:
+    """The stage's mapper: a batch -> ``(decoded, dim)`` float32 L2-normalised embeddings.
+
+    With ``decode_on`` None the batch's ``pixels`` are encoded; with a CUDA device its JPEGs are
+    decoded there first (:class:`image_device.DeviceDecoder`; the CPU decoder takes what it cannot).
+
+    Args:
+        encode: the model (:func:`image_encoder`).
+        pre: the model's preprocessing.
+        icfg: ``features.image_embedding`` (draft, max pixels).
+        decode_on: None, or the CUDA device that decodes JPEGs (:func:`image_device.resolve_decode`).
+    """
+
+    def __init__(self, encode: ImageEncoder, pre: Preprocess, icfg, decode_on=None):
+        self.encode = encode
+        self.on_device = None if decode_on is None else DeviceDecoder(pre, decode_on, icfg.draft, icfg.max_pixels)
+
+    def __call__(self, batch: dict) -> np.ndarray:
+        if self.on_device is None:
+            return self.encode(batch["pixels"])
+        return self.encode.encode(self.on_device(batch))
+
+    @property
+    def fallbacks(self) -> int:
+        """Images the device decoder handed to the CPU decoder (0 when decoding on the CPU)."""
+        return 0 if self.on_device is None else self.on_device.fallbacks
 
 
 def _shard_images(posts: pl.DataFrame, plan_images: str | Path, shard: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -109,6 +189,20 @@ def _shard_images(posts: pl.DataFrame, plan_images: str | Path, shard: int) -> t
                .with_columns(pl.int_range(pl.len()).over("post_id").alias("k"))
                .join(free, on=["post_id", "k"], how="left").drop("k"))
     return present, missing
+
+
+def unembedded_rows(skipped: pl.DataFrame, missing: pl.DataFrame, dim: int, zip_name: str) -> list[pa.Table]:
+    """Image rows without an embedding: images of posts that were not parsed (the post's status)
+    and images mapped but absent from the archive (``missing``, or the post's status)."""
+    not_parsed = pl.format("post not parsed ({}): image not embedded", pl.col("post_status"))
+    post_ok = parsed(pl.col("post_status"))
+    return [
+        _passthrough_rows(skipped, dim, pl.col("post_status"), not_parsed),
+        _passthrough_rows(missing, dim, pl.when(post_ok).then(pl.lit(S.MISSING)).otherwise(pl.col("post_status")),
+                          pl.when(post_ok).then(pl.format("{}-{}: mapped, but not in {}", pl.col("username"),
+                                                          pl.col("image_file"), pl.lit(zip_name)))
+                          .otherwise(not_parsed)),
+    ]
 
 
 def _passthrough_rows(df: pl.DataFrame, dim: int, status: pl.Expr, error: pl.Expr) -> pa.Table:
@@ -167,7 +261,19 @@ class EmbeddingRowWriter:
 
 
 def pooled_table(posts: pl.DataFrame, sums: np.ndarray, counts: np.ndarray, dim: int) -> pa.Table:
-    """Per post: the mean of its embedded images, re-normalised; null (``no_image``) when none."""
+    """Per post: the mean of its embedded images, re-normalised; null (``no_image``) when none.
+
+    Args:
+        posts: the shard's posts (``post_id``, ``status``, ``image_files``, ``missing_images``), in order.
+        sums: ``(n_posts, dim)`` float32, the sum of each post's image embeddings.
+        counts: ``(n_posts,)`` int, the images embedded per post.
+        dim: the embedding width.
+
+    Returns:
+        Rows of :func:`tables.pooled_image_embeddings`: ``post_id``, ``embedding`` (``dim`` float32,
+        L2-normalised, null without an embedded image), ``n_images`` (mapped), ``n_embedded``,
+        ``status`` (the post's when not parsed, else ``ok`` or ``no_image``).
+    """
     has = counts > 0
     mean = np.zeros_like(sums, dtype=np.float32)
     if has.any():
@@ -187,12 +293,37 @@ def pooled_table(posts: pl.DataFrame, sums: np.ndarray, counts: np.ndarray, dim:
 
 def image_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, plan_images: str | Path, shard: int,
                            out: str | Path, pooled_out: str | Path, threads: int | None = None) -> dict[str, Any]:
-    """Embed one shard's images into ``out`` and its per-post means into ``pooled_out``."""
+    """Stage ``image_embeddings``: embed one shard's images into ``out``, its per-post means into ``pooled_out``.
+
+    Reader (:func:`image_reader`), mapper (:class:`ImageMapper`) and writer (:class:`EmbeddingRowWriter`)
+    built from the config, driven by :func:`inference.runner.run`; the images that are not
+    embedded (:func:`unembedded_rows`) and the pooled table (:func:`pooled_table`) follow.
+
+    Args:
+        cfg: config with ``features`` (device, precision, ``image_embedding``), ``instagram``
+            (``images_zip``, ``max_member_bytes``) and ``models.clip``.
+        posts_path: the posts shard (``post_id``, ``status``, ``username``, ``image_files``, ``missing_images``).
+        plan_images: the plan's ``images.parquet`` (zip locations, archive order).
+        shard: the shard number.
+        out: one row per mapped image (:func:`tables.image_embeddings`).
+        pooled_out: one row per post (:func:`tables.pooled_image_embeddings`).
+        threads: the job's cores (default ``features.image_embedding.threads``).
+
+    Returns:
+        ``{"images", "posts", "by_status", "dim", "workers", "decode", "device_fallbacks"}`` and the run's timings (:meth:`RunStats.as_dict`).
+
+    Raises:
+        ModelMissing: ``models.clip`` is not on disk.
+        DeviceMissing: ``features.device`` names CUDA and no GPU is visible.
+        ValueError: ``decode: gpu`` without a CUDA device.
+        RuntimeError: the plan names posts the posts shard lacks (they are from different runs).
+    """
     fcfg = FeaturesConfig.from_config(cfg)
     icfg = fcfg.image_embedding
     ig = InstagramConfig.from_config(cfg)
     threads = threads or icfg.threads
-    device, dtype = setup_torch(fcfg, threads)
+    where = fcfg.placement(threads)
+    device, dtype = where.device, where.dtype
     net, pre, dim, model_prov = load_image_model(cfg, device, dtype)
     posts = read_posts_shard(posts_path, ["username", "image_files", "missing_images"]).with_row_index("post_row")
     present, missing = _shard_images(posts, plan_images, shard)
@@ -200,48 +331,30 @@ def image_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, plan_
     skipped = present.filter(~parsed(pl.col("post_status")))
     decode_on = resolve_decode(icfg.decode, device)
     workers = icfg.n_workers(threads, device.type)
-    pin = icfg.pin_memory and device.type == "cuda"
     zf = MultiVolumeZip(ig.images_zip)
     prov = provenance("instagram_image_embeddings", cfg, shard=shard, source=str(posts_path),
                       sources=[str(p) for p in zf.volumes], model=model_prov | {"dim": dim, "input": list(pre.size)},
-                      device=str(device), dtype=dtype_name(dtype), draft=icfg.draft, workers=workers,
+                      device=str(device), dtype=where.dtype_name, draft=icfg.draft, workers=workers,
                       decode="cpu" if decode_on is None else str(decode_on))
     log.info("shard %d: %d images to embed, %d of unparsed posts, %d missing; %d %s workers, batch %d, JPEG decode on %s",
              shard, todo.height, skipped.height, missing.height, workers,
              "decode" if decode_on is None else "read", icfg.batch_size, decode_on or "cpu")
-    members = {k: todo[k].to_list() for k in MEMBER_COLUMNS}
-    encode = image_encoder(net, pre, dim, device, dtype)
-    if decode_on is None:
-        dataset = ImageBatches(zf, members, pre, icfg.draft, icfg.max_pixels, ig.max_member_bytes)
-        mapper = lambda b: encode(b["pixels"])  # noqa: E731
-    else:  # workers read bytes; the device decodes (CPU decoder for what it cannot take)
-        dataset = ByteBatches(zf, members, pre, icfg.draft, icfg.max_pixels, ig.max_member_bytes)
-        on_device = DeviceDecoder(pre, decode_on, icfg.draft, icfg.max_pixels)
-        mapper = lambda b: encode.encode(on_device(b))  # noqa: E731
-    with zf, ParquetWriter(out, image_embeddings(dim), prov) as writer:
-        sink = EmbeddingRowWriter(writer, todo, posts.height, dim)
-        stats = run(loader(dataset, icfg.batch_size, workers, icfg.prefetch_factor, pin), mapper, sink,
-                    size=lambda b: len(b["status"]), name=f"image_embeddings shard {shard}",
+
+    reader = image_reader(zf, todo, pre, icfg, ig.max_member_bytes, workers, icfg.pin_memory and where.cuda, decode_on)
+    mapper = ImageMapper(image_encoder(net, pre, dim, device, dtype), pre, icfg, decode_on)
+    with zf, ParquetWriter(out, image_embeddings(dim), prov) as pw:
+        writer = EmbeddingRowWriter(pw, todo, posts.height, dim)
+        stats = run(reader, mapper, writer, size=lambda b: len(b["status"]), name=f"image_embeddings shard {shard}",
                     log_every=20, total=todo.height, unit="images")
-        not_parsed = pl.format("post not parsed ({}): image not embedded", pl.col("post_status"))
-        post_ok = parsed(pl.col("post_status"))
-        rest = [
-            _passthrough_rows(skipped, dim, pl.col("post_status"), not_parsed),
-            _passthrough_rows(missing, dim, pl.when(post_ok).then(pl.lit(S.MISSING)).otherwise(pl.col("post_status")),
-                              pl.when(post_ok).then(pl.format("{}-{}: mapped, but not in {}", pl.col("username"),
-                                                              pl.col("image_file"), pl.lit(ig.images_zip.name)))
-                              .otherwise(not_parsed)),
-        ]
-        by_status = dict(sink.by_status)
-        for table in rest:
-            writer.write(table)
+        by_status = dict(writer.by_status)
+        for table in unembedded_rows(skipped, missing, dim, ig.images_zip.name):
+            pw.write(table)
             for s in table["status"].to_pylist():
                 by_status[s] = by_status.get(s, 0) + 1
-    pooled = pooled_table(posts, sink.sums, sink.counts, dim)
     with ParquetWriter(pooled_out, pooled_image_embeddings(dim), prov | {"table": "instagram_image_pooled"}) as w:
-        w.write(pooled)
+        w.write(pooled_table(posts, writer.sums, writer.counts, dim))
     log.info("image embeddings: shard %d, %d image rows, %d posts; %s", shard, sum(by_status.values()), posts.height,
              by_status)
     return {"images": sum(by_status.values()), "posts": posts.height, "by_status": by_status, "dim": dim,
             "workers": workers, "decode": "cpu" if decode_on is None else str(decode_on),
-            "device_fallbacks": 0 if decode_on is None else on_device.fallbacks, **stats.as_dict()}
+            "device_fallbacks": mapper.fallbacks, **stats.as_dict()}

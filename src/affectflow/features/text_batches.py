@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import numpy as np
 import polars as pl
 
-from ..inference.runner import RunStats, run
 from .common import clean_text, mostly_non_latin, parsed
 
 if TYPE_CHECKING:
@@ -37,11 +36,22 @@ CHARS_PER_TOKEN = 64  # character budget per token of max_length: texts are cut 
 class TextTokenizer:
     """A private copy of a model's fast tokenizer, truncating to ``max_length``, never padding.
 
+    The one truncation rule of the text stages: a text keeps at most ``max_length`` tokens, the
+    model's start and end tokens included (the cut text still ends with the end token), and is
+    flagged when it lost tokens. The model's own tokenizer instance is left as it was.
+
     A text longer than ``max_length * CHARS_PER_TOKEN`` characters is cut to that many before it
     is tokenised (and flagged truncated): the model sees only ``max_length`` tokens anyway, and a
     15 MB caption otherwise costs gigabytes and minutes of tokenising. 64 characters a token is
     far above what real text needs (WordPiece and BPE tokens average 3-5 characters; a word longer
     than 100 characters is one unknown token), so the cut changes no kept token of real text.
+
+    Args:
+        hf_tokenizer: a transformers *fast* tokenizer.
+        max_length: tokens per text.
+
+    Raises:
+        TypeError: the tokenizer is not a fast (Rust) tokenizer.
     """
 
     def __init__(self, hf_tokenizer, max_length: int):
@@ -59,7 +69,13 @@ class TextTokenizer:
         self.type_ids = "token_type_ids" in getattr(hf_tokenizer, "model_input_names", ())
 
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
-        """``(ids per text, lengths, truncated flags)``; texts over the character budget are cut first."""
+        """Tokenise ``texts`` in the Rust pool (the GIL is released); over-long texts are cut first.
+
+        Returns:
+            ``(ids, lengths, truncated)``: token ids per text (start/end included, at most
+            ``max_length``), ``(n,)`` int64 lengths, ``(n,)`` bool True where a text was cut
+            (by tokens, or first by the character budget).
+        """
         budget = self.max_length * CHARS_PER_TOKEN
         cut = np.fromiter((len(t) > budget for t in texts), dtype=bool, count=len(texts))
         if cut.any():
@@ -89,6 +105,8 @@ class Window:
 
 @dataclass
 class TextBatch:
+    """One model batch: some of a window's texts, padded to their longest (:func:`pad_batch`)."""
+
     window: Window
     index: np.ndarray  # positions of the batch's texts in the window
     features: dict[str, Any]  # input_ids, attention_mask (+ token_type_ids): CPU tensors
@@ -108,6 +126,15 @@ def length_batches(lengths: np.ndarray, batch_size: int, max_tokens: int) -> lis
     tokens of grace): in a full shard the sorted lengths are dense and batches fill up anyway,
     but among the few long texts of the tail, or in a small shard, one batch spanning 230 down
     to 20 tokens would spend most of its time on padding (measured on CPU: 2x the tokens).
+
+    Args:
+        lengths: ``(n,)`` int token counts per text.
+        batch_size: texts per batch at most.
+        max_tokens: padded tokens (texts x longest) per batch at most; a single longer text
+            still makes a batch of one.
+
+    Returns:
+        Index arrays (int64) into ``lengths``, covering every text once, longest texts first.
     """
     order = np.argsort(-lengths, kind="stable")
     ordered = lengths[order]
@@ -124,7 +151,19 @@ def length_batches(lengths: np.ndarray, batch_size: int, max_tokens: int) -> lis
     return batches
 
 
-def _pad(ids: list[list[int]], index: np.ndarray, tok: TextTokenizer, pin: bool) -> dict[str, Any]:
+def pad_batch(ids: list[list[int]], index: np.ndarray, tok: TextTokenizer, pin: bool) -> dict[str, Any]:
+    """The texts ``index`` of ``ids`` as one batch padded to its longest text.
+
+    Args:
+        ids: token ids per text (:meth:`TextTokenizer.encode`).
+        index: positions of the batch's texts in ``ids``.
+        tok: the tokenizer (its pad id, whether the model takes ``token_type_ids``).
+        pin: pin the tensors (host -> GPU copies overlap with compute).
+
+    Returns:
+        ``{"input_ids", "attention_mask"[, "token_type_ids"]}``: ``(len(index), longest)`` int64
+        CPU tensors; the mask is 1 on real tokens.
+    """
     import torch
 
     rows = [ids[i] for i in index]
@@ -156,7 +195,7 @@ def _prepare(window: Window, texts: list[str], tok: TextTokenizer, batch_size: i
     groups = length_batches(lengths, batch_size, max_tokens)
     batches = []
     for index in groups:
-        feats = _pad(ids, index, tok, pin)
+        feats = pad_batch(ids, index, tok, pin)
         ids_arr = feats["input_ids"].numpy()
         known = ~np.isin(ids_arr, tok.special) & (feats["attention_mask"].numpy() == 1)
         window.known[index] = known.any(axis=1)
@@ -182,8 +221,8 @@ def _window_texts(number: int, posts: pl.DataFrame, text_columns: Sequence[str])
 
 
 def count_texts(posts: pl.DataFrame, text_columns: Sequence[str]) -> int:
-    """How many texts :func:`read_windows` will yield for ``posts`` (the non-empty texts of parsed
-    posts, as :func:`_window_texts` selects them): the total of the stage's progress."""
+    """How many texts :func:`read_windows` yields for ``posts`` (the non-empty texts of parsed
+    posts, selected as :func:`_window_texts` does): the total of a text stage's progress."""
     ok = parsed()
     return int(sum(posts.select(pl.when(ok).then(clean_text(pl.col(c))).is_not_null().sum()).item()
                    for c in text_columns))
@@ -191,7 +230,22 @@ def count_texts(posts: pl.DataFrame, text_columns: Sequence[str]) -> int:
 
 def read_windows(posts: pl.DataFrame, text_columns: Sequence[str], tok: TextTokenizer, window: int,
                  batch_size: int, max_tokens: int, pin: bool) -> Iterator[TextBatch]:
-    """Batches of every window in turn; the next window is tokenised while this one runs."""
+    """Batches of every window in turn; the next window is tokenised while this one runs.
+
+    Args:
+        posts: the shard's posts (``post_id``, ``status``, ``text_columns``); only parsed posts'
+            non-blank texts (stripped) are read.
+        text_columns: the text columns, each text scored on its own.
+        tok: the tokenizer (truncation rule).
+        window: posts per window (tokenised and length-sorted together).
+        batch_size: texts per batch at most.
+        max_tokens: padded tokens per batch at most.
+        pin: pin the batches' tensors.
+
+    Returns:
+        An iterator of :class:`TextBatch`, each window's in turn, longest texts first; a window
+        without texts yields one empty batch (so its rows are still written).
+    """
     starts = list(range(0, posts.height, window)) or [0]
 
     def prepare(k: int) -> list[TextBatch]:
@@ -226,6 +280,8 @@ class WindowWriter:
         self.emit = emit
 
     def write(self, batch: TextBatch, output: np.ndarray | None) -> None:
+        """Keep ``output`` (``(len(batch), ...)`` rows, or None for an empty batch) in the window's
+        results; when it was the window's last batch, emit the window."""
         win = batch.window
         if output is not None and len(batch):
             if win.results is None:
@@ -259,24 +315,41 @@ class WindowWriter:
         return TextResults(win.posts, values, scored, truncated, non_latin)
 
 
-def run_text_stage(posts: pl.DataFrame, text_columns: Sequence[str], tok: TextTokenizer, cfg, infer: Callable,
-                   to_table: Callable[[TextResults], "pa.Table"], out, schema, prov, device,
-                   name: str) -> tuple[RunStats, dict[str, int]]:
-    """Drive a shard's texts through ``infer`` (batch of features -> numpy); each finished window
-    becomes a table (``to_table``) appended to ``out``. Returns timings and status counts."""
-    from ..io.parquet import ParquetWriter
+def text_reader(posts: pl.DataFrame, text_columns: Sequence[str], tok: TextTokenizer, cfg,
+                pin: bool) -> Iterator[TextBatch]:
+    """The reader of a text stage: :func:`read_windows` sized by the stage's config.
 
-    counts: dict[str, int] = {}
-    reader = read_windows(posts, text_columns, tok, cfg.window, cfg.batch_size, cfg.max_tokens,
-                          pin=device.type == "cuda")
-    mapper = lambda b: infer(b.features) if len(b) else None  # noqa: E731
-    with ParquetWriter(out, schema, prov) as writer:
-        def emit(res: TextResults) -> None:
-            table = to_table(res)
-            for s, n in pl.from_arrow(table.select(["status"])).group_by("status").len().iter_rows():
-                counts[s] = counts.get(s, 0) + n
-            writer.write(table)
+    Args:
+        posts: the shard's posts (``post_id``, ``status`` and ``text_columns``).
+        text_columns: the columns whose texts the model reads, each scored on its own.
+        tok: the model's tokenizer, truncating at the stage's limit.
+        cfg: the stage's :class:`~affectflow.features.config.TextStageConfig` (``window``,
+            ``batch_size``, ``max_tokens``).
+        pin: pin the batches' memory (a GPU stage).
 
-        stats = run(reader, mapper, WindowWriter(len(text_columns), emit), name=name, log_every=20,
-                    total=count_texts(posts, text_columns), unit="texts")
-    return stats, counts
+    Returns:
+        An iterator of :class:`TextBatch` (each window yields at least one, maybe empty).
+    """
+    return read_windows(posts, text_columns, tok, cfg.window, cfg.batch_size, cfg.max_tokens, pin)
+
+
+def text_mapper(infer: Callable[[dict], np.ndarray]) -> Callable[[TextBatch], np.ndarray | None]:
+    """The mapper of a text stage: ``infer`` (padded token tensors -> ``(n, ...)`` numpy) on a
+    batch's features; None for the empty batch of a window without texts."""
+    return lambda b: infer(b.features) if len(b) else None
+
+
+class TextTableWriter(WindowWriter):
+    """The writer of a text stage: each finished window, in post order, becomes a table
+    (``to_table``) appended to ``writer``; status counts are kept in :attr:`counts`."""
+
+    def __init__(self, writer, n_columns: int, to_table: Callable[[TextResults], "pa.Table"]):
+        super().__init__(n_columns, self._append)
+        self.writer, self.to_table = writer, to_table
+        self.counts: dict[str, int] = {}
+
+    def _append(self, res: TextResults) -> None:
+        table = self.to_table(res)
+        for s, n in pl.from_arrow(table.select(["status"])).group_by("status").len().iter_rows():
+            self.counts[s] = self.counts.get(s, 0) + n
+        self.writer.write(table)

@@ -9,6 +9,8 @@ from typing import Mapping
 
 @dataclass(frozen=True)
 class InstagramConfig:
+    """The ``instagram`` section with paths resolved under ``root`` (archives, mapping, influencers)."""
+
     root: Path
     metadata_zip: Path
     images_zip: Path
@@ -22,6 +24,11 @@ class InstagramConfig:
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> "InstagramConfig":
+        """From a config whose ``instagram`` section is complete (validated, defaults filled).
+
+        Raises:
+            KeyError: a key of the section is missing.
+        """
         ig = cfg["instagram"]
         root = Path(ig["root"])
         return cls(

@@ -94,7 +94,22 @@ def check_plan(summary: dict, ig: InstagramConfig, where: str | Path, shard: int
 
 
 def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, shard: int, out: str | Path) -> dict[str, int]:
-    """Parse shard ``shard`` of the plan into ``out`` (a :data:`tables.POSTS` file). Returns status counts."""
+    """Stage ``instagram_ingest``: parse shard ``shard`` of the plan into ``out``.
+
+    Args:
+        cfg: config with the ``instagram`` section.
+        plan_posts: the plan's posts table.
+        plan_summary: the plan summary (its verdict on each volume).
+        shard: the shard number.
+        out: the posts shard (:data:`tables.POSTS`), one row per planned post in plan order; a
+            post that cannot be read or parsed keeps a row with its status and error.
+
+    Returns:
+        Status counts (status -> posts).
+
+    Raises:
+        ShardVolumeError: a volume the shard needs is missing or truncated (checked before reading).
+    """
     ig = InstagramConfig.from_config(cfg)
     summary = json.loads(Path(plan_summary).read_text())
     check_plan(summary, ig, plan_summary, shard)
@@ -215,7 +230,22 @@ def volumes_as_read(plan: dict, shard_files: list[Path]) -> dict[str, Any]:
 
 
 def summarize(plan_summary: str | Path, shards: list[str | Path], out: str | Path) -> dict[str, Any]:
-    """``ingest_summary.json``: status counts over all shards plus the plan's counts."""
+    """``ingest_summary.json``: status counts over all shards plus the plan's counts.
+
+    Args:
+        plan_summary: the plan summary (JSON).
+        shards: the posts shards (files or folders).
+        out: the summary JSON to write.
+
+    Returns:
+        The summary: ``posts``, ``by_status``, ``duplicate_post_ids``, ``images_present``,
+        ``missing_images``, ``posts_with_missing_images``, ``by_category``,
+        ``duplicate_mapping_rows``, ``mapping``, ``influencers``, ``metadata_archive``,
+        ``image_archive``, ``volumes_read``, ``shards``.
+
+    Raises:
+        RuntimeError: the shards hold another number of posts than the plan (after nothing is written).
+    """
     import polars as pl
 
     from ..ops.results_folder import check_folder

@@ -184,7 +184,23 @@ def _volumes_per_shard(df: pl.DataFrame, zf: MultiVolumeZip) -> dict[int, list[s
 
 
 def plan(cfg: dict, posts_out: str | Path, images_out: str | Path, summary_out: str | Path) -> dict[str, Any]:
-    """Build the ingestion plan (see the module docstring). Returns the plan summary."""
+    """Stage ``instagram_plan``: build the ingestion plan (see the module docstring).
+
+    Args:
+        cfg: config with the ``instagram`` section (mapping, influencers, both archives, shards, limits).
+        posts_out: the plan's posts table (:data:`tables.PLAN_POSTS`), one row group per shard.
+        images_out: the plan's images table (:data:`tables.PLAN_IMAGES`), archive order, one row group per shard.
+        summary_out: the plan summary (JSON).
+
+    Returns:
+        The summary: ``posts``, ``shards``, ``plan_status`` (counts; ``parse`` for posts to parse),
+        ``mapping``, ``influencers``, ``metadata_archive``, ``image_archive``, ``shard_volumes``,
+        ``volume_problems``, ``shards_affected``.
+
+    Raises:
+        OSError: an input file or a first volume is missing or unreadable.
+        ValueError: an archive's central directory cannot be found or parsed.
+    """
     ig = InstagramConfig.from_config(cfg)
     ig.require_inputs()
     mapping, mapping_counts = read_mapping(ig.mapping)

@@ -65,6 +65,9 @@ PARSED_SCHEMA = pa.schema([POSTS.field(k) for k in PARSED_FIELDS])
 
 
 class PostError(Exception):
+    """A post file that cannot be parsed; ``status`` is the posts table's status to record
+    (``json_empty``, ``json_corrupt``, ``json_invalid``, ``too_large`` ...), the message goes to ``error``."""
+
     def __init__(self, status: str, message: str):
         self.status = status
         super().__init__(message)
@@ -107,6 +110,11 @@ def _str(v: Any) -> str | None:
 
 
 def unwrap(obj: Any) -> dict:
+    """The media object inside a decoded post file (the first of :data:`WRAPPERS` that holds one, else ``obj``).
+
+    Raises:
+        PostError: ``json_invalid`` when the top level is not a JSON object.
+    """
     if isinstance(obj, dict):
         for path in WRAPPERS:
             inner = _get(obj, *path)
@@ -169,7 +177,12 @@ def _hidden(count: int | None) -> tuple[int | None, bool]:
 
 
 def parse_post(node: dict) -> dict[str, Any]:
-    """Flatten a media object into the posts-table fields (see :data:`PARSED_FIELDS`)."""
+    """Flatten a media object into the posts-table fields.
+
+    Returns:
+        ``{field: value}`` for every name of :data:`PARSED_FIELDS` (missing values None; the
+        caption an empty string when absent).
+    """
     cap_edges = _edges(node, "edge_media_to_caption")
     caption = _str(_get(cap_edges[0], "node", "text")) if cap_edges else None
     caption = caption if caption is not None else ""

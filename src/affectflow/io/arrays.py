@@ -22,18 +22,28 @@ def _validity(mask: np.ndarray | None) -> pa.Buffer | None:
 
 
 def numbers(values: np.ndarray, type: pa.DataType, mask: np.ndarray | None = None) -> pa.Array:
-    """A fixed-width numeric array from numpy values (cast to ``type``'s width), nulls where ``mask``."""
+    """A fixed-width numeric array from numpy values (cast to ``type``'s width), nulls where ``mask``.
+
+    Args:
+        values: ``(n,)`` numbers.
+        type: a fixed-width Arrow type (``pa.int64()``, ``pa.float32()`` ...).
+        mask: ``(n,)`` bool, True = null; None: no nulls.
+
+    Returns:
+        An Arrow array of length ``n``.
+    """
     data = np.ascontiguousarray(values, dtype=type.to_pandas_dtype())
     return pa.Array.from_buffers(type, len(data), [_validity(mask), pa.py_buffer(data)])
 
 
 def booleans(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    """A boolean array from ``(n,)`` truthy values, nulls where ``mask`` (True = null)."""
     data = np.packbits(np.asarray(values, dtype=bool), bitorder="little")
     return pa.Array.from_buffers(pa.bool_(), len(values), [_validity(mask), pa.py_buffer(data)])
 
 
 def strings(values: Sequence[str | None]) -> pa.Array:
-    """A string array from Python strings and Nones."""
+    """A ``string`` array from Python strings and Nones (None: null)."""
     encoded = [b"" if v is None else v.encode() for v in values]
     lengths = np.fromiter((len(b) for b in encoded), np.int64, len(encoded))
     offsets = np.zeros(len(encoded) + 1, np.int64)
@@ -54,7 +64,11 @@ def string_lists(values: Sequence[Sequence[str] | None]) -> pa.Array:
 
 
 def scalar(value, type: pa.DataType) -> pa.Scalar:
-    """``pa.scalar(value, type)`` for numbers, booleans, strings and None."""
+    """``pa.scalar(value, type)`` for numbers, booleans, strings and None (a null of ``type``).
+
+    Returns:
+        An Arrow scalar of ``type``.
+    """
     if value is None:
         return pa.nulls(1, type)[0]
     if pa.types.is_boolean(type):
@@ -66,7 +80,15 @@ def scalar(value, type: pa.DataType) -> pa.Scalar:
 
 def to_numpy(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """The values of a fixed-width or boolean array as numpy, ignoring nulls (``Array.to_numpy``
-    imports pandas too). Callers fill nulls first where they matter."""
+    imports pandas too). Callers fill nulls first where they matter.
+
+    Args:
+        arr: a fixed-width numeric or boolean array (chunked arrays are combined).
+
+    Returns:
+        ``(len(arr),)`` numpy array of the type's dtype (bool for booleans); a zero-copy view of
+        the Arrow buffer for numbers; whatever the buffer holds under a null.
+    """
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     buf = arr.buffers()[1]
@@ -83,7 +105,19 @@ def to_numpy(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def embedding_array(values: np.ndarray | None, valid: np.ndarray, dim: int) -> pa.Array:
     """A fixed-size list column of float32 vectors (rows of ``values``), null where ``valid`` is
-    false; ``values=None`` gives an all-null column."""
+    false; ``values=None`` gives an all-null column.
+
+    Args:
+        values: ``(n, dim)`` numbers (cast to float32), or None.
+        valid: ``(n,)`` bool, False = a null vector (its row of ``values`` is ignored).
+        dim: the vector width.
+
+    Returns:
+        A ``fixed_size_list<float32>[dim]`` array of length ``n``.
+
+    Raises:
+        ValueError: ``values`` does not have ``n * dim`` elements.
+    """
     n = len(valid)
     flat = np.zeros((n, dim), np.float32) if values is None else np.ascontiguousarray(values, dtype=np.float32)
     return pa.FixedSizeListArray.from_arrays(numbers(flat.reshape(-1), pa.float32()), dim,
@@ -91,6 +125,14 @@ def embedding_array(values: np.ndarray | None, valid: np.ndarray, dim: int) -> p
 
 
 def take_or_null(table: pa.Table, index: np.ndarray) -> pa.Table:
-    """Rows ``index`` of ``table``, an all-null row where the index is negative."""
+    """Rows ``index`` of ``table``, an all-null row where the index is negative.
+
+    Args:
+        table: the rows to take from.
+        index: ``(m,)`` int row numbers, -1 (any negative) for "no row".
+
+    Returns:
+        A table of ``m`` rows with ``table``'s schema.
+    """
     mask = index < 0
     return table.take(numbers(np.where(mask, 0, index), pa.int64(), mask))

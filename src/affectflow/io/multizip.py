@@ -77,6 +77,7 @@ class Member:
 
     @property
     def is_dir(self) -> bool:
+        """Whether the entry is a folder (its name ends with ``/``)."""
         return self.name.endswith("/")
 
 
@@ -244,6 +245,13 @@ class MultiVolumeZip:
         Columns: ``name, disk, offset, compressed_size, uncompressed_size, method, crc, flags``.
         Columnar and vectorised (see :func:`parse_central_directory`) because the real archives
         hold 10-13M entries: a Python object per entry would cost gigabytes and a minute.
+
+        Returns:
+            A table of ``MEMBER_FIELDS`` (``name`` string, the others int64), one row per entry.
+
+        Raises:
+            ArchiveError: the directory is malformed.
+            VolumeError: the volume holding it is missing or truncated.
         """
         buf = self._read_span(self.cd_disk, self.cd_offset, self.cd_size)
         try:
@@ -259,6 +267,7 @@ class MultiVolumeZip:
 
     # -- volumes -----------------------------------------------------------------------------
     def volume_sizes(self) -> list[int | None]:
+        """Bytes of each volume in disk order, None for a volume that is missing."""
         return [p.stat().st_size if p.exists() else None for p in self.volumes]
 
     def check_volumes(self, directory: "pa.Table | None" = None) -> dict[int, str]:
@@ -343,8 +352,17 @@ class MultiVolumeZip:
     def read(self, member: Member, max_size: int | None = None) -> bytes:
         """The member's uncompressed bytes, CRC-checked.
 
-        Raises :class:`MemberError` (a per-record status) for a bad member and
-        :class:`VolumeError` when the volume holding it is missing or truncated.
+        Args:
+            member: the central-directory entry.
+            max_size: refuse a member that declares more bytes than this (None: no limit).
+
+        Returns:
+            The uncompressed bytes (exactly ``uncompressed_size`` of them).
+
+        Raises:
+            MemberError: a bad member (its ``status``: ``too_large``, ``unsupported``, ``read_error``);
+                a per-record fault, the caller records it and goes on.
+            VolumeError: the volume holding it is missing or truncated (a shard-level fault).
         """
         return self.read_at(member.name, member.disk, member.offset, member.compressed_size,
                             member.uncompressed_size, member.method, member.crc, member.flags, max_size)
@@ -355,6 +373,8 @@ class MultiVolumeZip:
 
         Inflation is bounded by the declared size: a member whose directory entry lies about its
         size stops one byte past it and is reported, never inflated further.
+
+        Returns and raises as :meth:`read`.
         """
         if max_size is not None and (uncompressed_size > max_size or compressed_size > max_size + _SLACK):
             raise MemberError("too_large", f"{name}: declares {uncompressed_size} bytes ({compressed_size} compressed), "
@@ -408,6 +428,7 @@ class MultiVolumeZip:
         return out
 
     def close(self) -> None:
+        """Unmap and close every volume (the archive can be read again: volumes map on demand)."""
         for m in self._maps.values():
             mm = m.obj
             m.release()

@@ -28,13 +28,30 @@ COMPRESSION = "zstd"
 
 
 def config_digest(cfg: Any) -> str:
-    """A short stable digest of a (JSON-able) config section."""
+    """A short stable digest of a (JSON-able) config section.
+
+    Args:
+        cfg: the section; keys are sorted, non-JSON values (paths) written as strings.
+
+    Returns:
+        The first 16 hex digits of the sha256 of its canonical JSON.
+    """
     blob = json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def provenance(table: str, cfg: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    """The provenance record stored in every file: what made it, from what, with which settings."""
+    """The provenance record stored in every file: what made it, from what, with which settings.
+
+    Args:
+        table: the table's name (``instagram_sentiment``, ``dreaddit_clip`` ...).
+        cfg: the config the stage ran with (stored whole, with its :func:`config_digest`), or None.
+        **extra: anything else worth keeping (``shard``, ``model``, ``device``, ``source`` ...).
+
+    Returns:
+        ``{"table", "package", "package_version", "python", "created_utc"[, "config_digest",
+        "config"], **extra}``, JSON-able.
+    """
     rec = {
         "table": table,
         "package": "affectflow",
@@ -58,6 +75,11 @@ def _with_provenance(schema: pa.Schema, prov: Mapping[str, Any] | None) -> pa.Sc
 
 
 def read_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The provenance record of a Parquet file (:func:`provenance`), or None when it has none.
+
+    Raises:
+        OSError: the file cannot be read; pyarrow's ``ArrowInvalid``: it is not Parquet.
+    """
     meta = pq.read_schema(path).metadata or {}
     raw = meta.get(PROVENANCE_KEY)
     return json.loads(raw) if raw else None
@@ -135,6 +157,16 @@ class ParquetWriter:
         return self
 
     def write(self, data: pa.Table | pa.RecordBatch | Mapping[str, Any]) -> None:
+        """Append rows (in row groups of at most ``row_group_size``).
+
+        Args:
+            data: a table, a record batch, or a mapping of column name -> values; conformed to the
+                schema (:func:`conform`); an empty one writes nothing.
+
+        Raises:
+            ValueError: ``data`` lacks a column of the schema.
+            pyarrow.ArrowInvalid: a column cannot be cast to the schema's type.
+        """
         if isinstance(data, Mapping):
             data = pa.table(dict(data), schema=self.schema)
         elif isinstance(data, pa.RecordBatch):
@@ -156,7 +188,19 @@ class ParquetWriter:
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Select and cast ``table`` to ``schema`` (column order and types), failing loudly on a gap."""
+    """Select and cast ``table`` to ``schema`` (column order and types), failing loudly on a gap.
+
+    Args:
+        table: the rows; extra columns are dropped.
+        schema: the target schema (its metadata is carried over).
+
+    Returns:
+        The table with exactly ``schema``'s columns, order and types.
+
+    Raises:
+        ValueError: a column of ``schema`` is missing.
+        pyarrow.ArrowInvalid: a column cannot be cast.
+    """
     missing = [n for n in schema.names if n not in table.column_names]
     if missing:
         raise ValueError(f"table lacks columns {missing} required by its schema")
@@ -168,21 +212,43 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 def write_table(path: str | os.PathLike, table: pa.Table, schema: pa.Schema | None = None,
                 prov: Mapping[str, Any] | None = None, row_group_size: int = 65536) -> Path:
-    """Write a whole table atomically (see :class:`ParquetWriter`)."""
+    """Write a whole table atomically (see :class:`ParquetWriter`).
+
+    Args:
+        path: the target file (its folder is created).
+        table: the rows.
+        schema: the table's declared schema (:mod:`affectflow.tables`); default ``table.schema``.
+        prov: the provenance record (:func:`provenance`), stored under the ``affectflow`` key.
+        row_group_size: rows per row group at most.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: ``table`` lacks a column of ``schema``.
+    """
     with ParquetWriter(path, schema if schema is not None else table.schema, prov, row_group_size) as w:
         w.write(table)
     return Path(path)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Atomic JSON write, for summaries and metrics."""
+    """Atomic JSON write (indented, keys sorted, paths as strings), for summaries and metrics.
+
+    Returns:
+        ``path``.
+    """
     with atomic(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
     return Path(path)
 
 
 def parquet_files(path: str | os.PathLike) -> list[Path]:
-    """A file, or the ``*.parquet`` files of a folder (recursively), sorted."""
+    """A file, or the ``*.parquet`` files of a folder (recursively, hidden temporaries skipped), sorted.
+
+    Returns:
+        The paths; ``[path]`` when ``path`` is not a folder (existing or not).
+    """
     p = Path(path)
     if p.is_dir():
         return sorted(f for f in p.rglob("*.parquet") if not f.name.startswith("."))
@@ -190,6 +256,7 @@ def parquet_files(path: str | os.PathLike) -> list[Path]:
 
 
 def iter_batches(paths: Iterable[Path], columns: list[str] | None = None, batch_size: int = 65536):
+    """Record batches of ``columns`` (None: all) of each file in turn, at most ``batch_size`` rows each."""
     for p in paths:
         yield from pq.ParquetFile(p).iter_batches(batch_size=batch_size, columns=columns)
 
@@ -200,6 +267,18 @@ def read_partition(path: str | os.PathLike, key: str, value: Any, columns: list[
     Files written one row group per key value (the ingestion plan: one per shard) are read
     for one key without touching the other groups' pages: the footer's min/max statistics pick
     the groups, and a final filter drops any other rows a mixed group holds.
+
+    Args:
+        path: the Parquet file.
+        key: the column to match (a top-level column).
+        value: the value to match.
+        columns: the columns to return (None: all).
+
+    Returns:
+        The matching rows, ``columns`` only, in file order.
+
+    Raises:
+        ValueError: ``key`` is not a column of the file.
     """
     pf = pq.ParquetFile(path)
     md = pf.metadata
@@ -222,5 +301,9 @@ def read_partition(path: str | os.PathLike, key: str, value: Any, columns: list[
 
 
 def read_columns(path: str | os.PathLike, columns: list[str]) -> pa.Table:
-    """Some columns of a whole file (every row group), without the dataset layer."""
+    """Some columns of a whole file (every row group), without the dataset layer.
+
+    Raises:
+        pyarrow.ArrowInvalid: a column is not in the file.
+    """
     return pq.ParquetFile(path).read(columns=columns)

@@ -30,11 +30,12 @@ from torch import nn
 
 from .. import status as S
 from .. import tables
+from ..inference.device import place
 from ..io.parquet import atomic, config_digest, provenance, write_json, write_table
 from .arrays import DataError
 from .config import TrainConfig
 from .evaluation import better, classification_metrics
-from .trainer import pick_device, seed_everything
+from .trainer import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,9 @@ def finetune(cfg: Mapping[str, Any], seed: int, posts_path: str | Path, synth_pa
     tc = TrainConfig.from_config(cfg)
     ft = tc.finetune
     out_dir = Path(out_dir)
-    device = pick_device(tc.device)
+    # bf16 autocast on a GPU by default; on a CPU fp32 unless a precision is named
+    where = place(tc.device, ft.precision, gpu_auto="bf16", cpu_half="as_asked", what="train.device")
+    device, precision = where.device, where.precision
     seed_everything(seed, threads)
     torch.use_deterministic_algorithms(False)  # CLIP's attention kernels have no deterministic CUDA path
     from ..models import ClipModel, load_clip
@@ -154,8 +157,7 @@ def finetune(cfg: Mapping[str, Any], seed: int, posts_path: str | Path, synth_pa
     workers = ft.workers if device.type == "cuda" else 0
     tl = _loader(train, tokenizer, pre_train, size, ft.batch_size, workers, True, seed, pin)
     vl = _loader(val, tokenizer, pre_val, size, ft.batch_size, workers, False, seed, pin)
-    precision = ft.precision if ft.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    dtype = None if precision == "fp32" else where.dtype
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else (lambda: torch.autocast(device.type, enabled=False))
     scaler = torch.amp.GradScaler(enabled=precision == "fp16")
     head_params = [model.missing_image, *model.head.parameters()]

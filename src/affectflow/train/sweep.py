@@ -149,12 +149,12 @@ class TrialBatch:
 
 def run_batch(batch: TrialBatch) -> list[dict[str, Any]]:
     """Train and score every trial of ``batch`` on val, one after the other; keep each on disk."""
-    from .trainer import fit, pick_device, save_checkpoint
+    from .trainer import fit, save_checkpoint, train_device
 
     head = HeadConfig(**{**batch.head, "models": tuple(batch.head["models"]),
                          "grid": {k: tuple(v) for k, v in batch.head["grid"].items()}})
     train, val = open_split(batch.train_dir, "train"), open_split(batch.val_dir, "val")
-    device = pick_device(batch.device)
+    device = train_device(batch.device)
     out = []
     for trial, tid in zip(batch.trials, batch.trial_ids):
         folder = Path(batch.out_dir) / "trials" / tid

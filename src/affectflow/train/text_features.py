@@ -10,8 +10,12 @@ Two uses, one encoder:
   tokens; a sentence encoder is trained for sentence similarity and reads 256-512. The image
   features stay CLIP's, so the fused model pairs this vector with the synthesized image's.
 
+The encoder is the features stage's own (:mod:`affectflow.features.sbert`): the same loader,
+truncation rule (``max_seq_length`` tokens with start and end) and forward pass, so a caption
+embeds alike in both stages. The training stage runs it in fp32 on ``train.device``.
+
 Output: ``tables.text_embeddings(dim)`` (``post_id``, ``embedding`` L2-normalised, ``truncated``,
-``status``), one row per post, a null vector where there is no text.
+``status``), one row per post, a null vector where there is no text (null or blank).
 """
 
 from __future__ import annotations
@@ -33,54 +37,47 @@ from ..io.parquet import parquet_files, provenance, write_table
 log = logging.getLogger(__name__)
 
 
-def load_encoder(cfg: Mapping[str, Any], device: str = "cpu"):
-    """The SentenceTransformer of ``models.text_embedding``, offline, and its provenance."""
-    from sentence_transformers import SentenceTransformer
-
-    from ..models import HFModel, provenance_of, resolve
-
-    model = HFModel.from_config(cfg, "text_embedding")
-    path = resolve(cfg, model)
-    return SentenceTransformer(str(path), device=device), provenance_of(cfg, model, path)
-
-
-def encode_texts(encoder, texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """L2-normalised embeddings in input order (``encode`` batches by length itself) and whether
-    each text was longer than the encoder's window."""
-    out = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                         show_progress_bar=False).astype(np.float32)
-    ids = encoder.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-    truncated = np.array([len(i) > encoder.max_seq_length for i in ids])
-    return out, truncated
-
-
 def write_embeddings(cfg: Mapping[str, Any], frame: pl.DataFrame, out: str | Path, table: str,
                      threads: int | None = None, batch_size: int = 64, encoder=None) -> dict[str, Any]:
-    """Encode ``frame``'s ``text`` (null or blank: no vector) and write one row per ``post_id``.
+    """Encode ``frame``'s ``text`` and write one row per ``post_id`` to ``out``.
 
-    ``frame`` may carry ``status``: rows whose status is not ok keep it; the others get ok, or
-    ``text_missing`` without text.
+    Args:
+        cfg: config with ``models.text_embedding`` (and ``train.device``, default auto).
+        frame: ``post_id``, ``text`` (null or blank: no vector) and optionally ``status``: rows whose
+            status is not ok keep it; the others get ok, or ``text_missing`` without text.
+        out: the Parquet file (``tables.text_embeddings(dim)``), written atomically.
+        table: the table's name in the provenance.
+        threads: torch threads (the job's cores); None leaves torch's default.
+        batch_size: texts per batch.
+        encoder: a SentenceTransformer already loaded (on ``train.device``, fp32), else loaded here.
+
+    Returns:
+        ``{"rows", "encoded", "truncated", "dim", "texts_per_s", "seconds"}``.
+
+    Raises:
+        ModelMissing: ``models.text_embedding`` is not on disk.
+        DeviceMissing: ``train.device`` is cuda and no GPU is visible.
     """
-    import torch
+    from ..features.sbert import encode_texts, load_sbert, sbert_dim
+    from ..inference.device import place
 
-    from ..inference.device import device_and_dtype
-
-    if threads:
-        torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    has_text = (frame["text"].fill_null("").str.strip_chars().str.len_chars() > 0).to_numpy()
-    device, _ = device_and_dtype(cfg.get("train", {}).get("device", "auto"))
+    text = frame["text"].str.strip_chars()
+    has_text = (text.fill_null("").str.len_chars() > 0).to_numpy()
+    where = place(cfg.get("train", {}).get("device", "auto"), "fp32", threads=threads, what="train.device")
+    device = where.device
     if encoder is None:
-        encoder, prov = load_encoder(cfg, str(device))
+        encoder, prov = load_sbert(cfg, device, where.dtype)
     else:
         prov = {"preloaded": True}
-    dim = (getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension)()
+    dim = sbert_dim(encoder)
     x = np.zeros((frame.height, dim), np.float32)
     trunc = np.zeros(frame.height, bool)
     idx = np.flatnonzero(has_text)
     t1 = time.perf_counter()
     if len(idx):
-        x[idx], trunc[idx] = encode_texts(encoder, frame["text"].gather(idx).to_list(), batch_size)
+        x[idx], trunc[idx] = encode_texts(encoder, text.gather(idx).to_list(), device, where.dtype, batch_size,
+                                          name=table)
     enc_s = time.perf_counter() - t1
     status = np.where(has_text, S.OK, S.TEXT_MISSING).astype(object)
     if "status" in frame.columns:
@@ -99,15 +96,38 @@ def write_embeddings(cfg: Mapping[str, Any], frame: pl.DataFrame, out: str | Pat
 
 def dreaddit(cfg: Mapping[str, Any], posts_path: str | Path, out: str | Path, threads: int | None = None,
              batch_size: int = 64) -> dict[str, Any]:
-    """Every Dreaddit post's text (the stress heads' text features)."""
+    """Every Dreaddit post's text (the stress heads' text features); see :func:`write_embeddings`.
+
+    Args:
+        cfg: config with ``models.text_embedding`` (and ``train.device``).
+        posts_path: the Dreaddit posts table (a file or a folder of Parquet files; ``post_id``, ``text``).
+        out: the output Parquet file.
+        threads: torch threads.
+        batch_size: texts per batch.
+
+    Returns:
+        :func:`write_embeddings`'s counts.
+    """
     posts = pl.concat([pl.read_parquet(f, columns=["post_id", "text"]) for f in parquet_files(posts_path)])
     return write_embeddings(cfg, posts, out, "dreaddit_text_embeddings", threads, batch_size)
 
 
 def captions(cfg: Mapping[str, Any], posts_path: str | Path, out: str | Path, threads: int | None = None,
              batch_size: int = 64) -> dict[str, Any]:
-    """One posts shard's captions alone (the engagement models' text features); every post keeps a
-    row, unparsed posts with their status and no vector."""
+    """One posts shard's captions alone (the engagement models' text features); see :func:`write_embeddings`.
+
+    Every post keeps a row; posts that were not parsed keep their status and get no vector.
+
+    Args:
+        cfg: config with ``models.text_embedding`` (and ``train.device``).
+        posts_path: an Instagram posts shard (``post_id``, ``caption``, ``status``).
+        out: the output Parquet file.
+        threads: torch threads.
+        batch_size: texts per batch.
+
+    Returns:
+        :func:`write_embeddings`'s counts.
+    """
     posts = pl.read_parquet(posts_path, columns=["post_id", "caption", "status"])
     parsed = pl.col("status").is_in(sorted(S.PARSED))
     frame = posts.select("post_id", pl.when(parsed).then(pl.col("caption")).alias("text"),

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..inference.device import place, set_threads
 from ..io.parquet import atomic
 from .arrays import DataError, SplitData
 from .config import HeadConfig
@@ -35,25 +36,23 @@ STATS_CHUNK_BYTES = 32 << 20  # bounds the memory of the input-statistics pass
 PREDICT_BATCH = 8192
 
 
-def pick_device(name: str) -> torch.device:
-    """``train.device`` resolved; a job promised a GPU that torch cannot see stops at once."""
-    from ..inference.device import require_visible_gpu
+def train_device(name: str) -> torch.device:
+    """The device the heads train on (``train.device``: auto | cpu | cuda), in fp32.
 
-    require_visible_gpu(name, "train.device")
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device is cuda but no GPU is visible")
-        return torch.device("cuda")
-    return torch.device("cpu")
+    Raises:
+        DeviceMissing: ``cuda`` is named and no GPU is visible.
+    """
+    return place(name, "fp32", what="train.device").device
 
 
 def seed_everything(seed: int, threads: int | None = None) -> None:
+    """Seed torch and numpy, switch on deterministic algorithms and fix the thread count."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     torch.use_deterministic_algorithms(True, warn_only=True)
     if threads:
-        torch.set_num_threads(threads)
+        set_threads(threads)
 
 
 def _moments(data: SplitData, m: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 # affectflow: social-media archives to affect features and models.
 #   snakemake --profile profiles/local            # this machine
 #   snakemake --profile profiles/slurm            # a SLURM cluster
-# Targets: ingest, features, synthesize, dreaddit, train, report (`all` runs everything).
+# Targets: ingest, features, synthesize, dreaddit, cremad, train, report (`all` runs everything).
 # Report:  snakemake --report results/report.html   (after a run; same --configfile)
 
 from snakemake.utils import min_version
@@ -17,6 +17,7 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/dreaddit.smk"
+include: "workflow/rules/cremad.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 
@@ -34,6 +35,7 @@ rule all:
     input:
         rules.ingest.input,
         rules.dreaddit.input,
+        rules.cremad.input,
         rules.features.input,
         rules.train.input,
         rules.report.output,

@@ -14,7 +14,9 @@ random-weight models of the real classes, built here offline (no network, no rea
   OpenCLIP-H text encoder, SD VAE), 512x512, 1 and 4 steps;
 * ``dreaddit_clip``: ``dreaddit.clip.clip_shard`` on the synthesized images;
 * ``finetune``: ``train.finetune.finetune`` (CLIP + head, one epoch: a few optimiser steps);
-* ``sweep_trial``: ``train.sweep.run_batch`` with one head trial on 512-d split folders.
+* ``sweep_trial``: ``train.sweep.run_batch`` with one head trial on 512-d split folders;
+* ``cremad_video``: ``cremad.video.video_shard`` on CREMA-D-sized clips (480x360 FLV, 30 frames/s,
+  2.5 s, written by PyAV): frames decoded in memory on the CPU, ViT-B-32 on the GPU.
 
 Per check: correctness (finite outputs; the stage's half precision against fp32 on the same
 inputs: cosine >= 0.999 for embeddings, the same argmax for sentiment where fp32's margin is not a
@@ -60,10 +62,10 @@ GOALS = {"sentiment": 15_000, "text_embeddings": 8_000, "image_embeddings[decode
 COSINE_MIN = 0.999
 FULL = {"posts": 20_000, "compare_posts": 1_024, "images": 4_096, "distinct": 256, "image_batch": 256,
         "text_batch": 512, "dreaddit": (200, 56), "synth_size": 512, "synth_batch": 8, "ft_batch": 32,
-        "sweep_rows": (20_000, 4_000), "sweep_dim": 512}
+        "sweep_rows": (20_000, 4_000), "sweep_dim": 512, "cremad_clips": 200}
 SMOKE = {"posts": 48, "compare_posts": 48, "images": 24, "distinct": 6, "image_batch": 8,
          "text_batch": 16, "dreaddit": (16, 6), "synth_size": 64, "synth_batch": 8, "ft_batch": 8,
-         "sweep_rows": (200, 60), "sweep_dim": 32}
+         "sweep_rows": (200, 60), "sweep_dim": 32, "cremad_clips": 4}
 
 
 # -- measuring --------------------------------------------------------------------------------------
@@ -399,6 +401,43 @@ def check_sweep_trial(env: Env) -> dict:
             "peak_gpu_gb": _peak_gb(env.device)}
 
 
+def check_cremad_video(env: Env) -> dict:
+    import bench_cremad
+
+    from affectflow.cremad.clips import build_clips
+    from affectflow.cremad.video import video_shard
+
+    n = env.sizes["cremad_clips"]
+    root = env.work / f"cremad-{n}"
+    if not (root / "VideoFlash" / "done").is_file():
+        for sub in ("AudioWAV", "VideoFlash"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        wavs, videos = bench_cremad.write_clips(root / "VideoFlash", n)
+        for w in wavs:
+            os.replace(w, root / "AudioWAV" / Path(w).name)
+        (root / "VideoFlash" / "done").write_text("")
+
+    def cfg(precision: str) -> dict:
+        return {"results": str(env.work / "cremad-results"),
+                "models": {"dir": str(env.work / "store"), "clip": {"arch": "ViT-B-32", "pretrained": env.assets["models"]["clip"]}},
+                "cremad": {"root": str(root), "shards": 1, "split": {"val": 0.25, "test": 0.25},
+                           "video": {"device": str(env.device), "precision": precision, "batch_size": env.sizes["image_batch"],
+                                     "workers": max(1, min(env.threads, 8)) if not env.smoke else 1}}}
+
+    clips = env.out("cremad-clips.parquet")
+    build_clips(cfg("auto"), clips, env.out("cremad-clips.json"))
+    r = video_shard(cfg("auto"), clips, 0, env.out("cremad-video.parquet"), threads=env.threads)
+    peak = _peak_gb(env.device)
+    video_shard(cfg("fp32"), clips, 0, env.out("cremad-video-fp32.parquet"), threads=env.threads)
+    half, f32 = pl.read_parquet(env.out("cremad-video.parquet")), pl.read_parquet(env.out("cremad-video-fp32.parquet"))
+    cos, compared = _cosines(half, f32, ["clip_id"], "embedding_mean")
+    finite = _all_finite(half, "embedding_mean")
+    t = r["timing"]
+    return {"finite": finite, "cosine_min_vs_fp32": round(cos, 5), "compared": compared,
+            "ok": finite and compared == n and cos >= COSINE_MIN, "by_status": r["by_status"], "frames": r["frames"],
+            "frames_per_s": round(r["frames"] / t["wall_s"], 1) if t["wall_s"] else None, "peak_gpu_gb": peak, **_split(t)}
+
+
 CHECKS = [
     ("sentiment", check_sentiment),
     ("text_embeddings", check_text_embeddings),
@@ -409,6 +448,7 @@ CHECKS = [
     ("dreaddit_clip", check_dreaddit_clip),
     ("finetune", check_finetune),
     ("sweep_trial", check_sweep_trial),
+    ("cremad_video", check_cremad_video),
 ]
 
 

@@ -26,6 +26,7 @@ BENCHMARKS = {
     "features": "bench_features.py",
     "synth": "bench_synth.py",
     "train_scale": "bench_train_scale.py",
+    "cremad": "bench_cremad.py",
     "stress_real": "bench_stress_real.py",  # needs the real Dreaddit CSVs (see its --data)
 }
 

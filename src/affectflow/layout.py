@@ -37,7 +37,7 @@ BENCHMARKS = "{logs}/benchmarks"
 
 
 def shard_ids(cfg: Mapping, dataset: str) -> list[str]:
-    """The shard wildcard values of a dataset (``instagram`` or ``dreaddit``).
+    """The shard wildcard values of a dataset (``instagram``, ``dreaddit`` or ``cremad``).
 
     Args:
         cfg: the config (at least ``cfg[dataset]["shards"]``).
@@ -85,6 +85,11 @@ def stress_text_used(cfg: Mapping) -> bool:
     return cfg.get("train", {}).get("stress", {}).get("text_encoder") == "text_embedding"
 
 
+def speech_used(cfg: Mapping) -> bool:
+    """``cremad.audio.speech``: whether ``cremad_speech`` runs (models.speech per CREMA-D shard)."""
+    return bool(cfg.get("cremad", {}).get("audio", {}).get("speech", False))
+
+
 def once(cfg: Mapping) -> list[Wildcards]:
     return [{}]
 
@@ -95,6 +100,14 @@ def _instagram_shards(cfg: Mapping) -> list[Wildcards]:
 
 def _dreaddit_shards(cfg: Mapping) -> list[Wildcards]:
     return [{"shard": s} for s in shard_ids(cfg, "dreaddit")]
+
+
+def _cremad_shards(cfg: Mapping) -> list[Wildcards]:
+    return [{"shard": s} for s in shard_ids(cfg, "cremad")]
+
+
+def _speech_shards(cfg: Mapping) -> list[Wildcards]:
+    return _cremad_shards(cfg) if speech_used(cfg) else []
 
 
 def _models(cfg: Mapping) -> list[Wildcards]:
@@ -161,6 +174,7 @@ _DD = "{results}/dreaddit"
 _ENG = "{results}/models/engagement"
 _STRESS = "{results}/models/stress"
 _REPORT = "{results}/report"
+_CM = "{results}/cremad"
 
 
 def _r(rule: str, stage: str, outputs: Mapping[str, str], log: str, **kw: Any) -> RuleLayout:
@@ -190,6 +204,26 @@ _TABLE: tuple[RuleLayout, ...] = (
        "dreaddit/clip/shard-{shard}.log",
        reads=("results", "dreaddit.shards", "dreaddit.clip"), models=("clip",), jobs=_dreaddit_shards),
     _r("dreaddit_summary", "dreaddit", {"summary": f"{_DD}/summary.json"}, "dreaddit/summary.log"),
+    # cremad.smk
+    _r("cremad_clips", "cremad", {"clips": f"{_CM}/clips/clips.parquet", "summary": f"{_CM}/clips_summary.json"},
+       "cremad/clips.log",
+       reads=("results", "cremad.root", "cremad.audio_dir", "cremad.video_dir", "cremad.video_extensions",
+              "cremad.demographics", "cremad.sentences", "cremad.votes", "cremad.shards", "cremad.min_duration_s",
+              "cremad.silence_dbfs", "cremad.split")),
+    _r("cremad_egemaps", "cremad", {"shard": f"{_CM}/egemaps/shard-{{shard}}.parquet"},
+       "cremad/egemaps/shard-{shard}.log", reads=("results", "cremad.shards", "cremad.audio"), jobs=_cremad_shards),
+    _r("cremad_speech", "cremad", {"shard": f"{_CM}/speech/shard-{{shard}}.parquet"},
+       "cremad/speech/shard-{shard}.log", reads=("results", "cremad.shards", "cremad.audio"), models=("speech",),
+       jobs=_speech_shards),
+    _r("cremad_video", "cremad", {"shard": f"{_CM}/video/shard-{{shard}}.parquet"},
+       "cremad/video/shard-{shard}.log", reads=("results", "cremad.shards", "cremad.video"), models=("clip",),
+       jobs=_cremad_shards),
+    _r("cremad_text", "cremad", {"text": f"{_CM}/text/text.parquet"}, "cremad/text.log",
+       reads=("results", "cremad.text"), models=("text_embedding",)),
+    _r("cremad_train", "cremad",
+       {"metrics": f"{_CM}/model/metrics.json", "predictions": f"{_CM}/model/predictions.parquet",
+        "plot": f"{_CM}/model/confusion.png"},
+       "cremad/train.log", paths={"out": f"{_CM}/model"}, reads=("results", "cremad.train", "cremad.split")),
     # features.smk
     _r("sentiment", "features", {"shard": f"{_IG}/sentiment/shard-{{shard}}.parquet"},
        "instagram/sentiment/shard-{shard}.log",
@@ -245,7 +279,8 @@ _TABLE: tuple[RuleLayout, ...] = (
     # report.smk
     _r("report_assets", "report",
        {"engagement": f"{_REPORT}/engagement_metrics.html", "stress": f"{_REPORT}/stress_metrics.html",
-        "ingest": f"{_REPORT}/ingest_summary.html", "rules": f"{_REPORT}/rule_benchmarks.html",
+        "ingest": f"{_REPORT}/ingest_summary.html", "cremad": f"{_REPORT}/cremad_metrics.html",
+        "rules": f"{_REPORT}/rule_benchmarks.html",
         "rules_png": f"{_REPORT}/rule_runtime.png", "bench": f"{_REPORT}/benchmark_figures.html",
         "overview": f"{_REPORT}/overview.html"},
        "report/report_assets.log", paths={"bench_dir": BENCHMARKS}),
@@ -257,7 +292,7 @@ RULES: dict[str, RuleLayout] = {r.rule: r for r in _TABLE}
 
 #: stage -> the target rule that runs it, in the order ``affectflow status`` reports them.
 STAGE_TARGETS: dict[str, str] = {"models": "fetch_models", "ingest": "ingest", "dreaddit": "dreaddit",
-                                 "features": "features", "train": "train", "report": "report"}
+                                 "cremad": "cremad", "features": "features", "train": "train", "report": "report"}
 
 
 # -- reading the table ------------------------------------------------------------------------------

@@ -122,6 +122,43 @@ def metrics_html(metrics: Mapping[str, Any]) -> str:
     return _page(title, "".join(body))
 
 
+def cremad_html(metrics: Mapping[str, Any]) -> str:
+    """CREMA-D: per-modality and fused emotion scores (intended labels), the stress proxy, the same
+    predictions against the crowd-perceived labels per presentation, attention weights, the split."""
+    models = metrics["models"]
+    emo = [("accuracy", "accuracy"), ("f1_macro", "macro F1"), ("uar", "UAR")]
+    rows = [[f"<td class=l>{_e(n)}</td>", f"<td class=l>{_e(', '.join(m['modalities']))}</td>",
+             *[_cell(m["test"]["emotion"].get(k)) for k, _ in emo],
+             *[_cell(m["test"]["stress"].get(k)) for k in ("uar", "f1_macro")]] for n, m in models.items()]
+    t = metrics["split"]["test"]
+    body = [
+        f"<p class=note>Test: {t['clips']} clips of {len(t['actors'])} actors never seen in training or model "
+        f"selection (split by actor). Mean ± std over seeds {_e(metrics['seeds'])}; below, the bootstrap interval "
+        f"resampling test actors. Chance UAR is {_num(metrics['chance']['emotion_uar'])}. The <b>text</b> model reads only "
+        f"the sentence, which is the same for every emotion: it is the control and must stay near chance. Stress is a "
+        f"proxy: P(stress) = P({_e(' or '.join(metrics['stress_emotions']))}) from the emotion model.</p>",
+        _table(["model", "modalities", *[f"emotion {c}" for _, c in emo], "stress UAR", "stress macro F1"], rows, left=2),
+        "<h3>Against the crowd-perceived labels (tabulatedVotes.csv, single-winner votes)</h3>",
+    ]
+    pres = {"voice": "audio-only", "face": "video-only", "av": "audio-visual"}
+    first = next(iter(models.values()))["test"]["perceived"]
+    body.append(_table(["model", *[f"{v} UAR" for v in pres.values()]], [
+        [f"<td class=l>{_e(n)}</td>", *[_cell(m["test"]["perceived"][q].get("uar")) for q in pres]]
+        for n, m in models.items()] + [
+        ["<td class=l><i>crowd = intended</i></td>", *[f"<td>{_num(first[q].get('crowd_matches_intended'))}</td>" for q in pres]]]))
+    att = metrics.get("attention")
+    if att:
+        body.append("<h3>Fusion: mean attention weight per modality (test)</h3>")
+        body.append(_table(["", *att["modalities"]], [
+            ["<td class=l>all test clips</td>", *[f"<td>{_num(att['mean'][m])}</td>" for m in att["modalities"]]]] + (
+            [["<td class=l>clips with every modality</td>", *[f"<td>{_num(att['mean_all_present'][m])}</td>"
+                                                             for m in att["modalities"]]]] if att.get("mean_all_present") else [])))
+    facts = {"split": metrics["split"], "left out": metrics["excluded"], "modality present": metrics["modality_present"]}
+    body.append("<h3>Data</h3>" + _table(["", ""], [[f"<td class=l>{_e(k)}</td>", f"<td class=l>{_e(json.dumps(v))}</td>"]
+                                                  for k, v in facts.items()], left=2))
+    return _page("CREMA-D emotion and stress proxy (test actors)", "".join(body))
+
+
 def ingest_html(summary: Mapping[str, Any]) -> str:
     """The ingestion summary: posts by status and category, and every other count it holds."""
     body = []
@@ -213,8 +250,9 @@ def benchmark_figures_html(files: Sequence[str | Path], run_rules: pl.DataFrame 
 
 
 def build_assets(engagement: str | Path | None, stress: str | Path | None, ingest: str | Path | None,
-                 bench_dir: str | Path, bench_files: Sequence[str | Path], out: Mapping[str, str | Path]) -> None:
-    """Write every report asset named in ``out`` (keys: engagement, stress, ingest, rules, rules_png, bench)."""
+                 bench_dir: str | Path, bench_files: Sequence[str | Path], out: Mapping[str, str | Path],
+                 cremad: str | Path | None = None) -> None:
+    """Write every report asset named in ``out`` (keys: engagement, stress, ingest, cremad, rules, rules_png, bench)."""
     from .io.parquet import atomic
 
     def put(key: str, text: str) -> None:
@@ -222,7 +260,7 @@ def build_assets(engagement: str | Path | None, stress: str | Path | None, inges
             tmp.write_text(text)
 
     for key, src, render in (("engagement", engagement, metrics_html), ("stress", stress, metrics_html),
-                             ("ingest", ingest, ingest_html)):
+                             ("ingest", ingest, ingest_html), ("cremad", cremad, cremad_html)):
         if key in out and src:
             put(key, render(json.loads(Path(src).read_text())))
     df = rule_benchmarks(bench_dir)

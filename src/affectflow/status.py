@@ -59,3 +59,12 @@ NO_IMAGE = "no_image"  # pooled: the post has no embedded image (none mapped, or
 
 TEXT_STATUSES = (OK, NO_TEXT, NON_LATIN)
 IMAGE_STATUSES = (OK, CONVERTED, REPAIRED, MISSING, EMPTY, CORRUPT, TOO_LARGE, READ_ERROR, UNSUPPORTED)
+
+# CREMA-D clips: one status per modality (audio_status, video_status) in the clips table; the
+# feature tables keep the clip's status, or record the fault their own decoding found.
+# (MISSING: no file for a clip the dataset names; EMPTY: a zero-byte file.)
+CLIP_BAD_NAME = "bad_name"  # not ActorID_Sentence_Emotion_Level with known codes: no label, kept with this status
+UNREADABLE = "unreadable"  # the decoder refuses the file (corrupt header, no stream, truncated data)
+SILENT = "silent"  # audio whose peak is below cremad.silence_dbfs: nothing to hear
+TOO_SHORT = "too_short"  # shorter than cremad.min_duration_s (audio) or fewer frames than one (video)
+CLIP_STATUSES = (OK, MISSING, EMPTY, UNREADABLE, SILENT, TOO_SHORT, CLIP_BAD_NAME)

@@ -298,3 +298,99 @@ SWEEP_TRIALS = pa.schema(
         ("val_metrics", pa.string()),  # JSON
     ]
 )
+
+
+# -- CREMA-D (join key ``clip_id``, the file stem ActorID_Sentence_Emotion_Level) -----------------------
+CREMAD_CLIPS = pa.schema(
+    [
+        ("clip_id", pa.string()),  # e.g. 1001_DFA_ANG_XX
+        ("actor_id", pa.int32()),  # null when the name does not parse
+        ("sentence", pa.string()),  # code, e.g. DFA
+        ("sentence_text", pa.string()),  # "Don't forget a jacket"
+        ("emotion", pa.string()),  # ANG | DIS | FEA | HAP | NEU | SAD (the intended emotion)
+        ("emotion_index", pa.int8()),  # position in that order
+        ("level", pa.string()),  # LO | MD | HI | XX (unspecified)
+        ("age", pa.int16()),  # VideoDemographics.csv; null when the actor is not listed
+        ("sex", pa.string()),
+        ("race", pa.string()),
+        ("ethnicity", pa.string()),
+        ("split", pa.string()),  # train | val | test, by actor; null when the name does not parse
+        ("shard", pa.int32()),
+        ("in_sentence_list", pa.bool_()),  # named in SentenceFilenames.csv
+        ("audio_path", pa.string()),  # null when no file
+        ("audio_bytes", pa.int64()),
+        ("audio_seconds", pa.float32()),
+        ("audio_sample_rate", pa.int32()),
+        ("audio_channels", pa.int16()),
+        ("audio_peak_dbfs", pa.float32()),  # peak level, dB re full scale (-inf for digital silence)
+        ("audio_status", pa.string()),
+        ("audio_error", pa.string()),
+        ("video_path", pa.string()),
+        ("video_bytes", pa.int64()),
+        ("video_seconds", pa.float32()),
+        ("video_fps", pa.float32()),
+        ("video_width", pa.int32()),
+        ("video_height", pa.int32()),
+        ("video_codec", pa.string()),
+        ("video_status", pa.string()),
+        ("video_error", pa.string()),
+        # crowd-perceived labels from tabulatedVotes.csv: emoVote letters (ties joined by ':'),
+        # agreement share and number of ratings, per presentation: voice (audio-only), face
+        # (video-only), av (audio-visual); null when the clip has no row for it
+        ("voice_vote", pa.string()),
+        ("voice_agreement", pa.float32()),
+        ("voice_responses", pa.int16()),
+        ("face_vote", pa.string()),
+        ("face_agreement", pa.float32()),
+        ("face_responses", pa.int16()),
+        ("av_vote", pa.string()),
+        ("av_agreement", pa.float32()),
+        ("av_responses", pa.int16()),
+        ("status", pa.string()),  # ok | bad_name (the label); each modality has its own status above
+        ("error", pa.string()),
+    ]
+)
+
+
+def cremad_egemaps(n: int = 88) -> pa.Schema:
+    """eGeMAPS v02 functionals per clip (names, in order, in the file metadata: ``feature_names``)."""
+    return pa.schema([("clip_id", pa.string()), ("egemaps", pa.list_(pa.float32(), n)),
+                      ("status", pa.string()), ("error", pa.string())])
+
+
+def cremad_speech(dim: int) -> pa.Schema:
+    """A learned speech encoder's last hidden state, averaged over time."""
+    return pa.schema([("clip_id", pa.string()), ("embedding", embedding(dim)), ("seconds_used", pa.float32()),
+                      ("truncated", pa.bool_()), ("status", pa.string()), ("error", pa.string())])
+
+
+def cremad_video(dim: int) -> pa.Schema:
+    """CLIP image embeddings of the sampled frames, pooled over time."""
+    return pa.schema([
+        ("clip_id", pa.string()),
+        ("embedding_mean", embedding(dim)),  # mean of the L2-normalised frame embeddings (not re-normalised)
+        ("embedding_std", embedding(dim)),  # per-dimension standard deviation over the frames (temporal spread)
+        ("n_frames", pa.int16()),  # frames embedded
+        ("status", pa.string()),
+        ("error", pa.string()),
+    ])
+
+
+def cremad_text(dim: int) -> pa.Schema:
+    return pa.schema([("clip_id", pa.string()), ("embedding", embedding(dim)), ("status", pa.string())])
+
+
+CREMAD_PREDICTIONS = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("actor_id", pa.int32()),
+        ("split", pa.string()),  # val | test
+        ("model", pa.string()),  # audio | video | text | speech | fusion
+        ("seed", pa.int32()),
+        ("emotion", pa.string()),  # intended
+        ("predicted", pa.string()),
+        ("probabilities", pa.list_(pa.float32(), 6)),  # ANG, DIS, FEA, HAP, NEU, SAD
+        ("p_stress", pa.float32()),  # summed probability of cremad.train.stress_emotions
+        ("attention", pa.list_(pa.float32())),  # fusion: weight per modality (order in metrics.json); null otherwise
+    ]
+)

@@ -23,7 +23,7 @@ def test_cpu_smoke_runs_every_check(tmp_path):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     report = json.loads(out.read_text())
     names = ["sentiment", "text_embeddings", "image_embeddings[decode=cpu]", "image_embeddings[decode=gpu]",
-             "synthesis[1 step]", "synthesis[4 steps]", "dreaddit_clip", "finetune", "sweep_trial"]
+             "synthesis[1 step]", "synthesis[4 steps]", "dreaddit_clip", "finetune", "sweep_trial", "cremad_video"]
     assert report["mode"] == "cpu-smoke" and list(report["checks"]) == names
     checks = report["checks"]
     for name in names:
@@ -38,5 +38,7 @@ def test_cpu_smoke_runs_every_check(tmp_path):
     assert gpu["cosine_min_vs_cpu_decode"] >= 0.999 and gpu["compared_cpu_decode"] > 0
     assert gpu["by_status"] == checks["image_embeddings[decode=cpu]"]["by_status"]
     assert checks["synthesis[4 steps]"]["steps"] == 4 and checks["synthesis[1 step]"]["images"] > 0
+    cm = checks["cremad_video"]
+    assert cm["compared"] == 4 and cm["cosine_min_vs_fp32"] >= 0.999 and cm["frames"] == 4 * 13
     assert set(report["goals_items_per_s"]) <= set(names)
     assert "image_embeddings[decode=gpu]" in p.stdout and "items/s" in p.stdout  # the table

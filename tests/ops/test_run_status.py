@@ -220,7 +220,8 @@ def test_registry_matches_the_workflow(sample_dir, tmp_path):
     cfg = {"results": str(tmp_path / "results"), "logs": str(tmp_path / "logs"),
            "instagram": {"root": str(sample_dir / "instagram"), "shards": 3},
            "dreaddit": {"train": str(sample_dir / "dreaddit/dreaddit-train.csv"),
-                        "test": str(sample_dir / "dreaddit/dreaddit-test.csv"), "shards": 2}}
+                        "test": str(sample_dir / "dreaddit/dreaddit-test.csv"), "shards": 2},
+           "cremad": {"root": str(sample_dir / "cremad"), "shards": 2}}
     cfgfile = tmp_path / "config.yaml"
     cfgfile.write_text(yaml.safe_dump(cfg))
     from affectflow import config as C
@@ -228,7 +229,7 @@ def test_registry_matches_the_workflow(sample_dir, tmp_path):
     full = C.load(cfgfile)
     declared = R.workflow_rules(REPO)
     stages = [s for s in R.STAGES if s.target in declared]
-    assert {s.name for s in stages} == {"models", "ingest", "features", "dreaddit", "train", "report"}
+    assert {s.name for s in stages} == {"models", "ingest", "features", "dreaddit", "cremad", "train", "report"}
     actual = dry_run_jobs(tmp_path, [s.target for s in stages], cfgfile)
     for stage in stages:
         for step in stage.steps:

@@ -41,6 +41,8 @@ def run(sample_dir, tmp_path_factory):
            "instagram": {"root": str(sample_dir / "instagram"), "shards": 3},
            "dreaddit": {"train": str(sample_dir / "dreaddit/dreaddit-train.csv"),
                         "test": str(sample_dir / "dreaddit/dreaddit-test.csv"), "shards": 2},
+           "cremad": {"root": str(sample_dir / "cremad"), "shards": 2, "audio": {"speech": True}},
+           "models": {"speech": {"id": "facebook/wav2vec2-base"}},  # every optional rule planned
            "train": {"stress": {"text_encoder": "text_embedding"}}}
     cfgfile = tmp / "config.yaml"
     cfgfile.write_text(yaml.safe_dump(cfg))

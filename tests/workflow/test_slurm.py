@@ -464,9 +464,11 @@ def scenario_whole_dag_through_slurm(wd: Path, ctx: Context):
     assert {rule: len(v) for rule, v in by_rule.items() if rule != "<submitit>"} == {
         "instagram_plan": 1, "instagram_ingest": 2, "sentiment": 2, "text_embeddings": 2, "image_embeddings": 2,
         "engagement_caption_embeddings": 2, "engagement_dataset": 1, "train_engagement": 1,
-        "synthesize_shard": 2, "dreaddit_clip": 2, "stress_text_embeddings": 1, "finetune_stress": 3}
+        "synthesize_shard": 2, "dreaddit_clip": 2, "stress_text_embeddings": 1, "finetune_stress": 3,
+        "cremad_clips": 1, "cremad_egemaps": 2, "cremad_video": 2, "cremad_text": 1, "cremad_train": 1}
     assert all(r["State"] == "COMPLETED" for r in jobs), [(r["Comment"] or r["JobName"], r["State"]) for r in jobs]
-    gpu_rules = {"sentiment", "text_embeddings", "image_embeddings", "synthesize_shard", "dreaddit_clip", "finetune_stress"}
+    gpu_rules = {"sentiment", "text_embeddings", "image_embeddings", "synthesize_shard", "dreaddit_clip", "finetune_stress",
+                 "cremad_video"}
     for rule, rows in by_rule.items():
         for r in rows:
             assert ("gres/gpu=1" in r["AllocTRES"]) == (rule in gpu_rules), (rule, r["AllocTRES"])

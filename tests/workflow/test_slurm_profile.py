@@ -12,7 +12,8 @@ from conftest import REPO, run_snakemake
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 # The GPU rules (notes/common.md; the Dreaddit branch's per-shard synthesis rule is synthesize_shard,
 # its `synthesize` is a target); every other rule runs on CPUs.
-GPU_RULES = {"sentiment", "text_embeddings", "image_embeddings", "synthesize_shard", "dreaddit_clip", "finetune_stress"}
+GPU_RULES = {"sentiment", "text_embeddings", "image_embeddings", "synthesize_shard", "dreaddit_clip", "finetune_stress",
+             "cremad_video", "cremad_speech"}
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ rule report_assets:
         # the overview page reads these summaries (and, beside them, the shards and benchmark files)
         features=rules.features_summary.output.summary,
         dreaddit=rules.dreaddit_summary.output.summary,
+        cremad=rules.cremad_train.output.metrics,
         bench=BENCH_FILES,
     output:
         engagement=report(REPORT_OUT["engagement"], caption="../report/metrics_table.rst",
@@ -31,6 +32,8 @@ rule report_assets:
                       category="Stress", labels={"figure": "metrics table"}),
         ingest=report(REPORT_OUT["ingest"], caption="../report/ingest.rst",
                       category="Ingestion", labels={"figure": "ingestion summary"}),
+        cremad=report(REPORT_OUT["cremad"], caption="../report/cremad.rst",
+                      category="CREMA-D", labels={"figure": "metrics table"}),
         rules=report(REPORT_OUT["rules"], caption="../report/benchmarks.rst",
                      category="Benchmarks", labels={"figure": "rule benchmarks (table)"}),
         rules_png=report(REPORT_OUT["rules_png"], caption="../report/benchmarks.rst",
@@ -53,6 +56,7 @@ rule report_assets:
         runtime=15,
     shell:
         "{AF} report-assets --engagement {input.engagement:q} --stress {input.stress:q} --ingest {input.ingest:q}"
+        " --cremad {input.cremad:q} --out-cremad {output.cremad:q}"
         " --bench-dir {params.bench_dir:q} --bench-files {input.bench:q}"
         " --out-engagement {output.engagement:q} --out-stress {output.stress:q} --out-ingest {output.ingest:q}"
         " --out-rules {output.rules:q} --out-rules-png {output.rules_png:q} --out-bench {output.bench:q}"

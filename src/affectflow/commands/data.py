@@ -7,7 +7,7 @@ from ..cli import command
 
 
 def _sample_args(p):
-    p.add_argument("out", type=Path, help="folder to write (instagram/ and dreaddit/ below it)")
+    p.add_argument("out", type=Path, help="folder to write (instagram/, dreaddit/ and cremad/ below it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--influencers", type=int, default=8)
     p.add_argument("--posts-per-influencer", type=int, default=12)
@@ -20,7 +20,7 @@ def sample(args):
     info = make_sample(args.out, SampleSpec(seed=args.seed, influencers=args.influencers,
                                             posts_per_influencer=args.posts_per_influencer))
     print(f"sample written to {args.out}: {info['instagram']['posts']} Instagram posts, "
-          f"{info['dreaddit']['train']}+{info['dreaddit']['test']} Dreaddit rows")
+          f"{info['dreaddit']['train']}+{info['dreaddit']['test']} Dreaddit rows, {info['cremad']['clips']} CREMA-D clips")
 
 
 def _inspect_args(p):

@@ -55,9 +55,10 @@ def tiny_models(cfg: Mapping[str, Any]) -> list[str]:
 def real_datasets(cfg: Mapping[str, Any]) -> list[str]:
     """Config keys of dataset paths that exist and are not the bundled sample (no sample marker)."""
     out = []
-    ig = (cfg.get("instagram") or {}).get("root")
-    if ig and Path(ig).is_dir() and not (Path(ig) / SAMPLE_MARKER).is_file():
-        out.append("instagram.root")
+    for section in ("instagram", "cremad"):
+        root = (cfg.get(section) or {}).get("root")
+        if root and Path(root).is_dir() and not (Path(root) / SAMPLE_MARKER).is_file():
+            out.append(f"{section}.root")
     for key in ("train", "test"):
         f = (cfg.get("dreaddit") or {}).get(key)
         if f and Path(f).is_file() and not (Path(f).parent / SAMPLE_MARKER).is_file():

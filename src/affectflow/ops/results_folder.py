@@ -33,13 +33,14 @@ class ResultsLocked(RuntimeError):
 
 def _sharded_folders(cfg: Mapping) -> dict[str, set[str]]:
     """Folder -> the shard ids the config plans there, for every per-shard output of the layout
-    whose dataset section (``instagram``/``dreaddit``) is in ``cfg``."""
+    whose dataset section (``instagram``/``dreaddit``/``cremad``) is in ``cfg``."""
     folders: dict[str, set[str]] = {}
     for rule in layout.RULES.values():
         for pattern in rule.outputs.values():
             if not pattern.endswith("shard-{shard}.parquet"):
                 continue
-            dataset = "dreaddit" if pattern.startswith("{results}/dreaddit") else "instagram"
+            head = pattern.split("/")[1]  # {results}/<dataset>/...; the training folders follow Instagram's shards
+            dataset = head if head in ("dreaddit", "cremad") else "instagram"
             if dataset not in cfg or "results" not in cfg:
                 continue
             folder = str(Path(layout.fill(pattern, cfg)).parent)

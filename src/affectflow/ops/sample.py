@@ -3,7 +3,9 @@
 The Instagram part is a real Info-ZIP split archive (``zip -s``) with ``info/<user>-<file>`` and
 ``image/<user>-<file>`` members, the mapping file and ``influencers.txt``, seeded with the real
 data's known defects and with deliberate faults, so that tests and the demo exercise every
-status the pipeline can record. The Dreaddit part is a CSV pair in the real files' form.
+status the pipeline can record. The Dreaddit part is a CSV pair in the real files' form. The
+CREMA-D part (``affectflow.cremad.sample``) is WAVs and FLVs in the published layout with the
+emotion planted in voice and picture.
 
 Everything is a function of ``seed``: the same seed gives byte-identical files (zip runs with a
 fixed clock and timezone, members are added in sorted order).
@@ -66,6 +68,7 @@ class SampleSpec:
     dreaddit_train: int = 60
     dreaddit_test: int = 24
     split_size: str = "64k"
+    cremad_actors: int = 10
 
 
 @dataclass
@@ -421,14 +424,18 @@ def make_dreaddit(out: Path, spec: SampleSpec) -> dict:
 
 
 def make_sample(out: str | Path, spec: SampleSpec | None = None) -> dict:
-    """The whole sample: ``out/instagram/...`` and ``out/dreaddit/...``."""
+    """The whole sample: ``out/instagram/...``, ``out/dreaddit/...`` and ``out/cremad/...``."""
     spec = spec or SampleSpec()
     out = Path(out)
-    info = {"instagram": make_instagram(out / "instagram", spec), "dreaddit": make_dreaddit(out / "dreaddit", spec)}
+    from ..cremad.sample import make_cremad
+
+    info = {"instagram": make_instagram(out / "instagram", spec), "dreaddit": make_dreaddit(out / "dreaddit", spec),
+            "cremad": make_cremad(out / "cremad", actors=spec.cremad_actors, seed=spec.seed)}
     from .demo_guard import SAMPLE_MARKER
 
-    for name in ("instagram", "dreaddit"):  # tiny demo models are allowed on these folders only
-        (out / name / SAMPLE_MARKER).write_text("synthetic sample written by affectflow sample: not real data\n")
+    for name in ("instagram", "dreaddit", "cremad"):  # tiny demo models are allowed on these folders only
+        if (out / name).is_dir():
+            (out / name / SAMPLE_MARKER).write_text("synthetic sample written by affectflow sample: not real data\n")
     (out / "SAMPLE.json").write_text(json.dumps({"seed": spec.seed, **info}, indent=2, sort_keys=True) + "\n")
     return info
 

@@ -4,7 +4,7 @@ Tests and the demo use them so that the real loading code runs (``from_pretraine
 ``SentenceTransformer(folder)``, open_clip with a registered model config) without any download.
 Their predictions are meaningless: test shapes, types, provenance and load paths with them.
 
-``affectflow tiny-models OUT`` writes ``OUT/{sentiment,sbert,clip,diffusion,safety_checker}``;
+``affectflow tiny-models OUT`` writes ``OUT/{sentiment,sbert,clip,diffusion,safety_checker,speech}``;
 ``demo/config.yaml`` points at them. Each folder carries a marker (``AFFECTFLOW_TINY_MODEL``,
 see :mod:`affectflow.ops.demo_guard`): a run refuses them on data other than the bundled sample.
 """
@@ -178,8 +178,24 @@ def build_safety_checker(out: Path, seed: int = 0, threshold: float = 1.0) -> Pa
     return out
 
 
+def build_speech(out: Path, seed: int = 0) -> Path:
+    """A wav2vec2 encoder (``Wav2Vec2Model``, hidden 32, 2 layers, 3 conv layers: 320x downsampling
+    as the real one) with its feature extractor (16 kHz, normalised input), for ``models.speech``."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    torch.manual_seed(seed)
+    cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                         conv_dim=(32, 32, 32), conv_stride=(5, 8, 8), conv_kernel=(10, 8, 8),
+                         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, vocab_size=32)
+    Wav2Vec2Model(cfg).save_pretrained(out)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=False).save_pretrained(out)
+    return out
+
+
 BUILDERS = {"sentiment": build_sentiment, "sbert": build_sbert, "clip": build_clip, "diffusion": build_diffusion,
-            "safety_checker": build_safety_checker}
+            "safety_checker": build_safety_checker, "speech": build_speech}
 
 
 def build_all(out: str | Path, only: list[str] | None = None, seed: int = 0) -> dict[str, str]:

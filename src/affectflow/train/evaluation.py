@@ -58,13 +58,15 @@ def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 # -- classification ----------------------------------------------------------------------------------
+def _margins(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, true positives per class, true per class, predicted per class)`` of ``c[..., true, pred]``."""
+    c = c.astype(np.float64)
+    return c.sum(axis=(-2, -1)), np.diagonal(c, axis1=-2, axis2=-1), c.sum(axis=-1), c.sum(axis=-2)
+
+
 def _from_counts(c: np.ndarray) -> dict[str, np.ndarray]:
     """Metrics from confusion counts ``c[..., true, pred]`` (vectorised over leading axes)."""
-    c = c.astype(np.float64)
-    n = c.sum(axis=(-2, -1))
-    tp = np.diagonal(c, axis1=-2, axis2=-1)
-    true = c.sum(axis=-1)
-    pred = c.sum(axis=-2)
+    n, tp, true, pred = _margins(c)
     with np.errstate(divide="ignore", invalid="ignore"):
         f1_c = np.where(true + pred > 0, 2 * tp / (true + pred), 0.0)
         prec_c = np.where(pred > 0, tp / np.where(pred > 0, pred, 1), 0.0)
@@ -167,3 +169,67 @@ def summarize_seeds(per_seed: Sequence[Mapping[str, object]], metrics: Iterable[
             rec["ci"] = intervals[m]
         out[m] = rec
     return out
+
+
+# -- several classes (CREMA-D emotions) --------------------------------------------------------------
+MULTICLASS_METRICS = ("accuracy", "f1_macro", "uar")
+
+
+def multiclass_from_counts(c: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, macro F1 and UAR from confusion counts ``c[..., true, pred]`` (vectorised).
+
+    UAR (unweighted average recall, the affective-computing standard; Schuller et al., Interspeech
+    2009 Emotion Challenge) is the mean of the per-class recalls over the classes present in the
+    truth. Macro F1 averages the per-class F1 over the classes present in the truth or the
+    predictions (scikit-learn's default label set).
+    """
+    n, tp, true, pred = _margins(c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        present = true > 0
+        recall = np.where(present, tp / np.where(present, true, 1), 0.0)
+        uar = (recall * present).sum(-1) / present.sum(-1)
+        seen = (true + pred) > 0
+        f1 = np.where(seen, 2 * tp / np.where(seen, true + pred, 1), 0.0)
+        f1_macro = (f1 * seen).sum(-1) / seen.sum(-1)
+        return {"accuracy": tp.sum(-1) / n, "f1_macro": f1_macro, "uar": uar}
+
+
+def multiclass_metrics(y: np.ndarray, pred: np.ndarray, k: int) -> dict[str, object]:
+    """``{accuracy, f1_macro, uar, n, confusion}`` for labels ``0..k-1`` (confusion rows = truth)."""
+    c = confusion(y, pred, k)
+    out: dict[str, object] = {m: float(v) for m, v in multiclass_from_counts(c).items()}
+    out["n"] = int(len(y))
+    out["confusion"] = c.tolist()
+    return out
+
+
+def group_bootstrap_multiclass(y: np.ndarray, preds: np.ndarray, groups: np.ndarray, k: int, resamples: int,
+                               level: float, seed: int) -> dict[str, list[float]]:
+    """Percentile intervals of the seed-mean accuracy, macro F1 and UAR, resampling *groups*.
+
+    Test rows of one speaker are not independent, so the resampling unit is the group (the actor):
+    each resample draws as many groups as there are, with replacement, and pools their rows
+    (cluster bootstrap; Field & Welsh, JRSS-B 2007). Computed from per-group confusion counts, so
+    a resample costs one sum.
+
+    Args:
+        y: true labels, int [rows]; preds: predicted labels, int [seeds, rows]; groups: [rows].
+
+    Returns:
+        ``{metric: [low, high]}``.
+    """
+    y = np.asarray(y, np.int64)
+    preds = np.atleast_2d(np.asarray(preds, np.int64))
+    uniq, g = np.unique(np.asarray(groups), return_inverse=True)
+    n_groups, n_seeds = len(uniq), preds.shape[0]
+    codes = (g[None] * k * k + y[None] * k + preds).ravel() + np.repeat(np.arange(n_seeds) * n_groups * k * k, len(y))
+    per_group = np.bincount(codes, minlength=n_seeds * n_groups * k * k).reshape(n_seeds, n_groups, k, k)
+    rng = np.random.default_rng(seed)
+    vals: dict[str, list[np.ndarray]] = {m: [] for m in MULTICLASS_METRICS}
+    for start in range(0, resamples, 200):
+        b = min(200, resamples - start)
+        pick = rng.integers(0, n_groups, size=(b, n_groups))
+        c = per_group[:, pick].sum(axis=2)  # seeds x b x k x k
+        for m, v in multiclass_from_counts(c).items():
+            vals[m].append(np.nanmean(v, axis=0))
+    return _intervals(vals, level)

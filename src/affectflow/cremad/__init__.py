@@ -1,0 +1,1 @@
+"""CREMA-D: tri-modal (audio, video, text) emotion and a stress proxy (workflow/rules/cremad.smk)."""

@@ -24,8 +24,13 @@ def assets(args):
     out = {k.replace("-", "_"): getattr(args, f"out_{k.replace('-', '_')}")
            for k in ("engagement", "stress", "ingest", "cremad", "rules", "rules-png", "bench")}
     build_assets(args.engagement, args.stress, args.ingest, args.bench_dir,
-    p.add_argument("--results", type=Path, help="the run's results folder (the overview page reads it)")
-    for key in ("engagement", "stress", "ingest", "cremad", "rules", "rules-png", "bench", "overview"):
+                 given_paths(args.bench_files), {k: v for k, v in out.items() if v}, cremad=args.cremad)
+    if args.out_overview:
+        from ..report import build_overview
+
+        if not args.results:
+            raise ValueError("--out-overview needs --results")
+        build_overview(args.results, args.bench_dir, args.out_overview, given_paths(args.bench_files))
 
 
 def _report_args(p):

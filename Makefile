@@ -15,6 +15,8 @@ setup: $(STAMP)
 
 # torch and torchvision are pinned together (with everything else) in the constraints file.
 $(STAMP): pyproject.toml requirements/constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
+		"affectflow needs Python >= 3.11 (the pinned snakemake, numpy, pandas and torch do): run make PYTHON=python3.11 ...")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e '.[ml,dev]'

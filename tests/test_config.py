@@ -15,10 +15,10 @@ from affectflow.instagram.config import InstagramConfig
 @pytest.mark.parametrize("cfg,key,words", [
     ({"instagram": {"shards": 0}}, "instagram.shards", "less than the minimum of 1"),
     ({"instagram": {"shards": "many"}}, "instagram.shards", "is not of type 'integer'"),
-    ({"instagram": {"shardz": 3}}, "instagram", "'shardz' was unexpected"),
+    ({"instagram": {"shardz": 3}}, "instagram", "unknown key 'instagram.shardz' (did you mean 'instagram.shards'?)"),
     ({"instagram": {"max_compression_ratio": 0.5}}, "instagram.max_compression_ratio", "minimum"),
     ({"results": 5}, "results", "is not of type 'string'"),
-    ({"colour": "blue"}, "<root>", "'colour' was unexpected"),
+    ({"colour": "blue"}, "<root>", "unknown key 'colour' (known: results, logs"),
 ])
 def test_schema_errors_name_the_key(cfg, key, words):
     with pytest.raises(C.ConfigError) as exc:

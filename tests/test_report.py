@@ -2,6 +2,8 @@
 
 import json
 
+import polars as pl
+
 from affectflow import report as R
 
 
@@ -39,7 +41,7 @@ def test_regression_table_columns():
         assert f"<th>{col}</th>" in page
 
 
-def test_rule_benchmarks_sum_jobs_per_rule(tmp_path):
+def test_rule_benchmarks_per_job_not_summed(tmp_path):
     head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     (tmp_path / "instagram/ingest").mkdir(parents=True)
     for k, s in enumerate((1.5, 2.5)):
@@ -50,6 +52,8 @@ def test_rule_benchmarks_sum_jobs_per_rule(tmp_path):
     df = R.rule_benchmarks(tmp_path)
     rows = {r["rule"]: r for r in df.iter_rows(named=True)}
     assert rows["instagram/ingest"]["jobs"] == 2 and rows["instagram/ingest"]["total_s"] == 4.0
+    assert rows["instagram/ingest"]["median_s"] == 2.0 and rows["instagram/ingest"]["max_s"] == 2.5
+    assert "median s/job" in R.rule_benchmarks_html(df)
     assert rows["instagram/ingest"]["max_rss_mb"] == 101
     assert rows["train/stress_sweep"]["total_s"] == 10.0
     assert df["rule"][0] == "train/stress_sweep"  # slowest first
@@ -59,6 +63,9 @@ def test_rule_benchmarks_sum_jobs_per_rule(tmp_path):
 
 def test_benchmark_figures_page(tmp_path):
     assert "No benchmark results" in R.benchmark_figures_html([])
+    run = pl.DataFrame(
+        {"rule": ["instagram/ingest"], "jobs": [2], "median_s": [2.0], "max_s": [2.5], "total_s": [4.0], "max_rss_mb": [100.0]})
+    assert ">instagram/ingest<" in R.benchmark_figures_html([], run)  # a fresh clone: this run's figures, not nothing
     f = tmp_path / "bench_x.json"
     f.write_text(json.dumps({"quick": {"posts_per_s": 12345.678, "ratio": 3.2}, "machine": "2 cores"}))
     page = R.benchmark_figures_html([f])
@@ -74,7 +81,8 @@ def test_build_assets_writes_every_named_output(tmp_path):
     out["rules_png"] = tmp_path / "out/rules.png"
     R.build_assets(m, m, ing, tmp_path / "nobench", [], out)
     assert all(p.stat().st_size > 100 for p in out.values())
-    assert "98 posts" in out["ingest"].read_text() and "mapping.duplicates" in out["ingest"].read_text()
+    page = out["ingest"].read_text()
+    assert "98 posts" in page and ">mapping<" in page and "duplicates: 3" in page  # nested counts readable, no JSON
 
 
 def test_report_command_builds_the_one_file_report_of_a_finished_run(tmp_path):
@@ -97,3 +105,17 @@ def test_report_command_builds_the_one_file_report_of_a_finished_run(tmp_path):
     assert rc in (0, None)
     html = out.read_text()
     assert out.stat().st_size > 10_000 and "metrics-table-label" in html  # the config given, not the run's
+
+
+def test_metrics_page_names_encoders_reads_fusion_weights_and_flags_a_demo():
+    from affectflow.ops.demo_guard import NOTICE_KEY
+
+    m = metrics("regression") | {"encoders": {"text_embedding": {"model": "sentence-transformers/all-mpnet-base-v2",
+                                                                 "revision": "abc123"}}}
+    page = R.metrics_html(m)
+    assert "sentence-transformers/all-mpnet-base-v2 @ abc123" in page
+    assert "<th>image</th><th>text</th>" in page and "<td>60.0%</td>" in page  # weights: a column per modality
+    assert "DEMO RUN" not in page
+    demo = R.metrics_html(m | {NOTICE_KEY: "DEMO RUN, NOT REAL RESULTS: tiny models"})
+    assert demo.splitlines()[0].split("<title>")[1].startswith("DEMO RUN, NOT REAL RESULTS")
+    assert demo.index("class=banner") < demo.index("<table")

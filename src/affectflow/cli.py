@@ -73,11 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     _load_commands()
     parser = argparse.ArgumentParser(prog="affectflow", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"affectflow {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (configure, run, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         configure(p)
+        # -v also after the subcommand (`affectflow status -v`); SUPPRESS keeps the top-level value otherwise
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="debug logging, and the traceback of an error")
         p.set_defaults(_run=run)
     return parser
 
@@ -92,10 +95,16 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         rc = args._run(args)
-    except Exception as exc:  # traceback for developers, then one clear last line for operators
+    except BrokenPipeError:  # `affectflow inspect ... | head`: the reader has what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:
+        # One clear line for operators; the traceback only with -v, or in a rule's job log
+        # (a stage command given --config-json), where a developer reads it after the fact.
         log = logging.getLogger("affectflow")
-        log.debug("failed", exc_info=True)
-        if not args.verbose:
+        if args.verbose or getattr(args, "config_json", None):
             import traceback
 
             traceback.print_exc()

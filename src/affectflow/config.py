@@ -54,9 +54,45 @@ def validate(cfg: dict) -> dict:
     errors = sorted(_validator().iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<root>'}: "
-                 + (f"{e.instance} is not a finite number" if _non_finite(e.instance) else e.message) for e in errors]
+                 + (f"{e.instance} is not a finite number" if _non_finite(e.instance) else _explain(e)) for e in errors]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
     return cfg
+
+
+def _explain(error) -> str:
+    """The schema's message, with the nearest known key for a key the schema does not know (a typo)."""
+    if error.validator != "additionalProperties" or not isinstance(error.instance, dict):
+        return error.message
+    import difflib
+
+    known = list(error.schema.get("properties", {}))
+    where = ".".join(map(str, error.absolute_path))
+    parts = []
+    for key in [k for k in error.instance if k not in known]:
+        near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        name = f"{where}.{key}" if where else str(key)
+        parts.append(f"unknown key {name!r}" + (f" (did you mean {(where + '.' if where else '') + near[0]!r}?)" if near else
+                                               f" (known: {', '.join(known)})"))
+    return "; ".join(parts) or error.message
+
+
+def require_inputs(paths: Mapping[str, str | Path], root: tuple[str, str | Path] | None = None) -> None:
+    """Stop with one line naming the config key of the first dataset path that does not exist.
+
+    Args:
+        paths: config key (``instagram.mapping``) -> the path it resolves to.
+        root: ``(key, folder)`` the paths are relative to (``instagram.root``); a missing root is
+            named instead of each file under it.
+
+    Raises:
+        FileNotFoundError: naming the key, the path and where to set it.
+    """
+    if root is not None and not Path(root[1]).is_dir():
+        raise FileNotFoundError(f"{root[0]}: dataset folder {root[1]} does not exist "
+                                f"(set {root[0]} in your --configfile; see config/cluster.example.yaml)")
+    for key, path in paths.items():
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{key}: {path} does not exist (set {key} in your --configfile)")
 
 
 def _non_finite(v) -> bool:

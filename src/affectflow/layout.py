@@ -272,7 +272,7 @@ _TABLE: tuple[RuleLayout, ...] = (
        {"metrics": f"{_ENG}/metrics.json", "plot": f"{_ENG}/pred_vs_actual.png",
         "predictions": f"{_ENG}/predictions.parquet", "checkpoints": f"{_ENG}/checkpoints"},
        "train/train_engagement.log", directories=frozenset({"checkpoints"}), paths={"out": _ENG},
-       reads=("results", "train")),
+       reads=("results", "train", "models")),  # models: the encoders the metrics name, the demo notice
     _r("stress_text_embeddings", "train", {"embeddings": f"{_STRESS}/text_embeddings.parquet"},
        "train/stress_text_embeddings.log", reads=("results", "train"), models=("text_embedding",),
        jobs=_stress_text),
@@ -302,13 +302,14 @@ _TABLE: tuple[RuleLayout, ...] = (
        {"metrics": f"{_STRESS}/metrics.json", "plot": f"{_STRESS}/confusion_matrix.png",
         "predictions": f"{_STRESS}/predictions.parquet", "checkpoints": f"{_STRESS}/checkpoints"},
        "train/train_stress.log", directories=frozenset({"checkpoints"}), paths={"out": _STRESS},
-       reads=("results", "train")),
+       reads=("results", "train", "models")),  # models: the encoders the metrics name, the demo notice
     # report.smk
     _r("report_assets", "report",
        {"engagement": f"{_REPORT}/engagement_metrics.html", "stress": f"{_REPORT}/stress_metrics.html",
         "ingest": f"{_REPORT}/ingest_summary.html", "cremad": f"{_REPORT}/cremad_metrics.html",
         "rules": f"{_REPORT}/rule_benchmarks.html",
-        "rules_png": f"{_REPORT}/rule_runtime.png", "bench": f"{_REPORT}/benchmark_figures.html"},
+        "rules_png": f"{_REPORT}/rule_runtime.png", "bench": f"{_REPORT}/benchmark_figures.html",
+        "overview": f"{_REPORT}/overview.html"},
        "report/report_assets.log", paths={"bench_dir": BENCHMARKS}),
     _r("report", "report", {"html": "{results}/report.html"}, "report/report.log", reads=("*",)),
 )

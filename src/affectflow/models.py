@@ -38,6 +38,14 @@ class ModelMissing(FileNotFoundError):
     """A configured model is not on disk; the message says which and how to fetch it."""
 
 
+class FetchFailed(RuntimeError):
+    """Downloading a configured model failed; the message names its config key."""
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]
+
+
 def offline() -> None:
     """Make every hub client fail fast instead of hanging (set before transformers is imported)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -254,8 +262,13 @@ def fetch(cfg: Mapping, keys: list[str] | None = None) -> dict[str, str]:
 
         path = hf_cache_path(root, model)
         log.info("%s: downloading %s@%s to %s", key, model.id, model.revision, path)
-        snapshot_download(repo_id=model.id, revision=model.revision, local_dir=str(path),
-                          allow_patterns=spec.get("allow_patterns"))
+        try:
+            snapshot_download(repo_id=model.id, revision=model.revision, local_dir=str(path),
+                              allow_patterns=spec.get("allow_patterns"))
+        except Exception as exc:  # offline, unknown id or revision, gated, disk full
+            raise FetchFailed(f"models.{key}: fetching {model.id}@{model.revision} failed "
+                              f"({type(exc).__name__}: {_first_line(exc)}); check models.{key}.id/revision "
+                              "and that this machine reaches the hub (a login node, not a compute node)") from exc
         (path / ".complete").write_text(json.dumps({"id": model.id, "revision": model.revision}) + "\n")
         out[key] = str(path)
     return out
@@ -274,8 +287,12 @@ def _fetch_clip(cfg: Mapping, model: ClipModel) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     pcfg = open_clip.get_pretrained_cfg(model.arch, model.pretrained)
     if not pcfg:
-        raise ValueError(f"open_clip has no pretrained tag {model.pretrained!r} for {model.arch}")
-    cached = Path(download_pretrained(pcfg, cache_dir=str(target / ".cache")))
+        raise FetchFailed(f"models.{model.key}: open_clip has no pretrained tag {model.pretrained!r} for {model.arch}")
+    try:
+        cached = Path(download_pretrained(pcfg, cache_dir=str(target / ".cache")))
+    except Exception as exc:
+        raise FetchFailed(f"models.{model.key}: fetching open_clip {model.arch}/{model.pretrained} failed "
+                          f"({type(exc).__name__}: {_first_line(exc)}); check that this machine reaches the hub") from exc
     final = target / cached.name
     os.replace(cached, final)
     return final

@@ -234,7 +234,7 @@ DREADDIT_POSTS = _dreaddit_posts()
 DREADDIT_SYNTH = pa.schema(
     [
         ("post_id", pa.string()),
-        ("image_path", pa.string()),  # {results}/dreaddit/images/<post_id>.png; null when no image
+        ("image_path", pa.string()),  # absolute path of {results}/dreaddit/images/<post_id>.png; null when no image
         ("prompt", pa.string()),  # exactly what the text encoder saw (after the length rule)
         ("prompt_truncated", pa.bool_()),  # the text was reduced to fit the encoder's window
         ("seed", pa.int64()),

@@ -58,7 +58,7 @@ def test_shard_index_contract_and_images(tmp_path, sample_dir, dd_models):
             assert im.size == (64, 64) and im.mode == "RGB" and im.text["prompt"] == r["prompt"]
         assert r["seed"] == post_seed(0, r["post_id"]) and r["model"] == str(dd_models / "diffusion")
     prov = read_provenance(out)
-    assert prov["model"]["digest"] and prov["model"]["dtype"] == "fp32" and prov["shard"] == 0
+    assert prov["model"]["digest"] and prov["model"]["dtype"] == "float32" and prov["shard"] == 0
 
 
 def test_image_is_the_same_alone_as_in_a_batch(tmp_path, sample_dir, dd_models):

@@ -94,6 +94,9 @@ def test_damaged_volume_fails_only_its_shards(dataset, tmp_path, how):
     final = json.loads((results / "ingest_summary.json").read_text())
     assert final["posts"] == summary["posts"]
     assert "read_error" not in final["by_status"]
+    # The summary reports the volume as the shards read it (replaced), not as the plan saw it.
+    vol = next(v for v in final["metadata_archive"]["volumes"] if Path(v["path"]).name == name)
+    assert vol["problem"] is None and vol["problem_at_plan"].startswith(how) and "replaced" in vol["rechecked"]
 
 
 def test_missing_last_volume_stops_the_plan_naming_it(dataset, tmp_path):

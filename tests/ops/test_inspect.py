@@ -77,3 +77,32 @@ def test_an_unreadable_file_in_a_folder_is_named(shards, tmp_path, cut):
     proc = _inspect(str(folder))
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 1 and f"{bad}: not a readable Parquet file" in last and "rerun its job" in last
+
+
+def test_inspect_folder_of_several_tables_lists_each(shards):
+    """The ingest folder (the plan's two tables beside the posts shards) is three tables, not one."""
+    root = shards.parent
+    proc = _inspect(str(root))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"{root}: 3 tables"
+    posts = pl.read_parquet(shards)
+    assert f"  {shards}: 2 file(s), {posts.height:,} rows" in lines
+    plan_rows = pl.read_parquet(root / "plan.parquet").height
+    assert f"  {root / 'plan.parquet'}: 1 file(s), {plan_rows:,} rows" in lines
+    report = json.loads(_inspect(str(root), "--json").stdout)
+    assert sorted(t["path"] for t in report["tables"]) == sorted(
+        [str(root / "images.parquet"), str(root / "plan.parquet"), str(shards)])
+    assert {t["path"]: t["rows"] for t in report["tables"]}[str(shards)] == posts.height
+
+
+def test_inspect_errors_are_one_line_unless_verbose(tmp_path):
+    bad = tmp_path / "broken.parquet"
+    bad.write_bytes(b"not parquet at all")
+    proc = _inspect(str(bad))
+    assert proc.returncode == 1
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "broken.parquet" in err[0] and "Traceback" not in proc.stderr, proc.stderr
+    verbose = _inspect(str(bad), "-v")
+    assert verbose.returncode == 1 and "Traceback (most recent call last)" in verbose.stderr
+    assert "broken.parquet" in verbose.stderr.strip().splitlines()[-1]

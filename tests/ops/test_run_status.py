@@ -271,6 +271,76 @@ def test_status_command_on_a_real_local_run_with_a_failing_shard(tmp_path, sampl
     assert data["resume"][-1] == f"snakemake --profile profiles/local --rerun-incomplete ingest --configfile {cfgfile}"
     assert "instagram_ingest 00000: ShardVolumeError" in text and data["resume"][0] in text
     assert os.path.isfile(jobs["00000"]["log"])
+    # Without --profile and --configfile, status repeats what the last Snakemake run was given.
+    bare = subprocess.run([sys.executable, "-m", "affectflow", "status", "--directory", str(REPO), "--json"],
+                          capture_output=True, text=True, check=True)
+    last = json.loads(bare.stdout)
+    assert last["resume"] == data["resume"] and last["run_from"].startswith(".snakemake/log/"), bare.stdout[-2000:]
+
+
+def test_snakemake_command_lines_are_parsed_for_profile_and_configfiles():
+    run = R.parse_snakemake_argv(["ingest", "--profile", "profiles/local", "--configfile", "a.yaml", "b.yaml", "-j", "2"])
+    assert run.profile == "profiles/local" and run.configfiles == ["a.yaml", "b.yaml"]
+    run = R.parse_snakemake_argv(["--configfile=a.yaml", "--profile=p", "--configfiles", "b.yaml", "--", "all"])
+    assert run.profile == "p" and run.configfiles == ["a.yaml", "b.yaml"]
+    assert R.parse_snakemake_argv(["-n", "--profile", "x"]) is None  # a dry-run is not the run to resume
+    assert R.parse_snakemake_argv(["--profile", "x", "--unlock"]) is None
+
+
+def test_last_run_is_read_from_the_newest_real_snakemake_log(tmp_path):
+    logs = tmp_path / ".snakemake/log"
+    head = "SNAKEMAKE\n=========\n  Command: /venv/snakemake/__main__.py {}\n  Snakefile: x\n"
+    write(logs / "2026-11-30T010000.000000.snakemake.log", head.format("--profile profiles/slurm all --configfile c.yaml"))
+    write(logs / "2026-11-30T020000.000000.snakemake.log", head.format("--profile profiles/local ingest --configfile 'my a.yaml' b.yaml"))
+    write(logs / "2026-11-30T030000.000000.snakemake.log", head.format("--profile profiles/slurm --unlock"))
+    run = R.last_run(tmp_path)
+    assert run.profile == "profiles/local" and run.configfiles == ["my a.yaml", "b.yaml"]
+    assert run.source.endswith("T020000.000000.snakemake.log")
+    assert R.last_run(tmp_path / "nothing") is None
+
+
+def test_unlock_is_not_advised_while_jobs_of_the_killed_run_still_write(tmp_path):
+    cfg = {"results": "res", "logs": "lg", "instagram": {"shards": 2}}
+    write(tmp_path / ".snakemake/locks/0.input.lock")
+    write(tmp_path / "res/instagram/plan/plan.json")  # the stage has begun
+    writer = {"pid": 4242, "cmd": "python -m affectflow instagram-ingest --shard 1"}
+    st = R.collect(cfg, tmp_path, profile=None, repo=fake_repo(tmp_path), queue={}, writers=[writer])
+    assert st.locked and not any("--unlock" in c for c in st.resume)
+    text = R.format_status(st)
+    assert "still writing" in text and "kill 4242" in text and "unlock it first" not in text
+    queue = {"rule_instagram_ingest_wildcards_00001": ("612", "RUNNING")}  # orphaned SLURM job
+    st = R.collect(cfg, tmp_path, profile=None, repo=fake_repo(tmp_path / "b"), queue=queue, writers=[])
+    assert not any("--unlock" in c for c in st.resume) and "scancel 612" in R.format_status(st)
+    st = R.collect(cfg, tmp_path, profile=None, repo=fake_repo(tmp_path / "c"), queue={}, writers=[])
+    assert st.resume[0] == "snakemake --unlock ingest"  # nobody writes: unlocking is safe
+
+
+def test_progress_per_stage_with_rows_per_second(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cfg = {"results": "res", "logs": "lg", "instagram": {"shards": 3}}
+    for shard, rows, secs in (("00000", 100, 2.0), ("00001", 300, 2.0)):
+        out = tmp_path / f"res/instagram/posts/shard-{shard}.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"post_id": [str(i) for i in range(rows)]}), out)
+        write(tmp_path / f"lg/benchmarks/instagram/ingest/shard-{shard}.tsv", f"s\th:m:s\tmax_rss\n{secs}\t0:00:02\t10\n")
+    st = R.collect(cfg, tmp_path, profile=None, repo=fake_repo(tmp_path), queue={}, writers=[])
+    p = st.progress["ingest"]
+    assert (p["done"], p["total"]) == (2, 5)  # plan and summary missing, one shard missing
+    assert p["rules"]["instagram_ingest"] == {"done": 2, "total": 3, "unit": "shards", "rows": 400, "seconds": 4.0,
+                                              "rows_per_s": 100.0}
+    assert "instagram_ingest 2/3 shards, 100 rows/s per job" in R.format_status(st)
+
+
+def test_a_running_job_shows_its_last_progress_line(tmp_path):
+    write(tmp_path / "lg/instagram/ingest/shard-00001.log",
+          "2026-11-30 06:40:01,002 INFO affectflow.progress: ingest shard 1:  45%|####5     | 18000/40000 [00:09<00:11, 1987.12 posts/s]\n"
+          "2026-11-30 06:40:02,002 INFO affectflow.instagram.ingest: something else\n")
+    queue = {"rule_instagram_ingest_wildcards_00001": ("612", "RUNNING")}
+    j = state(tmp_path, queue=queue)
+    assert j.state == R.RUNNING and j.reason.startswith("ingest shard 1:  45%") and "ETA" not in j.reason
+    assert "18000/40000 [00:09<00:11" in j.reason
 
 
 def test_a_job_killed_by_a_signal_is_failed_not_missing(tmp_path):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,9 @@ pytestmark = pytest.mark.slurm
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 FAST = REPO / "tests" / "slurm" / "fast"
 HOOKS = REPO / "tests" / "slurm" / "hooks"
+# Scenarios run in threads; building the tiny models imports transformers lazily, which is not
+# thread-safe: one build at a time.
+MODELS_BUILD = threading.Lock()
 SUMMARY_KEYS = ("posts", "by_status", "by_category", "duplicate_post_ids", "images_present", "missing_images",
                 "posts_with_missing_images", "shards")
 
@@ -441,11 +445,17 @@ def scenario_whole_dag_through_slurm(wd: Path, ctx: Context):
     jobs, the sweeps' trials as submitit job arrays (``train.sweep.executor: auto`` resolves to
     slurm under this profile), and both metrics files and the report at the end."""
     start(wd)
-    cfg = whole_dag_config(wd, ctx.sample_dir, {
-        "instagram": {"shards": 2}, "dreaddit": {"synthesis": {"steps": 1}},
-        "train": {"seeds": [0, 1, 2], "sweep": {"executor": "auto", "trials_per_job": 4, "mem_gb": 1, "timeout_min": 10},
+    # The stand-in GPUs are allocated but unusable: the model stages run on the CPU on purpose
+    # (with `auto` they would stop at once: see test_gpu_job_without_a_usable_gpu_fails_fast).
+    overrides = {
+        "instagram": {"shards": 2}, "features": {"device": "cpu"},
+        "dreaddit": {"synthesis": {"steps": 1, "device": "cpu"}, "clip": {"device": "cpu"}},
+        "cremad": {"audio": {"device": "cpu"}, "video": {"device": "cpu"}},
+        "train": {"device": "cpu", "seeds": [0, 1, 2], "sweep": {"executor": "auto", "trials_per_job": 4, "mem_gb": 1, "timeout_min": 10},
                   "bootstrap": {"resamples": 100}, "engagement": {"epochs": 3, "grid": {"hidden": [16]}},
-                  "stress": {"epochs": 3, "grid": {"lr": [0.001], "hidden": [16]}}}})
+                  "stress": {"epochs": 3, "grid": {"lr": [0.001], "hidden": [16]}}}}
+    with MODELS_BUILD:
+        cfg = whole_dag_config(wd, ctx.sample_dir, overrides)
     slurm_run(wd, configfile=cfg)  # rule all
 
     jobs = sacct(wd)
@@ -477,8 +487,42 @@ def scenario_whole_dag_through_slurm(wd: Path, ctx: Context):
         assert json.loads((results / f"models/{task}/sweep/selection.json").read_text())
     assert "clip_finetune" in json.loads((results / "models/stress/metrics.json").read_text())["models"]
     assert (results / "report.html").stat().st_size > 100_000
+    # Tiny models made these figures: the metrics and the overview page say so first.
+    for task in ("engagement", "stress"):
+        first_key = (results / f"models/{task}/metrics.json").read_text().splitlines()[1]
+        assert first_key.strip().startswith('"DEMO_RUN_NOT_REAL_RESULTS": "DEMO RUN, NOT REAL RESULTS'), first_key
+    overview = (results / "report/overview.html").read_text()
+    assert "<title>DEMO RUN, NOT REAL RESULTS" in overview.splitlines()[0] and "<section id=throughput>" in overview
     status = affectflow_status(wd, cfg)
     assert status["all_done"] and not status["resume"]
+    assert status["progress"]["ingest"]["rules"]["instagram_ingest"]["rows_per_s"] > 0
+
+
+@scenario
+def scenario_gpu_job_without_a_usable_gpu_fails_fast(wd: Path, ctx: Context):
+    """SLURM gives the sentiment job a GPU (a stand-in torch cannot use, as with a driver older
+    than the CUDA of the wheels): with ``device: auto`` the job stops at once with the reason,
+    instead of running on the CPU until its time limit; status shows that reason."""
+    start(wd)
+    with MODELS_BUILD:
+        cfg = whole_dag_config(wd, ctx.sample_dir, {"instagram": {"shards": 2}})
+    target = str(wd / "results/instagram/sentiment/shard-00000.parquet")
+    proc = slurm_run(wd, target, "--retries", "0", configfile=cfg, check=False)
+    assert proc.returncode != 0
+    jobs = jobs_by_comment(wd)
+    (job,) = jobs["rule_sentiment_wildcards_00000"]
+    assert job["State"] == "FAILED" and "gres/gpu=1" in job["AllocTRES"]
+    elapsed = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job["JobIDRaw"], "-o", "ElapsedRaw"],
+                             capture_output=True, text=True, check=True).stdout.split()[0]
+    assert int(elapsed) < 120, elapsed  # seconds: model loading never started
+    log = (wd / "logs/instagram/sentiment/shard-00000.log").read_text()
+    assert "GPUUnavailable: features.device=auto: the job was given a GPU" in log, log[-2000:]
+    assert re.search(r"CUDA_VISIBLE_DEVICES=\d", log)  # the stand-in GPU SLURM gave (0 or 1: scenarios run side by side)
+    status = affectflow_status(wd, cfg)
+    assert states(status, "sentiment")["00000"] == "failed"
+    reason = next(j["reason"] for s in status["stages"] for r in s["rules"] for j in r["jobs"]
+                  if r["rule"] == "sentiment" and j["wildcards"] == {"shard": "00000"})
+    assert reason.startswith("GPUUnavailable: features.device=auto") and "torch" in reason
 
 
 # -- the tests: one per scenario ------------------------------------------------------------------
@@ -506,3 +550,7 @@ def test_time_limit_retried_with_more_time(scenarios):
 
 def test_whole_dag_through_slurm(scenarios):
     scenarios["whole_dag_through_slurm"].result(timeout=900)
+
+
+def test_gpu_job_without_a_usable_gpu_fails_fast(scenarios):
+    scenarios["gpu_job_without_a_usable_gpu_fails_fast"].result(timeout=600)

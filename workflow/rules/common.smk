@@ -8,6 +8,12 @@ from affectflow import layout
 
 # Validate the merged config (config.yaml + any --configfile) and fill schema defaults.
 afc.validate(config)
+# Tiny demo models on data other than the bundled sample: refused before any job (test_run: true allows).
+from affectflow.ops import demo_guard
+
+demo_guard.check(config)
+if demo_guard.notice(config):  # allowed (the bundled sample, or test_run), but never silent
+    print(demo_guard.notice(config), file=sys.stderr)
 
 RESULTS = config["results"]
 LOGS = config["logs"]
@@ -18,6 +24,17 @@ AF = f"{sys.executable} -m affectflow"
 IG_SHARDS = layout.shard_ids(config, "instagram")
 DD_SHARDS = layout.shard_ids(config, "dreaddit")
 MODEL_KEYS = layout.model_keys(config)
+
+
+def dataset_input(key, path, root=None):
+    """Input function for a dataset file: when it is missing, the error names its config key
+    (``instagram.root``, ``dreaddit.train``) instead of only the path."""
+
+    def _input(wildcards):
+        afc.require_inputs({key: path}, root=root)
+        return str(path)
+
+    return _input
 
 
 def outputs_of(rule):

@@ -9,8 +9,8 @@
 rule dreaddit_posts:
     """Both CSVs by column name -> one row per record (faults labelled), train/val/test split."""
     input:
-        train=config["dreaddit"]["train"],
-        test=config["dreaddit"]["test"],
+        train=dataset_input("dreaddit.train", config["dreaddit"]["train"]),
+        test=dataset_input("dreaddit.test", config["dreaddit"]["test"]),
     output:
         **outputs_of("dreaddit_posts"),
     params:

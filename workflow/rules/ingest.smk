@@ -15,10 +15,12 @@ def plan_mem_mb(wildcards, input, attempt):
 rule instagram_plan:
     """Central directories + mapping + influencers -> which posts exist, where, in which shard."""
     input:
-        metadata=IG_ROOT / config["instagram"]["metadata_zip"],
-        images=IG_ROOT / config["instagram"]["images_zip"],
-        mapping=IG_ROOT / config["instagram"]["mapping"],
-        influencers=IG_ROOT / config["instagram"]["influencers"],
+        **{
+            name: dataset_input(f"instagram.{key}", IG_ROOT / config["instagram"][key],
+                                root=("instagram.root", IG_ROOT))
+            for name, key in (("metadata", "metadata_zip"), ("images", "images_zip"),
+                              ("mapping", "mapping"), ("influencers", "influencers"))
+        },
     output:
         **outputs_of("instagram_plan"),
     params:

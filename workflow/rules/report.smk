@@ -20,6 +20,9 @@ rule report_assets:
         engagement=rules.train_engagement.output.metrics,
         stress=rules.train_stress.output.metrics,
         ingest=rules.instagram_ingest_summary.output.summary,
+        # the overview page reads these summaries (and, beside them, the shards and benchmark files)
+        features=rules.features_summary.output.summary,
+        dreaddit=rules.dreaddit_summary.output.summary,
         cremad=rules.cremad_train.output.metrics,
         bench=BENCH_FILES,
     output:
@@ -37,8 +40,11 @@ rule report_assets:
                          category="Benchmarks", labels={"figure": "rule benchmarks (plot)"}),
         bench=report(REPORT_OUT["bench"], caption="../report/benchmarks.rst",
                      category="Benchmarks", labels={"figure": "benchmark figures"}),
+        overview=report(REPORT_OUT["overview"], caption="../report/overview.rst",
+                        category="Overview", labels={"figure": "what this run made"}),
     params:
         bench_dir=path_of("report_assets", "bench_dir"),
+        results=RESULTS,
     log:
         log_of("report_assets"),
     benchmark:
@@ -54,6 +60,7 @@ rule report_assets:
         " --bench-dir {params.bench_dir:q} --bench-files {input.bench:q}"
         " --out-engagement {output.engagement:q} --out-stress {output.stress:q} --out-ingest {output.ingest:q}"
         " --out-rules {output.rules:q} --out-rules-png {output.rules_png:q} --out-bench {output.bench:q}"
+        " --results {params.results:q} --out-overview {output.overview:q}"
         " > {log:q} 2>&1"
 
 

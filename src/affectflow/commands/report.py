@@ -12,7 +12,8 @@ def _assets_args(p):
     p.add_argument("--cremad", type=Path, help="CREMA-D metrics.json")
     p.add_argument("--bench-dir", type=Path, required=True, help="Snakemake benchmark folder ({logs}/benchmarks)")
     p.add_argument("--bench-files", nargs="*", default=[], type=Path, help="benchmarks/out/*.json")
-    for key in ("engagement", "stress", "ingest", "cremad", "rules", "rules-png", "bench"):
+    p.add_argument("--results", type=Path, help="the run's results folder (the overview page reads it)")
+    for key in ("engagement", "stress", "ingest", "cremad", "rules", "rules-png", "bench", "overview"):
         p.add_argument(f"--out-{key}", type=Path)
 
 
@@ -24,6 +25,12 @@ def assets(args):
            for k in ("engagement", "stress", "ingest", "cremad", "rules", "rules-png", "bench")}
     build_assets(args.engagement, args.stress, args.ingest, args.bench_dir,
                  given_paths(args.bench_files), {k: v for k, v in out.items() if v}, cremad=args.cremad)
+    if args.out_overview:
+        from ..report import build_overview
+
+        if not args.results:
+            raise ValueError("--out-overview needs --results")
+        build_overview(args.results, args.bench_dir, args.out_overview, given_paths(args.bench_files))
 
 
 def _report_args(p):

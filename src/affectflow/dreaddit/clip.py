@@ -301,14 +301,14 @@ def clip_shard(cfg: Mapping, posts: str | Path, synth: str | Path, shard: int, o
     net, preprocess, tokenizer, model_prov = load_clip(cfg, ClipModel.from_config(cfg), device=device, dtype=dtype)
     dim = clip_dim(net)
     section = rule_params("dreaddit_clip", cfg)
-    prov = provenance("dreaddit_clip", section, shard=shard, model={**model_prov, "device": str(device), "dtype": str(dtype)},
+    prov = provenance("dreaddit_clip", section, shard=shard, model={**model_prov, "device": str(device), "dtype": where.dtype_name},
                       posts=str(posts), synth=str(synth))
 
     reader = Reader(list(rows.iter_rows()), tokenizer, preprocess, cc.long_text, cc.batch_size, cc.workers)
     mapper = Encoder(net, device, dtype)
     with ParquetWriter(out, dreaddit_clip(dim), prov) as pw:
         writer = TableWriter(pw, dim, synth_status)
-        stats = run(reader, mapper, writer, name=f"dreaddit_clip shard {shard}")
+        stats = run(reader, mapper, writer, name=f"dreaddit_clip shard {shard}", total=rows.height, unit="posts")
     summary = {"posts": rows.height, "by_status": writer.counts, "dim": dim, "timing": stats.as_dict()}
     log.info("shard %d done: %s", shard, json.dumps(summary))
     return summary

@@ -292,6 +292,9 @@ def assign_split(df: pl.DataFrame, val_fraction: float, seed: int, group_by_post
 def read_dreaddit_csvs(cfg: Mapping) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Both files -> the posts frame (DREADDIT_POSTS columns) and the summary of what was read."""
     dd = DreadditConfig.from_config(cfg)
+    from ..config import require_inputs
+
+    require_inputs({"dreaddit.train": dd.train, "dreaddit.test": dd.test})
     parts, files = [], {}
     for name, path in (("train", dd.train), ("test", dd.test)):
         part, info = read_file(path, name)

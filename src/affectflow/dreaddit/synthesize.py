@@ -358,7 +358,7 @@ def plan_jobs(rows, fitter: PromptFitter, syn: SynthesisConfig, images: Path, mo
             prompt, truncated = fitter.fit(text)
             seed = post_seed(syn.seed, post_id)
             target = images / image_name(post_id)
-            image_path = str(target)
+            image_path = os.path.abspath(target)  # absolute: readable from any working directory
             jobs.append(Job(post_id, prompt, seed, target, recipe_of(digest, prompt, seed, syn, precision)))
             status, error = None, None  # settled below
         for k, v in (("post_id", post_id), ("image_path", image_path), ("prompt", prompt), ("prompt_truncated", truncated),
@@ -424,7 +424,7 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
 
     model = HFModel.from_config(cfg, "diffusion")
     path = resolve(cfg, model)
-    model_prov = provenance_of(cfg, model, path, dtype=precision, device=str(device))
+    model_prov = provenance_of(cfg, model, path, dtype=where.dtype_name, device=str(device))
     fitter = PromptFitter(syn.template, load_tokenizer(path), syn.max_prompt_tokens)
 
     cols, jobs = plan_jobs(rows, fitter, syn, images, model.id, model_prov["digest"], precision)
@@ -441,7 +441,7 @@ def synthesize_shard(cfg: Mapping, posts: str | Path, shard: int, out: str | Pat
         mapper = Generator(load_pipeline(cfg, path, device, dtype), syn)
         writer = PngWriter(model.id, syn.png_compress_level, syn.writers)
         try:
-            stats = run(reader, mapper, writer, name=f"synthesize shard {shard}")
+            stats = run(reader, mapper, writer, name=f"synthesize shard {shard}", total=len(todo), unit="images")
         finally:
             writer.close()
         settled.update(writer.results)

@@ -344,7 +344,8 @@ def image_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, plan_
     mapper = ImageMapper(image_encoder(net, pre, dim, device, dtype), pre, icfg, decode_on)
     with zf, ParquetWriter(out, image_embeddings(dim), prov) as pw:
         writer = EmbeddingRowWriter(pw, todo, posts.height, dim)
-        stats = run(reader, mapper, writer, size=lambda b: len(b["status"]), name="image_embeddings", log_every=20)
+        stats = run(reader, mapper, writer, size=lambda b: len(b["status"]), name=f"image_embeddings shard {shard}",
+                    log_every=20, total=todo.height, unit="images")
         by_status = dict(writer.by_status)
         for table in unembedded_rows(skipped, missing, dim, ig.images_zip.name):
             pw.write(table)

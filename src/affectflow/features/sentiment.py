@@ -24,7 +24,7 @@ from ..models import HFModel, check_tokenizer_complete, provenance_of, resolve
 from ..tables import SENTIMENT
 from .common import read_posts_shard, text_status
 from .config import FeaturesConfig
-from .text_batches import TextResults, TextTableWriter, TextTokenizer, text_mapper, text_reader
+from .text_batches import TextResults, TextTableWriter, TextTokenizer, count_texts, text_mapper, text_reader
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,7 @@ def sentiment_shard(cfg: Mapping[str, Any], posts_path: str | Path, out: str | P
     mapper = text_mapper(classify(net, where.device, where.dtype))
     with ParquetWriter(out, SENTIMENT, prov) as pw:
         writer = TextTableWriter(pw, len(TEXT_COLUMNS), lambda res: sentiment_table(res, labels))
-        stats = run(reader, mapper, writer, name="sentiment", log_every=20)
+        stats = run(reader, mapper, writer, name="sentiment" if shard is None else f"sentiment shard {shard}", log_every=20,
+                    total=count_texts(posts, TEXT_COLUMNS), unit="texts")
     log.info("sentiment: %d posts -> %s; %s", posts.height, out, writer.counts)
     return {"posts": posts.height, "by_status": writer.counts, "max_length": tok.max_length, **stats.as_dict()}

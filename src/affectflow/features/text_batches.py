@@ -220,6 +220,14 @@ def _window_texts(number: int, posts: pl.DataFrame, text_columns: Sequence[str])
     return win, texts
 
 
+def count_texts(posts: pl.DataFrame, text_columns: Sequence[str]) -> int:
+    """How many texts :func:`read_windows` yields for ``posts`` (the non-empty texts of parsed
+    posts, selected as :func:`_window_texts` does): the total of a text stage's progress."""
+    ok = parsed()
+    return int(sum(posts.select(pl.when(ok).then(clean_text(pl.col(c))).is_not_null().sum()).item()
+                   for c in text_columns))
+
+
 def read_windows(posts: pl.DataFrame, text_columns: Sequence[str], tok: TextTokenizer, window: int,
                  batch_size: int, max_tokens: int, pin: bool) -> Iterator[TextBatch]:
     """Batches of every window in turn; the next window is tokenised while this one runs.

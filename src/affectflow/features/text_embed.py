@@ -22,7 +22,7 @@ from ..tables import text_embeddings
 from .common import read_posts_shard, text_status
 from .config import FeaturesConfig
 from .sbert import embed_with, load_sbert, sbert_dim, sbert_tokenizer
-from .text_batches import TextResults, TextTableWriter, text_mapper, text_reader
+from .text_batches import TextResults, TextTableWriter, count_texts, text_mapper, text_reader
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ def text_embeddings_shard(cfg: Mapping[str, Any], posts_path: str | Path, out: s
     mapper = text_mapper(embed_with(st, where.device, where.dtype))
     with ParquetWriter(out, text_embeddings(dim), prov) as pw:
         writer = TextTableWriter(pw, 1, lambda res: text_embedding_table(res, dim))
-        stats = run(reader, mapper, writer, name="text_embeddings", log_every=20)
+        stats = run(reader, mapper, writer, name="text_embeddings" if shard is None else f"text_embeddings shard {shard}", log_every=20,
+                    total=count_texts(posts, ["text"]), unit="texts")
     log.info("text embeddings: %d posts -> %s (dim %d); %s", posts.height, out, dim, writer.counts)
     return {"posts": posts.height, "by_status": writer.counts, "dim": dim, "max_length": tok.max_length,
             **stats.as_dict()}

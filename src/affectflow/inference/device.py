@@ -21,8 +21,9 @@ A run's forward passes then go through :func:`prepare_model` (weights on the dev
 stage's dtype, eval mode), :func:`to_device` (pinned, non-blocking copies) and :func:`autocast`.
 
 Failing fast: a device that names CUDA when no GPU is visible raises :class:`DeviceMissing`
-here, before any model loads. Checks of what the job was *promised* (a GPU the scheduler
-should have given) belong in :func:`place` as well, so that every stage gets them at once.
+here, before any model loads, and so does ``auto`` in a job the scheduler gave a GPU that torch
+cannot use (:func:`require_visible_gpu`: :class:`GPUUnavailable`, naming torch's CUDA build, the
+driver and ``CUDA_VISIBLE_DEVICES``), so every stage stops at once instead of crawling on a CPU.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,90 @@ CPU_HALF = ("never", "native", "as_asked")
 
 class DeviceMissing(RuntimeError):
     """The config names a device this machine does not have (``cuda`` without a visible GPU)."""
+
+
+class GPUUnavailable(DeviceMissing):
+    """A GPU was promised to this job (by SLURM, or by the config) but torch cannot use it."""
+
+
+# Variables SLURM sets in a job that was allocated GPUs (--gpus, --gres=gpu:N, --gpus-per-task):
+# the indices of its GPUs, and their counts (where "0" means none).
+SLURM_GPU_INDEX_VARS = ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS")
+SLURM_GPU_COUNT_VARS = ("SLURM_GPUS", "SLURM_GPUS_ON_NODE", "SLURM_GPUS_PER_TASK", "SLURM_GPUS_PER_NODE")
+
+
+def gpu_promised(requested: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Why this job should have a GPU, or None: the config asks for ``cuda``, or (``auto``) SLURM
+    allocated one (its ``SLURM_*GPUS*`` variables, or ``CUDA_VISIBLE_DEVICES`` naming a device in a
+    SLURM job)."""
+    env = os.environ if env is None else env
+    if str(requested).startswith("cuda"):
+        return f"the config asks for device {requested}"
+    if requested != "auto":
+        return None
+    given = [f"{k}={env[k]}" for k in SLURM_GPU_INDEX_VARS if env.get(k)]
+    given += [f"{k}={env[k]}" for k in SLURM_GPU_COUNT_VARS if env.get(k) not in (None, "", "0")]
+    cvd = env.get("CUDA_VISIBLE_DEVICES")
+    if env.get("SLURM_JOB_ID") and cvd not in (None, "", "-1", "NoDevFiles"):  # SLURM set it for this job
+        given.append(f"CUDA_VISIBLE_DEVICES={cvd}")
+    return f"the job was given a GPU ({', '.join(given)})" if given else None
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver version and the CUDA version it supports, from ``nvidia-smi`` (None without it)."""
+    import re
+    import shutil
+    import subprocess
+
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"nvidia-smi failed ({exc})"
+    text = out.stdout + out.stderr
+    drv = re.search(r"Driver Version:\s*([\d.]+)", text)
+    cuda = re.search(r"CUDA Version:\s*([\d.]+)", text)
+    if drv:
+        return f"driver {drv.group(1)}" + (f" (supports CUDA up to {cuda.group(1)})" if cuda else "")
+    return (text.strip().splitlines() or ["no output"])[0][:200]
+
+
+def gpu_diagnosis(env: Mapping[str, str] | None = None) -> str:
+    """Why torch may see no GPU, in one line: torch's CUDA build, the driver (``nvidia-smi``) and
+    ``CUDA_VISIBLE_DEVICES``."""
+    import torch
+
+    env = os.environ if env is None else env
+    built = torch.version.cuda
+    torch_side = f"torch {torch.__version__} built for CUDA {built}" if built else f"torch {torch.__version__} is a CPU-only build"
+    driver = nvidia_driver() or "nvidia-smi not found (no NVIDIA driver on this node?)"
+    return f"{torch_side}; {driver}; CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES', '<unset>')}"
+
+
+def require_visible_gpu(requested: str, key: str, env: Mapping[str, str] | None = None) -> None:
+    """Stop a job at once when it was promised a GPU that torch cannot see, instead of letting it
+    crawl on the CPU until its time limit (and be retried to crawl again). :func:`place` calls it
+    for every stage.
+
+    Args:
+        requested: the stage's ``device`` setting (``auto | cpu | cuda | cuda:N``).
+        key: its config key (``features.device``), named in the error.
+        env: the job's environment (default ``os.environ``).
+
+    Raises:
+        GPUUnavailable: one message with the reason (:func:`gpu_diagnosis`) and what to change.
+    """
+    import torch
+
+    env = os.environ if env is None else env
+    why = gpu_promised(requested, env)
+    if why is None or torch.cuda.is_available():
+        return
+    raise GPUUnavailable(
+        f"{key}={requested}: {why}, but torch sees no GPU: {gpu_diagnosis(env)}. The NVIDIA driver must support "
+        f"CUDA {torch.version.cuda or '12+'} (see README, Troubleshooting); to run on the CPU on purpose set {key}: cpu.")
 
 
 @dataclass(frozen=True)
@@ -112,10 +197,12 @@ def place(device: str = "auto", precision: str = "auto", *, threads: int | None 
     if threads:
         set_threads(threads)
     if device == "auto":
+        require_visible_gpu(device, what)  # SLURM gave this job a GPU that torch cannot use: stop now
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceMissing(f"{what} is {device} but no GPU is visible (set it to auto or cpu, or run on a GPU node)")
+        raise DeviceMissing(f"{what} is {device} but no GPU is visible (set it to auto or cpu, or run on a GPU node): "
+                            f"{gpu_diagnosis()}")
     if dev.type == "cuda":
         if precision == "auto":
             precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if gpu_auto == "best" else gpu_auto

@@ -60,7 +60,8 @@ class RunStats:
 
 
 def run(reader: Iterable[Any], mapper: Callable[[Any], Any], writer: Writer,
-        size: Callable[[Any], int] = len, name: str = "stage", log_every: int = 1) -> RunStats:
+        size: Callable[[Any], int] = len, name: str = "stage", log_every: int = 1,
+        total: int | None = None, unit: str = "items") -> RunStats:
     """Drive ``reader`` through ``mapper`` into ``writer``; return timings.
 
     The mapper must return something the writer understands; the runner itself knows nothing of
@@ -73,7 +74,10 @@ def run(reader: Iterable[Any], mapper: Callable[[Any], Any], writer: Writer,
         writer: a :class:`Writer`.
         size: counts the items of a batch (for items/s); default ``len``.
         name: the run's name in the log.
-        log_every: log one line every this many batches (0: only the final line).
+        log_every: a debug line with the batch's timings every this many batches (0: none).
+        total: the items the run will process, for the progress lines (done/total, rate, ETA)
+            logged at a steady interval (:mod:`affectflow.ops.progress`); None: count and rate only.
+        unit: what an item is (posts, images, texts), for those lines.
 
     Returns:
         The run's :class:`RunStats`.
@@ -81,9 +85,22 @@ def run(reader: Iterable[Any], mapper: Callable[[Any], Any], writer: Writer,
     Raises:
         Whatever the reader, mapper or writer raises; the runner catches nothing.
     """
+    from ..ops.progress import progress
+
     stats = RunStats()
     start = time.perf_counter()
     it = iter(reader)
+    with progress(total, name, unit) as bar:
+        _drive(it, mapper, writer, size, name, log_every, stats, bar)
+    stats.wall_s = time.perf_counter() - start
+    log.info("%s done: %d items in %d batches, %.1f items/s; read %.2fs, inference %.2fs, write %.2fs (bottleneck: %s)",
+             name, stats.items, stats.batches, stats.items_per_s, stats.read_s, stats.infer_s, stats.write_s,
+             stats.bottleneck)
+    return stats
+
+
+def _drive(it, mapper, writer, size, name, log_every, stats: RunStats, bar) -> None:
+    """The loop of :func:`run`: read, map, write each batch, timing each part."""
     while True:
         t0 = time.perf_counter()
         try:
@@ -102,11 +119,7 @@ def run(reader: Iterable[Any], mapper: Callable[[Any], Any], writer: Writer,
         stats.infer_s += t2 - t1
         stats.write_s += t3 - t2
         stats.per_batch.append((n, t1 - t0, t2 - t1, t3 - t2))
+        bar.update(n)
         if log_every and stats.batches % log_every == 0:
-            log.info("%s batch %d: %d items, read %.3fs, inference %.3fs, write %.3fs",
-                     name, stats.batches, n, t1 - t0, t2 - t1, t3 - t2)
-    stats.wall_s = time.perf_counter() - start
-    log.info("%s done: %d items in %d batches, %.1f items/s; read %.2fs, inference %.2fs, write %.2fs (bottleneck: %s)",
-             name, stats.items, stats.batches, stats.items_per_s, stats.read_s, stats.infer_s, stats.write_s,
-             stats.bottleneck)
-    return stats
+            log.debug("%s batch %d: %d items, read %.3fs, inference %.3fs, write %.3fs",
+                      name, stats.batches, n, t1 - t0, t2 - t1, t3 - t2)

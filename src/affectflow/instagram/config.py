@@ -8,8 +8,6 @@ from typing import Mapping
 
 
 @dataclass(frozen=True)
-
-
 class InstagramConfig:
     """The ``instagram`` section with paths resolved under ``root`` (archives, mapping, influencers)."""
 
@@ -45,3 +43,11 @@ class InstagramConfig:
             row_group_rows=int(ig["row_group_rows"]),
             row_group_bytes=int(ig.get("row_group_bytes", 1 << 28)),
         )
+
+    def require_inputs(self) -> None:
+        """Raise FileNotFoundError naming the config key of a dataset file that is not there."""
+        from ..config import require_inputs
+
+        require_inputs({"instagram.metadata_zip": self.metadata_zip, "instagram.images_zip": self.images_zip,
+                        "instagram.mapping": self.mapping,
+                        "instagram.influencers": self.influencers}, root=("instagram.root", self.root))

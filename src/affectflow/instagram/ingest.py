@@ -120,8 +120,11 @@ def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, sh
     counts: dict[str, int] = {}
     timing = {"read": 0.0, "parse": 0.0, "write": 0.0}
     t0 = time.perf_counter()
+    from ..ops.progress import progress
+
     bounds = row_group_bounds(plan, ig.row_group_rows, ig.row_group_bytes)
-    with zf, ParquetWriter(out, POSTS, prov, row_group_size=ig.row_group_rows) as writer:
+    with zf, ParquetWriter(out, POSTS, prov, row_group_size=ig.row_group_rows) as writer, \
+            progress(plan.num_rows, f"ingest shard {shard}", "posts") as bar:
         for start, stop in zip(bounds[:-1], bounds[1:]):
             table = ingest_rows(zf, plan.slice(start, stop - start), ig, shard, timing)
             t = time.perf_counter()
@@ -129,6 +132,7 @@ def ingest_shard(cfg: dict, plan_posts: str | Path, plan_summary: str | Path, sh
             timing["write"] += time.perf_counter() - t
             for vc in table["status"].value_counts().to_pylist():
                 counts[vc["values"]] = counts.get(vc["values"], 0) + vc["counts"]
+            bar.update(table.num_rows)  # one line per row group at most, no more often than the interval
     elapsed = time.perf_counter() - t0
     log.info("shard %d: %d posts in %.2fs (%.0f posts/s; read %.2fs, parse %.2fs, write %.2fs) %s", shard, plan.num_rows,
              elapsed, plan.num_rows / max(elapsed, 1e-9), timing["read"], timing["parse"], timing["write"], counts)
@@ -203,6 +207,28 @@ def ingest_rows(zf: MultiVolumeZip, plan: pa.Table, ig: InstagramConfig, shard: 
     return table
 
 
+def volumes_as_read(plan: dict, shard_files: list[Path]) -> dict[str, Any]:
+    """The plan's metadata-archive record with each volume's verdict as the shards found it.
+
+    A volume the plan saw damaged that every shard needing it has since read (each shard checks a
+    changed volume again before reading, :func:`check_shard_volumes`, and fails otherwise) was
+    replaced: its ``problem`` is cleared, the plan's verdict kept as ``problem_at_plan``.
+    """
+    import copy
+
+    archive = copy.deepcopy(plan["metadata_archive"])
+    done = {int(Path(f).stem.split("-")[1]) for f in shard_files if Path(f).stem.startswith("shard-")}
+    for vol in archive.get("volumes", []):
+        if not vol.get("problem"):
+            continue
+        name = Path(vol["path"]).name
+        users = [int(s) for s, names in plan.get("shard_volumes", {}).items() if name in names]
+        if users and all(u in done for u in users):
+            vol["problem_at_plan"], vol["problem"] = vol["problem"], None
+            vol["rechecked"] = f"intact when shards {users} read it (replaced after the plan)"
+    return archive
+
+
 def summarize(plan_summary: str | Path, shards: list[str | Path], out: str | Path) -> dict[str, Any]:
     """``ingest_summary.json``: status counts over all shards plus the plan's counts.
 
@@ -247,7 +273,7 @@ def summarize(plan_summary: str | Path, shards: list[str | Path], out: str | Pat
         "duplicate_mapping_rows": plan["mapping"]["duplicate_rows"],
         "mapping": plan["mapping"],
         "influencers": plan["influencers"],
-        "metadata_archive": plan["metadata_archive"],
+        "metadata_archive": volumes_as_read(plan, files),
         "image_archive": plan["image_archive"],
         "volumes_read": [v["path"] for v in plan["metadata_archive"]["volumes"]],
         "shards": len(files),

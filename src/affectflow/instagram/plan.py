@@ -204,6 +204,7 @@ def plan(cfg: dict, posts_out: str | Path, images_out: str | Path, summary_out: 
         ValueError: an archive's central directory cannot be found or parsed.
     """
     ig = InstagramConfig.from_config(cfg)
+    ig.require_inputs()
     mapping, mapping_counts = read_mapping(ig.mapping)
     influencers, infl_counts = read_influencers(ig.influencers)
 

@@ -26,18 +26,57 @@ def _footer(f: Path) -> pq.FileMetaData:
                                 f"so it was cut or replaced outside the workflow: delete it and rerun its job") from None
 
 
-def inspect(path: str | Path) -> dict[str, Any]:
-    """Schema, rows (from footers), status counts (reads one column) and provenance of the first file."""
-    files = parquet_files(path)
-    if not files or not files[0].exists():
+def tables_in(path: str | Path) -> list[tuple[str, list[Path]]]:
+    """The Parquet tables under ``path``: ``(label, files)`` per table, in path order.
+
+    A file is one table. In a folder, files belong to the same table when they share a folder and
+    a schema (provenance metadata aside): the shards of ``posts/`` are one table, while
+    ``plan/posts.parquet`` and ``plan/images.parquet`` are two. A table of several files is labelled
+    by its folder, a table of one file by the file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist or holds no Parquet file.
+        UnreadableParquet: a file's footer cannot be read (named, with the remedy).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    files = parquet_files(p)
+    if not files:
         raise FileNotFoundError(f"{path}: no Parquet files")
-    if Path(path).is_dir():
-        check_folder(path, files)  # shard files of another plan would be counted with this one's
-    footers = {f: _footer(f) for f in files}
-    rows = {str(f): m.num_rows for f, m in footers.items()}
+    groups: dict[tuple[Path, str], list[Path]] = {}
+    for f in files:
+        schema = _footer(f).schema.to_arrow_schema().remove_metadata()  # names the file when unreadable
+        groups.setdefault((f.parent, schema.to_string()), []).append(f)
+    per_folder: dict[Path, int] = {}
+    for folder, _ in groups:
+        per_folder[folder] = per_folder.get(folder, 0) + 1
+    out = []
+    for (folder, _), fs in groups.items():
+        check_folder(folder, fs)  # shard files of another plan would be counted with this one's
+        if p.is_file() or len(fs) == 1:
+            label = str(fs[0])
+        elif per_folder[folder] == 1:
+            label = str(folder)
+        else:
+            label = f"{folder}/{{{','.join(f.name for f in fs)}}}"
+        out.append((label, fs))
+    return out
+
+
+def inspect_files(label: str, files: list[Path]) -> dict[str, Any]:
+    """Schema, rows (from footers), status counts (reads one column) and provenance of the first
+    file, for the files of one table.
+
+    Returns:
+        dict with ``path``, ``files``, ``rows``, ``rows_per_file`` (None for one file), ``bytes``,
+        ``schema`` (list of (name, type)), ``status`` (value -> count, when there is a status
+        column) and ``provenance`` (the first file's record, or None).
+    """
+    rows = {str(f): _footer(f).num_rows for f in files}
     schema = pq.read_schema(files[0])
     report: dict[str, Any] = {
-        "path": str(path),
+        "path": label,
         "files": len(files),
         "rows": sum(rows.values()),
         "rows_per_file": rows if len(files) > 1 else None,
@@ -57,7 +96,23 @@ def inspect(path: str | Path) -> dict[str, Any]:
     return report
 
 
+def inspect(path: str | Path) -> dict[str, Any]:
+    """One table's report (see :func:`inspect_files`), or for a folder of several tables
+    ``{"path": path, "tables": [report, ...]}``, one report per table (see :func:`tables_in`)."""
+    tables = tables_in(path)
+    if len(tables) == 1:
+        report = inspect_files(*tables[0])
+        report["path"] = str(path)
+        return report
+    return {"path": str(path), "tables": [inspect_files(label, files) for label, files in tables]}
+
+
 def format_report(r: dict[str, Any]) -> str:
+    """The text ``affectflow inspect`` prints: per table, a header line, schema, statuses, provenance."""
+    if "tables" in r:
+        head = f"{r['path']}: {len(r['tables'])} tables"
+        index = [f"  {t['path']}: {t['files']} file(s), {t['rows']:,} rows" for t in r["tables"]]
+        return "\n\n".join(["\n".join([head, *index]), *(format_report(t) for t in r["tables"])])
     out = [f"{r['path']}: {r['files']} file(s), {r['rows']:,} rows, {r['bytes'] / 1e6:.2f} MB"]
     out.append("schema:")
     width = max(len(n) for n, _ in r["schema"])
@@ -68,6 +123,7 @@ def format_report(r: dict[str, Any]) -> str:
     prov = r.get("provenance")
     if prov:
         out.append("provenance:")
+        prov = dict(prov)
         cfg = prov.pop("config", None)
         out += [f"  {k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in sorted(prov.items())]
         if cfg is not None:

@@ -122,6 +122,10 @@ class RunStatus:
     last_run_log: str | None
     resume: list[str]
     not_started: list[str] = field(default_factory=list)  # targets of stages with no job run yet
+    writers: list[dict[str, Any]] = field(default_factory=list)  # processes of a killed run still writing
+    run_from: str | None = None       # where the resume command's profile and config files come from
+    progress: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # one line each: the run cannot start as it is
     foreign_files: list[str] = field(default_factory=list)  # shard files outside the current plan
 
     def counts(self, stage: str, rule: str) -> dict[str, int]:
@@ -151,6 +155,7 @@ class RunStatus:
             "leftovers": self.leftovers,
             "unregistered_rules": self.unregistered_rules, "last_run_log": self.last_run_log,
             "resume": self.resume, "not_started": self.not_started, "foreign_files": self.foreign_files,
+            "writers": self.writers, "run_from": self.run_from, "progress": self.progress, "problems": self.problems,
         }
 
 
@@ -222,6 +227,17 @@ def run_log_failures(log_dir: Path, last: int = 5) -> dict[str, Path]:
             elif in_error and (m := _RUN_LOG_ERROR_LOG.match(ln)):
                 out.setdefault(m.group("log"), run_log)
     return out
+
+
+def last_progress(path: str | Path) -> str | None:
+    """The last progress line of a job's log (``affectflow.ops.progress``: done/total, rate, ETA)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    for ln in reversed(_tail(p, 8192)):
+        if " affectflow.progress: " in ln:
+            return ln.split(" affectflow.progress: ", 1)[1].strip()
+    return None
 
 
 def slurm_kill_reason(path: str | Path) -> str | None:
@@ -378,6 +394,185 @@ def profile_setting(profile: str | Path | None, key: str) -> str | None:
     return None if val is None else str(val)
 
 
+_NOT_A_RUN = {"-n", "--dry-run", "--dryrun", "--unlock", "--lint", "--report", "--list", "-l", "--list-rules",
+              "--summary", "-S", "--detailed-summary", "-D", "--dag", "--rulegraph", "--filegraph", "--cleanup-metadata",
+              "--list-untracked", "--delete-all-output", "--delete-temp-output", "--version", "-h", "--help"}
+_MULTI_VALUE = {"--configfile", "--configfiles", "--config", "-C"}
+
+
+@dataclass
+class LastRun:
+    """How the last Snakemake run here was started: what a resume command must repeat."""
+
+    source: str                      # the log file, or "pid N" for a running Snakemake
+    profile: str | None
+    configfiles: list[str]
+    argv: list[str]
+
+
+def parse_snakemake_argv(argv: Sequence[str]) -> LastRun | None:
+    """Profile and config files of a Snakemake command line; None for a dry-run, --unlock, --lint, ...
+
+    ``--configfile a.yaml b.yaml`` (several values after one flag, Snakemake's form), repeated
+    flags and ``--flag=value`` are all understood.
+    """
+    profile, configfiles = None, []
+    i, args = 0, list(argv)
+    while i < len(args):
+        tok = args[i]
+        flag, eq, val = tok.partition("=")
+        if flag in _NOT_A_RUN:
+            return None
+        if flag == "--profile":
+            profile = val if eq else (args[i + 1] if i + 1 < len(args) else None)
+            i += 1 if eq else 2
+            continue
+        if flag in _MULTI_VALUE:
+            vals = [val] if eq else []
+            j = i + 1
+            if not eq:
+                while j < len(args) and not args[j].startswith("-"):
+                    vals.append(args[j])
+                    j += 1
+            if flag in ("--configfile", "--configfiles"):
+                configfiles += vals
+            i = j
+            continue
+        i += 1
+    return LastRun(source="", profile=profile, configfiles=configfiles, argv=list(argv))
+
+
+def last_run(workdir: Path, pids: Sequence[int] = ()) -> LastRun | None:
+    """The running Snakemake's command line, else the newest ``.snakemake/log/*.snakemake.log`` of a
+    real run (its ``Command:`` line; dry-runs, --unlock and the like skipped). None if neither."""
+    import psutil
+
+    for pid in pids:
+        try:
+            run = parse_snakemake_argv(psutil.Process(pid).cmdline()[1:])
+        except (psutil.Error, OSError):
+            continue
+        if run:
+            run.source = f"pid {pid}"
+            return run
+    for log in sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"), reverse=True):
+        try:
+            with open(log, encoding="utf-8", errors="replace") as fh:
+                head = [next(fh, "") for _ in range(40)]
+        except OSError:
+            continue
+        cmd = next((ln.split("Command:", 1)[1].strip() for ln in head if ln.strip().startswith("Command:")), None)
+        if not cmd:
+            continue
+        try:
+            run = parse_snakemake_argv(shlex.split(cmd)[1:])
+        except ValueError:
+            continue
+        if run:
+            run.source = str(log)
+            return run
+    return None
+
+
+def display_path(path: str, workdir: Path) -> str:
+    """``path`` relative to the working directory (or to this repository for a profile of it) when
+    inside it, so the resume command reads as one would type it."""
+    from ..config import REPO_ROOT
+
+    p = Path(path)
+    if not p.is_absolute():
+        return path
+    for base in (Path(workdir).resolve(), REPO_ROOT):
+        try:
+            return str(p.resolve().relative_to(base))
+        except ValueError:
+            continue
+    return path
+
+
+def live_writers(workdir: Path, exclude: Sequence[int] = ()) -> list[dict[str, Any]]:
+    """Processes still working in ``workdir`` with no main Snakemake: jobs of a killed run
+    (``affectflow`` commands, Snakemake's in-job processes). Returns ``{"pid", "cmd"}`` per process."""
+    import psutil
+
+    wd = os.path.realpath(workdir)
+    me = {os.getpid(), os.getppid(), *exclude}
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmd = p.info["cmdline"] or []
+            if p.info["pid"] in me or not any(("affectflow" in c or "snakemake" in c) for c in cmd[:4]):
+                continue
+            if " status" in " ".join(cmd[:5]) or "--unlock" in cmd:
+                continue
+            if os.path.realpath(p.cwd()) == wd:
+                out.append({"pid": p.info["pid"], "cmd": " ".join(cmd)[:160]})
+        except (psutil.Error, OSError):
+            continue
+    return out
+
+
+def slurm_plugin_problem(profile: str | Path | None) -> str | None:
+    """One line when the profile runs on SLURM but snakemake-executor-plugin-slurm is not installed."""
+    import importlib.util
+
+    if profile_setting(profile, "executor") != "slurm":
+        return None
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is not None:
+        return None
+    return (f"profile {profile} runs on SLURM, but snakemake-executor-plugin-slurm is not installed: "
+            "pip install -c requirements/constraints.txt snakemake-executor-plugin-slurm")
+
+
+def job_seconds_and_rows(job: "JobStatus", workdir: Path, cfg: Mapping) -> tuple[float | None, int | None]:
+    """(wall seconds from the job's benchmark file, rows of its first Parquet output) for a done job."""
+    seconds = rows = None
+    try:
+        lines = (workdir / layout.benchmark(job.rule, cfg, job.wildcards)).read_text().splitlines()
+        if len(lines) >= 2:
+            seconds = float(lines[-1].split("\t")[0])
+    except (OSError, ValueError):
+        pass
+    first = job.outputs[0] if job.outputs else ""
+    if first.endswith(".parquet"):
+        try:
+            import pyarrow.parquet as pq
+
+            rows = pq.ParquetFile(workdir / first).metadata.num_rows
+        except Exception:
+            rows = None
+    return seconds, rows
+
+
+def stage_progress(status: "RunStatus", workdir: Path, cfg: Mapping) -> dict[str, dict[str, Any]]:
+    """Per stage: jobs done of total, and per per-shard rule the rows it wrote per job-second.
+
+    Returns stage -> ``{"done", "total", "rules": {rule: {"done", "total", "rows", "seconds",
+    "rows_per_s"}}}``; ``rows_per_s`` is rows / benchmark seconds summed over the rule's done jobs
+    (None where no benchmark or no Parquet output is known).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for stage, rules in status.stages.items():
+        entry: dict[str, Any] = {"done": 0, "total": 0, "rules": {}}
+        for rule, jobs in rules.items():
+            done = [j for j in jobs if j.state == DONE]
+            entry["done"] += len(done)
+            entry["total"] += len(jobs)
+            if len(jobs) < 2:
+                continue
+            rows = secs = 0.0
+            for j in done:
+                s_, r_ = job_seconds_and_rows(j, workdir, cfg) if j.rule in layout.RULES else (None, None)
+                if s_ is not None and r_ is not None:
+                    secs += s_
+                    rows += r_
+            unit = {"shard": "shards", "seed": "seeds", "key": "models"}.get(next(iter(jobs[0].wildcards), ""), "jobs")
+            entry["rules"][rule] = {"done": len(done), "total": len(jobs), "unit": unit, "rows": int(rows),
+                                    "seconds": round(secs, 1), "rows_per_s": round(rows / secs, 1) if secs > 0 else None}
+        out[stage] = entry
+    return out
+
+
 # -- assembling the picture -------------------------------------------------------------------------
 
 
@@ -410,12 +605,15 @@ def job_status(step: Step, cfg: Mapping, wildcards: Wildcards, workdir: Path, ma
     if queued:
         j.slurm_job, st = queued
         j.state = QUEUED if st in ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "SUSPENDED") else RUNNING
+        if j.state == RUNNING:
+            j.reason = last_progress(workdir / log)
         return j
     if marked:
         j.slurm_job = markers[marked[0]]
         alive = [(local_jobs or {}).get(o) for o in outputs]
         if snakemake_running:
             j.state = RUNNING
+            j.reason = last_progress(workdir / log)
         elif any(alive):
             j.state = RUNNING
             j.reason = (f"still running (pid {next(a for a in alive if a)}) after its Snakemake was killed: "
@@ -452,8 +650,15 @@ def _not_older(run_log: Path, job_log: Path) -> bool:
 
 def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None = "profiles/slurm",
             configfiles: Sequence[str] = (), stages: Iterable[Stage] = STAGES, repo: Path | None = None,
-            queue: Mapping[str, tuple[str, str]] | None = None) -> RunStatus:
-    """Everything ``affectflow status`` reports, from the config and what is on disk."""
+            queue: Mapping[str, tuple[str, str]] | None = None, run_from: str | None = None,
+            writers: Sequence[dict[str, Any]] | None = None) -> RunStatus:
+    """Everything ``affectflow status`` reports, from the config and what is on disk.
+
+    Args:
+        profile, configfiles: what the resume command names (see :func:`last_run` for finding them).
+        run_from: where they were read from (a log file, a running pid), shown beside the command.
+        queue, writers: the SLURM queue and live writer processes (looked up when None; tests pass them).
+    """
     from ..config import REPO_ROOT
 
     workdir = Path(workdir)
@@ -499,13 +704,18 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
         workdir=str(workdir.resolve()), results=str(cfg["results"]), logs=str(cfg["logs"]), stages=result,
         locked=locked, snakemake_pids=pids, orphan_jobs=orphans,
         unregistered_rules=sorted(r for r, has_out in declared.items() if has_out and r not in registered),
-        last_run_log=str(logs[-1]) if logs else None, resume=[], not_started=not_started)
+        last_run_log=str(logs[-1]) if logs else None, resume=[], not_started=not_started, run_from=run_from)
     from .results_folder import foreign_shard_files
 
     in_workdir = {**cfg, "results": str(workdir / cfg["results"])}  # a relative results folder is the working directory's
     status.foreign_files = [os.path.relpath(p, workdir) if not Path(cfg["results"]).is_absolute() else str(p)
                             for p in foreign_shard_files(in_workdir)]
-    root = Path(repo or REPO_ROOT)
+    if not pids:
+        status.writers = list(live_writers(workdir) if writers is None else writers)
+    status.progress = stage_progress(status, workdir, cfg)
+    plugin = slurm_plugin_problem(profile)
+    status.problems = [plugin] if plugin else []
+        root = Path(repo or REPO_ROOT)
     snakefile = None if workdir.resolve() == root.resolve() else root / "Snakefile"
     status.resume = resume_commands(status, targets, profile, configfiles, snakefile)
     return status
@@ -527,7 +737,8 @@ def resume_commands(status: RunStatus, targets: Sequence[str], profile: str | Pa
     if snakefile:
         prof = f"-s {shlex.quote(str(snakefile))} " + prof
     cmds = []
-    if status.locked and not status.snakemake_pids:
+    # Unlocking while jobs of the killed run still write would let a second Snakemake race them.
+    if status.locked and not status.snakemake_pids and not status.orphan_jobs and not status.writers:
         cmds.append(f"snakemake {prof}--unlock {tail}")
     cmds.append(f"snakemake {prof}--rerun-incomplete {tail}")
     return cmds
@@ -549,6 +760,14 @@ def format_status(s: RunStatus, max_lines: int = 20) -> str:
         out.append("  ".join(c.ljust(w) if k < 2 else c.rjust(w) for k, (c, w) in enumerate(zip(row, widths))))
         if i == 0:
             out.append("  ".join("-" * w for w in widths))
+    if s.progress:
+        out += ["", "Progress:"]
+        for stage, p in s.progress.items():
+            line = f"  {stage:<9} {p['done']}/{p['total']} jobs done"
+            rates = [f"{rule} {r['done']}/{r['total']} {r['unit']}"
+                     + (f", {r['rows_per_s']:,.{0 if r['rows_per_s'] >= 100 else 1}f} rows/s per job" if r["rows_per_s"] else "")
+                     for rule, r in p["rules"].items()]
+            out.append(line + (": " + "; ".join(rates) if rates else ""))
     jobs = [j for rules in s.stages.values() for js in rules.values() for j in js]
     for state, title in ((FAILED, "Failed"), (INCOMPLETE, "Incomplete (redone on resume)"),
                          (RUNNING, "Running"), (QUEUED, "Queued")):
@@ -580,8 +799,17 @@ def format_status(s: RunStatus, max_lines: int = 20) -> str:
     if s.snakemake_pids:
         out += ["", f"Snakemake is running here (pid {', '.join(map(str, s.snakemake_pids))}): let it finish, or stop it "
                 "with one Ctrl-C (it cancels its SLURM jobs) before resuming."]
+    elif s.writers:
+        out += ["", "Jobs of a Snakemake that is no longer running are still writing here: let them finish "
+                "(or stop them: kill " + " ".join(str(w["pid"]) for w in s.writers) + ") before unlocking or resuming:"]
+        out += [f"  pid {w['pid']}: {w['cmd']}" for w in s.writers[:max_lines]]
+    elif s.locked and s.orphan_jobs:
+        out += ["", "The working directory is locked, and the SLURM jobs above are still running: "
+                "let them finish or scancel them, then run this again for the unlock command."]
     elif s.locked:
         out += ["", "The working directory is locked by a Snakemake that is no longer running: unlock it first."]
+    if s.problems:
+        out += ["", *s.problems]
     if s.unregistered_rules:
         out += ["", "Rules not tracked by `affectflow status` (declare them in affectflow.layout.RULES): "
                 + ", ".join(s.unregistered_rules)]
@@ -589,7 +817,8 @@ def format_status(s: RunStatus, max_lines: int = 20) -> str:
     if s.last_run_log:
         out.append(f"Last Snakemake run log: {s.last_run_log}")
     if s.resume:
-        out.append("Resume (only missing, failed and incomplete jobs run):")
+        src = f" (profile and config files as in {s.run_from})" if s.run_from else ""
+        out.append(f"Resume (only missing, failed and incomplete jobs run){src}:")
         out += [f"  {c}" for c in s.resume]
     if s.not_started:
         out.append(f"Not started yet (their targets): {', '.join(s.not_started)}")

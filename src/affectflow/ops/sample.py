@@ -431,6 +431,11 @@ def make_sample(out: str | Path, spec: SampleSpec | None = None) -> dict:
 
     info = {"instagram": make_instagram(out / "instagram", spec), "dreaddit": make_dreaddit(out / "dreaddit", spec),
             "cremad": make_cremad(out / "cremad", actors=spec.cremad_actors, seed=spec.seed)}
+    from .demo_guard import SAMPLE_MARKER
+
+    for name in ("instagram", "dreaddit", "cremad"):  # tiny demo models are allowed on these folders only
+        if (out / name).is_dir():
+            (out / name / SAMPLE_MARKER).write_text("synthetic sample written by affectflow sample: not real data\n")
     (out / "SAMPLE.json").write_text(json.dumps({"seed": spec.seed, **info}, indent=2, sort_keys=True) + "\n")
     return info
 

@@ -5,7 +5,8 @@ Tests and the demo use them so that the real loading code runs (``from_pretraine
 Their predictions are meaningless: test shapes, types, provenance and load paths with them.
 
 ``affectflow tiny-models OUT`` writes ``OUT/{sentiment,sbert,clip,diffusion,safety_checker,speech}``;
-``demo/config.yaml`` points at them.
+``demo/config.yaml`` points at them. Each folder carries a marker (``AFFECTFLOW_TINY_MODEL``,
+see :mod:`affectflow.ops.demo_guard`): a run refuses them on data other than the bundled sample.
 """
 
 from __future__ import annotations
@@ -210,6 +211,10 @@ def build_all(out: str | Path, only: list[str] | None = None, seed: int = 0) -> 
             continue
         target.mkdir(parents=True, exist_ok=True)
         build(target, seed)
+        from .demo_guard import TINY_MARKER
+
+        (target / TINY_MARKER).write_text("tiny random-weight model built by affectflow tiny-models: "
+                                          "for tests and the demo only; its predictions are meaningless\n")
         (target / ".complete").write_text("tiny random-weight model built by affectflow tiny-models\n")
         made[name] = str(target)
         log.info("built tiny %s model in %s", name, target)

@@ -174,6 +174,20 @@ def _val_candidates(selection: Mapping, val_dir: str | Path, ft_groups: Mapping[
     return np.asarray(val.y, np.int64), probs
 
 
+def encoders(cfg: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """The configured models behind the features, as the metrics name them: key -> ``{"model",
+    "revision"}`` (hub id and revision, or open_clip architecture and pretrained tag/path)."""
+    out = {}
+    for key, spec in (cfg.get("models") or {}).items():
+        if not isinstance(spec, Mapping):
+            continue
+        if "arch" in spec:
+            out[key] = {"model": str(spec["arch"]), "revision": str(spec.get("pretrained"))}
+        else:
+            out[key] = {"model": str(spec.get("id")), "revision": str(spec.get("revision") or "main")}
+    return out
+
+
 def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, test_dir: str | Path,
                 dataset_summary: str | Path, out_dir: str | Path, finetune: Sequence[str | Path] = (),
                 val_dir: str | Path | None = None) -> dict[str, Any]:
@@ -339,6 +353,11 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
                    for m in ("image", "text") if m in models},
                 "majority": {k: metrics["baselines"]["majority"][k]["mean"] for k in ("accuracy", "f1", "f1_weighted", "f1_macro")},
             }
+    metrics["encoders"] = encoders(cfg)
+    from ..ops.demo_guard import NOTICE_KEY, notice
+
+    if notice(cfg):
+        metrics[NOTICE_KEY] = notice(cfg)  # an upper-case key: the first one in the sorted file
     write_json(out_dir / "metrics.json", metrics)
     log.info("%s: scored %d model(s) x seeds on test in %.1fs", task, len(models), metrics["seconds"])
     return metrics
@@ -372,7 +391,10 @@ def _pred_table(rows: pl.DataFrame, name: str, trials: Sequence[Mapping], preds:
 
 def _plots(task: str, out_dir: Path, y: np.ndarray, mean_preds: Mapping[str, np.ndarray], models: Mapping) -> Path:
     if task == "engagement":
+        # The panels quote the table's RMSE (mean over seeds of each seed's RMSE), not the RMSE of
+        # the seed-mean prediction: one RMSE per model across metrics.json, the tables and the plot.
+        rmse = {m: models[m]["test"]["rmse"]["mean"] for m in mean_preds if "rmse" in models[m]["test"]}
         return pred_vs_actual(out_dir / "pred_vs_actual.png", y, mean_preds,
-                              "Engagement score on test (influencer split): predicted vs actual")
+                              "Engagement score on test (influencer split): predicted vs actual", rmse=rmse)
     mats = {m: np.asarray(models[m]["test"]["confusion_mean"]) for m in mean_preds}
     return confusion_matrices(out_dir / "confusion_matrix.png", mats, "Stress on test: confusion (mean over seeds)")

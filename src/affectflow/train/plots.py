@@ -29,8 +29,12 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
 
 
 def pred_vs_actual(path: str | Path, y: np.ndarray, preds: Mapping[str, np.ndarray], title: str,
-                   max_points: int = 20000, seed: int = 0) -> Path:
-    """One panel per model: seed-mean prediction against the actual score (a sample of points)."""
+                   max_points: int = 20000, seed: int = 0, rmse: Mapping[str, float] | None = None) -> Path:
+    """One panel per model: seed-mean prediction against the actual score (a sample of points).
+
+    ``rmse`` (model -> value) is the figure each panel quotes: pass the metrics table's (the mean
+    over seeds of each seed's RMSE) so plot and table agree; without it, the RMSE of the plotted
+    seed-mean prediction."""
     plt = _plt()
     y = np.asarray(y, np.float64)
     idx = np.arange(len(y))
@@ -43,8 +47,9 @@ def pred_vs_actual(path: str | Path, y: np.ndarray, preds: Mapping[str, np.ndarr
         p = np.asarray(preds[name], np.float64)
         ax.scatter(y[idx], p[idx], s=6, alpha=0.5, linewidths=0)
         ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--")
-        rmse = float(np.sqrt(np.mean((p - y) ** 2)))
-        ax.set_title(f"{name}  (RMSE {rmse:.3f})", fontsize=9)
+        err = (rmse or {}).get(name)
+        err = float(np.sqrt(np.mean((p - y) ** 2))) if err is None else float(err)
+        ax.set_title(f"{name}  (RMSE {err:.3f}, mean over seeds)" if rmse else f"{name}  (RMSE {err:.3f})", fontsize=9)
         ax.set_xlabel("actual")
     axes[0][0].set_ylabel("predicted (mean over seeds)")
     fig.suptitle(title, fontsize=10)

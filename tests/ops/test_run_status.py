@@ -312,7 +312,8 @@ def test_unlock_is_not_advised_while_jobs_of_the_killed_run_still_write(tmp_path
     st = R.collect(cfg, tmp_path, profile=None, repo=fake_repo(tmp_path / "b"), queue=queue, writers=[])
     assert not any("--unlock" in c for c in st.resume) and "scancel 612" in R.format_status(st)
     st = R.collect(cfg, tmp_path, profile=None, repo=fake_repo(tmp_path / "c"), queue={}, writers=[])
-    assert st.resume[0] == "snakemake --unlock ingest"  # nobody writes: unlocking is safe
+    # nobody writes: unlocking is safe (-s names the Snakefile: this working directory is not the repository)
+    assert st.resume[0] == f"snakemake -s {tmp_path / 'c' / 'repo' / 'Snakefile'} --unlock ingest"
 
 
 def test_progress_per_stage_with_rows_per_second(tmp_path):

@@ -715,7 +715,7 @@ def collect(cfg: Mapping, workdir: str | Path = ".", profile: str | Path | None 
     status.progress = stage_progress(status, workdir, cfg)
     plugin = slurm_plugin_problem(profile)
     status.problems = [plugin] if plugin else []
-        root = Path(repo or REPO_ROOT)
+    root = Path(repo or REPO_ROOT)
     snakefile = None if workdir.resolve() == root.resolve() else root / "Snakefile"
     status.resume = resume_commands(status, targets, profile, configfiles, snakefile)
     return status

@@ -319,43 +319,40 @@ def slurm_comment(rule: str, wildcards: Wildcards) -> str:
     return f"rule_{rule}_wildcards_{wc}" if wc else f"rule_{rule}"
 
 
-def snakemake_processes(workdir: Path) -> list[int]:
-    """Main Snakemake processes running in ``workdir`` (not the ones inside SLURM jobs)."""
+def processes_in(workdir: Path) -> list[tuple[int, list[str]]]:
+    """Every process (but this one) whose working directory is ``workdir``: ``(pid, argv)``.
+
+    The one scan of the process table that :func:`snakemake_processes`, :func:`local_job_processes`
+    and :func:`live_writers` each read their own view from.
+    """
     import psutil
 
     wd = os.path.realpath(workdir)
-    pids = []
+    out = []
     for p in psutil.process_iter(["pid", "cmdline"]):
         try:
-            cmd = p.info["cmdline"] or []
-            if p.info["pid"] == os.getpid() or not any("snakemake" in c for c in cmd[:3]):
-                continue
-            if "remote" in cmd or "slurm-jobstep" in cmd or "--unlock" in cmd:
-                continue
-            if os.path.realpath(p.cwd()) == wd:
-                pids.append(p.info["pid"])
+            if p.info["pid"] != os.getpid() and os.path.realpath(p.cwd()) == wd:
+                out.append((p.info["pid"], list(p.info["cmdline"] or [])))
         except (psutil.Error, OSError):
             continue
-    return sorted(pids)
+    return out
+
+
+def snakemake_processes(workdir: Path) -> list[int]:
+    """Main Snakemake processes running in ``workdir`` (not the ones inside SLURM jobs)."""
+    return sorted(pid for pid, cmd in processes_in(workdir)
+                  if any("snakemake" in c for c in cmd[:3])
+                  and not ("remote" in cmd or "slurm-jobstep" in cmd or "--unlock" in cmd))
 
 
 def local_job_processes(workdir: Path) -> dict[str, int]:
     """Jobs of a local run still alive in ``workdir``: each argument of a running ``affectflow``
     command (its output paths among them, as the rule wrote them) -> the process id. After a
     local Snakemake is killed (``kill -9``), its jobs go on running without it."""
-    import psutil
-
-    wd = os.path.realpath(workdir)
     args: dict[str, int] = {}
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            cmd = p.info["cmdline"] or []
-            if p.info["pid"] == os.getpid() or not any(c == "affectflow" or c.endswith("/affectflow") for c in cmd[:5]):
-                continue
-            if os.path.realpath(p.cwd()) == wd:
-                args.update(dict.fromkeys(cmd, p.info["pid"]))
-        except (psutil.Error, OSError):
-            continue
+    for pid, cmd in processes_in(workdir):
+        if any(c == "affectflow" or c.endswith("/affectflow") for c in cmd[:5]):
+            args.update(dict.fromkeys(cmd, pid))
     return args
 
 
@@ -493,23 +490,10 @@ def display_path(path: str, workdir: Path) -> str:
 def live_writers(workdir: Path, exclude: Sequence[int] = ()) -> list[dict[str, Any]]:
     """Processes still working in ``workdir`` with no main Snakemake: jobs of a killed run
     (``affectflow`` commands, Snakemake's in-job processes). Returns ``{"pid", "cmd"}`` per process."""
-    import psutil
-
-    wd = os.path.realpath(workdir)
-    me = {os.getpid(), os.getppid(), *exclude}
-    out = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            cmd = p.info["cmdline"] or []
-            if p.info["pid"] in me or not any(("affectflow" in c or "snakemake" in c) for c in cmd[:4]):
-                continue
-            if " status" in " ".join(cmd[:5]) or "--unlock" in cmd:
-                continue
-            if os.path.realpath(p.cwd()) == wd:
-                out.append({"pid": p.info["pid"], "cmd": " ".join(cmd)[:160]})
-        except (psutil.Error, OSError):
-            continue
-    return out
+    me = {os.getppid(), *exclude}
+    return [{"pid": pid, "cmd": " ".join(cmd)[:160]} for pid, cmd in processes_in(workdir)
+            if pid not in me and any(("affectflow" in c or "snakemake" in c) for c in cmd[:4])
+            and not (" status" in " ".join(cmd[:5]) or "--unlock" in cmd)]
 
 
 def slurm_plugin_problem(profile: str | Path | None) -> str | None:

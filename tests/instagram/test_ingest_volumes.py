@@ -14,7 +14,6 @@ import yaml
 from conftest import run_snakemake
 
 from affectflow.instagram.plan import plan
-from affectflow.io.multizip import VolumeError
 from affectflow.ops.sample import SampleSpec, make_instagram
 
 SHARDS = 8
@@ -109,7 +108,8 @@ def test_missing_last_volume_stops_the_plan_naming_it(dataset, tmp_path):
     cfg = yaml.safe_load(_config(tmp_path, dataset).read_text())
     from affectflow import config as C
 
-    with pytest.raises(VolumeError, match=r"posts_info\.zip is missing"):
+    # The last volume is the configured path itself: its absence names the config key to fix.
+    with pytest.raises(FileNotFoundError, match=r"instagram\.metadata_zip: .*posts_info\.zip does not exist"):
         plan(C.validate(cfg), tmp_path / "p.parquet", tmp_path / "i.parquet", tmp_path / "p.json")
 
 

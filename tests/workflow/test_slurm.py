@@ -40,6 +40,7 @@ from affectflow.ops.run_status import incomplete_markers
 pytestmark = pytest.mark.slurm
 
 SLURM_PROFILE = REPO / "profiles" / "slurm"
+SNAKEFILE = REPO / "Snakefile"
 FAST = REPO / "tests" / "slurm" / "fast"
 HOOKS = REPO / "tests" / "slurm" / "hooks"
 # Scenarios run in threads; building the tiny models imports transformers lazily, which is not
@@ -313,7 +314,8 @@ def scenario_failed_shard_reruns_alone(tmp_path: Path, ctx: Context):
                 if r["rule"] == "instagram_ingest" and j["wildcards"] == {"shard": "00000"})
     assert "posts_info.z01 is missing" in job0["reason"] and job0["log"].endswith("ingest/shard-00000.log")
     assert job0["slurm_log"] and Path(tmp_path, job0["slurm_log"]).is_file()  # SLURM logs kept for failed jobs
-    assert status["resume"] == [f"snakemake --profile {SLURM_PROFILE} --rerun-incomplete ingest --configfile {cfg}"]
+    # The run's working directory is not the repository, so the command names the Snakefile.
+    assert status["resume"] == [f"snakemake -s {SNAKEFILE} --profile {SLURM_PROFILE} --rerun-incomplete ingest --configfile {cfg}"]
 
     # Fixed: the rerun runs shard 0 alone (plus the summary); finished shards are untouched.
     before = {p.name: p.stat().st_mtime_ns for p in posts.glob("*.parquet")}
@@ -372,8 +374,8 @@ def scenario_killed_snakemake_and_job_resume(tmp_path: Path, ctx: Context):
     assert states(status, "instagram_ingest") == {"00000": "done", "00001": "incomplete", "00002": "done"}
     assert status["locked"] and not status["snakemake_pids"]
     assert status["leftovers"] == [str(leftovers[0])]  # reported while the shard is unfinished
-    assert status["resume"] == [f"snakemake --profile {SLURM_PROFILE} --unlock ingest --configfile {cfg}",
-                                f"snakemake --profile {SLURM_PROFILE} --rerun-incomplete ingest --configfile {cfg}"]
+    assert status["resume"] == [f"snakemake -s {SNAKEFILE} --profile {SLURM_PROFILE} --unlock ingest --configfile {cfg}",
+                                f"snakemake -s {SNAKEFILE} --profile {SLURM_PROFILE} --rerun-incomplete ingest --configfile {cfg}"]
 
     # Resume exactly as status says: unlock, then rerun. Only shard 1 is submitted again.
     before = {n: (posts / n).stat().st_mtime_ns for n in ("shard-00000.parquet", "shard-00002.parquet")}

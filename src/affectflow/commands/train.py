@@ -30,6 +30,8 @@ def _stress_dataset_args(p):
     p.add_argument("--clip", nargs="+", required=True, type=Path, help="Dreaddit CLIP shards")
     p.add_argument("--text", nargs="?", const=None, default=None, type=Path,
                    help="sentence-encoder text features (train.stress.text_encoder: text_embedding)")
+    p.add_argument("--text2", nargs="?", const=None, default=None, type=Path,
+                   help="the second sentence encoder's features, modality text2 (train.stress.text2_encoder)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--summary", required=True, type=Path)
 
@@ -39,7 +41,8 @@ def stress_dataset(args):
     from ..train.stress_data import build
 
     text = next(iter(given_paths([args.text])), None)
-    build(stage_config(args), args.posts, args.clip, args.out, args.summary, text_path=text)
+    text2 = next(iter(given_paths([args.text2])), None)
+    build(stage_config(args), args.posts, args.clip, args.out, args.summary, text_path=text, text2_path=text2)
 
 
 def _text_args(p):
@@ -50,6 +53,8 @@ def _text_args(p):
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--modality", default="text", choices=["text", "text2"],
+                   help="dreaddit: text (models.text_embedding) or text2 (the models key in train.stress.text2_encoder)")
 
 
 @command("train-text", "sentence-encoder text features (models.text_embedding): captions alone, or Dreaddit texts",
@@ -57,8 +62,16 @@ def _text_args(p):
 def text(args):
     from ..train import text_features
 
-    fn = text_features.captions if args.kind == "captions" else text_features.dreaddit
-    print(fn(stage_config(args), args.posts, args.out, threads=args.threads, batch_size=args.batch_size))
+    if args.kind == "captions":
+        print(text_features.captions(stage_config(args), args.posts, args.out, threads=args.threads,
+                                     batch_size=args.batch_size))
+    else:
+        cfg = stage_config(args)
+        key = "text_embedding" if args.modality == "text" else cfg["train"]["stress"]["text2_encoder"]
+        if not key:
+            raise SystemExit("train-text --modality text2: train.stress.text2_encoder is not set")
+        print(text_features.dreaddit(cfg, args.posts, args.out, threads=args.threads,
+                                     batch_size=args.batch_size, model_key=key))
 
 
 def _sweep_args(p):

@@ -34,13 +34,14 @@ from .text_batches import TextTokenizer, length_batches, pad_batch
 log = logging.getLogger(__name__)
 
 
-def load_sbert(cfg: Mapping[str, Any], device, dtype):
-    """The SentenceTransformer of ``models.text_embedding``, from disk only, ready for inference.
+def load_sbert(cfg: Mapping[str, Any], device, dtype, key: str = "text_embedding"):
+    """The SentenceTransformer of ``models.<key>`` (``models.text_embedding``), from disk only, ready for inference.
 
     Args:
         cfg: config with ``models.text_embedding`` (and ``models.dir`` for hub ids).
         device: the ``torch.device`` it runs on.
         dtype: the ``torch.dtype`` it runs in (weights cast when half).
+        key: the ``models`` key (``text_embedding``; the stress heads' second encoder has its own).
 
     Returns:
         ``(model, provenance)``: the SentenceTransformer in eval mode, and the provenance record
@@ -51,10 +52,10 @@ def load_sbert(cfg: Mapping[str, Any], device, dtype):
     """
     from sentence_transformers import SentenceTransformer
 
-    model = HFModel.from_config(cfg, "text_embedding")
+    model = HFModel.from_config(cfg, key)
     path = resolve(cfg, model)
     st = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-    check_tokenizer_complete(st.tokenizer, "models.text_embedding")
+    check_tokenizer_complete(st.tokenizer, f"models.{key}")
     st = prepare_model(st, device, dtype)
     return st, provenance_of(cfg, model, path, device=str(device), dtype=dtype_name(dtype))
 

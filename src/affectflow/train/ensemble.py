@@ -8,6 +8,11 @@ probabilities and labels are arguments: the choice cannot depend on test.
 
 A single model with a tuned threshold is among the candidates, so the ensemble is never worse on
 val than the best single model (it may be on test: that is what the test figure is for).
+
+Seeds: a candidate may give one probability vector or one per seed (seeds x rows). An ensemble
+is then evaluated once per seed (seed ``i`` of every member, a member with fewer seeds reusing
+them in turn) and scored by the mean over seeds, so its figure is a mean of seeds like every
+single model's, not a larger seed-averaged ensemble.
 """
 
 from __future__ import annotations
@@ -58,7 +63,8 @@ def choose_ensemble(y_val: np.ndarray, val_probs: Mapping[str, np.ndarray], metr
 
     Args:
         y_val: validation labels (rows,).
-        val_probs: candidate name -> validation P(stress) (rows,), in a fixed order.
+        val_probs: candidate name -> validation P(stress), (rows,) or one row per seed (seeds, rows),
+            in a fixed order.
         metric: the selection metric (higher is better; rmse-like metrics are refused).
         max_members: largest subset tried.
         weights: relative weights a member may take.
@@ -78,35 +84,59 @@ def choose_ensemble(y_val: np.ndarray, val_probs: Mapping[str, np.ndarray], metr
     if not names:
         raise ValueError("no candidate models for the ensemble")
     y = np.asarray(y_val, np.int64)
-    p = {n: np.asarray(val_probs[n], np.float64) for n in names}
+    p = {n: np.atleast_2d(np.asarray(val_probs[n], np.float64)) for n in names}
+    bad = [n for n in names if p[n].shape[1] != len(y)]
+    if bad:
+        raise ValueError(f"candidates {bad} have another number of val rows than the labels ({len(y)})")
     thr = THRESHOLDS if tune_threshold else np.array([0.5])
+
+    def score(members, w, at):
+        stacks = combine_seeds(p, {"members": members, "weights": w})
+        return np.mean([scores_at_thresholds(y, s, at, metric) for s in stacks], axis=0)
+
     mid = np.argmin(np.abs(thr - 0.5))
     best: tuple | None = None
     tried = 0
     for k in range(1, min(max_members, len(names)) + 1):
         for combo in itertools.combinations(range(len(names)), k):
             for w in _weightings(k, weights) if k > 1 else [(1.0,)]:
-                avg = sum(wi * p[names[i]] for wi, i in zip(w, combo))
-                s = scores_at_thresholds(y, avg, thr, metric)
+                s = score([names[i] for i in combo], w, thr)
                 tried += 1
                 j = int(np.lexsort((np.abs(thr - 0.5), -s))[0])  # best score, then nearest 0.5
                 key = (-s[j], k, abs(thr[j] - 0.5))
                 if best is None or key < best[0]:
                     best = (key, combo, w, float(thr[j]), float(s[j]), float(s[mid]) if tune_threshold else float(s[j]))
-    _, combo, w, t, score, at_half = best
+    _, combo, w, t, best_score, at_half = best
     cands = {}
     for n in names:
-        s = scores_at_thresholds(y, p[n], THRESHOLDS, metric)
-        cands[n] = {"val_at_0_5": float(scores_at_thresholds(y, p[n], np.array([0.5]), metric)[0]),
+        s = score([n], (1.0,), THRESHOLDS)
+        cands[n] = {"val_at_0_5": float(score([n], (1.0,), np.array([0.5]))[0]), "seeds": int(p[n].shape[0]),
                     "val_best": float(s.max()), "best_threshold": float(THRESHOLDS[int(np.argmax(s))])}
-    return {"members": [names[i] for i in combo], "weights": list(w), "threshold": t, "val_score": score,
-            "val_score_at_0_5": float(scores_at_thresholds(y, sum(wi * p[names[i]] for wi, i in zip(w, combo)),
-                                                            np.array([0.5]), metric)[0]),
+    members = [names[i] for i in combo]
+    return {"members": members, "weights": list(w), "threshold": t, "val_score": best_score,
+            "val_score_at_0_5": float(score(members, w, np.array([0.5]))[0]),
+            "seeds": int(max(p[m].shape[0] for m in members)),
             "select_metric": metric, "selected_on": "val", "threshold_tuned": bool(tune_threshold),
             "max_members": max_members, "allowed_weights": list(weights), "combinations_tried": tried,
             "candidates": cands}
 
 
 def combine(probs: Mapping[str, np.ndarray], choice: Mapping[str, Any]) -> np.ndarray:
-    """The ensemble's P(stress): ``choice``'s weighted average of ``probs[member]``."""
+    """The ensemble's P(stress): ``choice``'s weighted average of ``probs[member]`` (rows,)."""
     return sum(w * np.asarray(probs[m], np.float64) for m, w in zip(choice["members"], choice["weights"]))
+
+
+def combine_seeds(stacks: Mapping[str, np.ndarray], choice: Mapping[str, Any]) -> np.ndarray:
+    """The ensemble's P(stress) once per seed.
+
+    Args:
+        stacks: name -> P(stress), (seeds, rows) or (rows,) for one seed.
+        choice: ``members`` and ``weights`` (see :func:`choose_ensemble`).
+
+    Returns:
+        (S, rows) float64, S the most seeds of any member: row ``i`` averages seed ``i`` of every
+        member (seed ``i mod n`` of a member with ``n`` seeds).
+    """
+    arrs = [np.atleast_2d(np.asarray(stacks[m], np.float64)) for m in choice["members"]]
+    n = max(a.shape[0] for a in arrs)
+    return np.stack([sum(w * a[i % a.shape[0]] for w, a in zip(choice["weights"], arrs)) for i in range(n)])

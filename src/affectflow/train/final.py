@@ -154,8 +154,8 @@ def _finetune_groups(paths: Sequence[str | Path]) -> dict[str, list[Path]]:
 
 def _val_candidates(selection: Mapping, val_dir: str | Path, ft_groups: Mapping[str, list[Path]]
                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Validation labels and each candidate's seed-mean validation P(stress): the selected heads
-    (their checkpoints run on val) and the fine-tuned models (their val_predictions files)."""
+    """Validation labels and each candidate's validation P(stress) per seed, (seeds, rows): the
+    selected heads (their checkpoints run on val) and the fine-tuned models (their val_predictions files)."""
     from .trainer import load_checkpoint, predict
 
     val = open_split(val_dir, "val")
@@ -167,10 +167,10 @@ def _val_candidates(selection: Mapping, val_dir: str | Path, ft_groups: Mapping[
         for t in chosen["trials"]:
             model, _ = load_checkpoint(t["checkpoint"])
             ps.append(predict(model, val, "cpu")[0])
-        probs[name] = np.mean(ps, axis=0)
+        probs[name] = np.stack(ps)
     for name, paths in ft_groups.items():
         if all((p / "val_predictions.parquet").is_file() for p in paths):
-            probs[name] = load_finetune(paths, val, "val")[0].mean(axis=0)
+            probs[name] = load_finetune(paths, val, "val")[0]
     return np.asarray(val.y, np.int64), probs
 
 
@@ -212,7 +212,7 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
     Raises:
         DataError: the selection was not made on val, or the split folders come from different runs.
     """
-    from .ensemble import choose_ensemble, combine
+    from .ensemble import choose_ensemble, combine, combine_seeds
     from .trainer import load_checkpoint, predict
 
     t0 = time.perf_counter()
@@ -247,6 +247,7 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
     ckpt_dir = out_dir / "checkpoints"
     models: dict[str, Any] = {}
     mean_preds: dict[str, np.ndarray] = {}
+    seed_preds: dict[str, np.ndarray] = {}
     pred_tables = []
     order = [m for m in head.models if m in selection["models"]] + [m for m in selection["models"] if m not in head.models]
     for name in order:
@@ -277,7 +278,7 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
         }
         if weights:
             models[name]["attention_mean"] = {m: round(float(w), 4) for m, w in zip(mods, np.mean(weights, axis=0))}
-        mean_preds[name] = preds.mean(axis=0)
+        mean_preds[name], seed_preds[name] = preds.mean(axis=0), preds
         pred_tables.append(_pred_table(rows, name, chosen["trials"], preds, kind))
 
     for name, paths in ft_groups.items():
@@ -295,23 +296,28 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
             "seconds": [r.get("seconds") for r in ft_results],
             "model": first.get("model"), "checkpoints": [r["checkpoint"] for r in ft_results],
         }
-        mean_preds[name] = ft_preds.mean(axis=0)
+        mean_preds[name], seed_preds[name] = ft_preds.mean(axis=0), ft_preds
         pred_tables.append(_pred_table(rows, name, [{"seed": r["seed"]} for r in ft_results], ft_preds, kind))
 
     if ensemble is not None:
         missing = [m for m in ensemble["members"] if m not in mean_preds]
         if missing:
             raise DataError(f"ensemble members {missing} have no test predictions")
-        p_ens = combine(mean_preds, ensemble)
+        p_seeds = combine_seeds(seed_preds, ensemble)
         test.scored.append("ensemble")  # a combination of the members' test predictions, made once
         models["ensemble"] = {
             "members": ensemble["members"], "weights": ensemble["weights"], "threshold": ensemble["threshold"],
-            "of": "each member's P(stress) averaged over its seeds, then weighted",
+            "of": "per seed i: the weighted average of every member's seed-i P(stress) (a member with fewer "
+                  "seeds reuses them in turn); the figure is the mean over seeds",
             "val": {head.select_metric: {"mean": ensemble["val_score"], "std": 0.0}},
-            "test": summarise(p_ens[None], ensemble["threshold"]),
+            "seeds": int(p_seeds.shape[0]),
+            "test": summarise(p_seeds, ensemble["threshold"]),
+            "test_seed_average": {k: v for k, v in summarise(combine(mean_preds, ensemble)[None],
+                                                             ensemble["threshold"]).items() if k != "per_category"},
         }
-        mean_preds["ensemble"] = p_ens
-        pred_tables.append(_pred_table(rows, "ensemble", [{"seed": -1}], p_ens[None], kind, ensemble["threshold"]))
+        mean_preds["ensemble"] = p_seeds.mean(axis=0)
+        pred_tables.append(_pred_table(rows, "ensemble", [{"seed": i} for i in range(p_seeds.shape[0])], p_seeds,
+                                       kind, ensemble["threshold"]))
 
     write_table(out_dir / "predictions.parquet", pa.concat_tables(pred_tables), tables.PREDICTIONS,
                 provenance(f"{task}_predictions", {"train": cfg.get("train", {})}, test_digest=test.data.digest))

@@ -24,7 +24,8 @@ MODEL_MODALITIES = {
     "engagement": {"text": ("text",), "image": ("image",), "metadata": ("metadata",),
                    "fusion": ("text", "image", "metadata")},
     "stress": {"text": ("text",), "image": ("image",), "fusion": ("text", "image"), "lexical": ("lexical",),
-               "text_lexical": ("text", "lexical")},
+               "text_lexical": ("text", "lexical"), "text2": ("text2",), "text_text2": ("text", "text2"),
+               "text2_lexical": ("text2", "lexical"), "text_text2_lexical": ("text", "text2", "lexical")},
 }
 
 

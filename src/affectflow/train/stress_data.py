@@ -21,6 +21,7 @@ from .. import status as S
 from ..io.parquet import parquet_files, write_json
 from .arrays import SPLITS, DataError, Modality, SplitWriter, embedding_dim, split_provenance, vectors
 from .config import TrainConfig
+from .models import modalities_of
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +104,14 @@ def _lexical(path: Path, joined: pl.DataFrame, tc: TrainConfig) -> tuple[np.ndar
 
 
 def build(cfg: Mapping[str, Any], posts_path: str | Path, clip_paths: Sequence[str | Path], out_dir: str | Path,
-          summary_path: str | Path, text_path: str | Path | None = None) -> dict[str, Any]:
+          summary_path: str | Path, text_path: str | Path | None = None,
+          text2_path: str | Path | None = None) -> dict[str, Any]:
     """Write ``out_dir/{train,val,test}`` and the summary; return the summary.
 
     Text features come from the CLIP table's ``text_embedding``, or from ``text_path`` (a
-    ``tables.text_embeddings`` file: ``train.stress.text_encoder: text_embedding``); with
-    ``train.stress.lexical.enabled`` Dreaddit's own columns make the modality ``lexical``
+    ``tables.text_embeddings`` file: ``train.stress.text_encoder: text_embedding``); ``text2_path``
+    (the same table from the encoder ``train.stress.text2_encoder`` names) makes the modality
+    ``text2``; with ``train.stress.lexical.enabled`` Dreaddit's own columns make the modality ``lexical``
     (:mod:`.lexical`, standardised on train). A row's ``group`` is its Reddit post (the
     bootstrap's unit), its ``category`` the subreddit. Dreaddit is small (3.5k posts) by nature,
     so the features are read whole.
@@ -120,9 +123,16 @@ def build(cfg: Mapping[str, Any], posts_path: str | Path, clip_paths: Sequence[s
         raise DataError("no CLIP shards given")
     posts, excluded = read_labelled_posts(Path(posts_path))
     tc = TrainConfig.from_config(cfg)
+    tc_text2 = cfg.get("train", {}).get("stress", {}).get("text2_encoder")
+    need = sorted({m for name in tc.stress.models for m in modalities_of("stress", name)} & {"text2"})
+    if need and not text2_path:
+        raise DataError("the stress models need the text2 modality: pass the text2 embeddings "
+                        "(train.stress.text2_encoder, rule stress_text2_embeddings)")
     posts = _with_post_groups(posts, Path(posts_path))
     sources = {"image": _read_vectors(clip_paths, "image_embedding"),
                "text": _read_vectors([Path(text_path)], "embedding") if text_path else _read_vectors(clip_paths, "text_embedding")}
+    if text2_path:
+        sources["text2"] = _read_vectors([Path(text2_path)], "embedding")
     joined = posts
     for m, (frame, _, _) in sources.items():
         joined = joined.join(frame.rename({"_j": f"_j_{m}"}), on="post_id", how="left", maintain_order="left")
@@ -141,13 +151,14 @@ def build(cfg: Mapping[str, Any], posts_path: str | Path, clip_paths: Sequence[s
     shared = keyed.group_by("_t").agg(pl.col("_test").any().alias("a"), (~pl.col("_test")).any().alias("b"))
     text_overlap = int(shared.filter(pl.col("a") & pl.col("b")).height)
 
-    modalities = [Modality(m, sources[m][1].shape[1], "float16") for m in ("text", "image")]
+    modalities = [Modality(m, sources[m][1].shape[1], "float16") for m in sources]
     lexical_info = None
     if tc.lexical.enabled:
         lex_x, lexical_info = _lexical(Path(posts_path), joined, tc)
         modalities.append(Modality("lexical", lex_x.shape[1], "float32"))
     prov = split_provenance("stress", {"train": cfg.get("train", {})}, sources=[str(posts_path)],
-                            text_features=str(text_path) if text_path else "clip")
+                            text_features=str(text_path) if text_path else "clip",
+                            text2_features=str(text2_path) if text2_path else None)
     metas = {}
     for s in SPLITS:
         sub = joined.filter(pl.col("split") == s)
@@ -172,6 +183,7 @@ def build(cfg: Mapping[str, Any], posts_path: str | Path, clip_paths: Sequence[s
         "posts_seen": posts.height + sum(v for k, v in excluded.items() if k != "no_features"),
         "rows": {s: metas[s]["rows"] for s in SPLITS}, "excluded": excluded,
         "text_features": "text_embedding" if text_path else "clip",
+        "text2_features": tc_text2 if text2_path else None,
         "group": "reddit_post_id: the Reddit post a row's sentence range comes from (the bootstrap unit)",
         "lexical": lexical_info,
         "label_rate": {s: float(joined.filter(pl.col("split") == s)["label"].mean()) for s in SPLITS},

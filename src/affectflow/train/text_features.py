@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 
 def write_embeddings(cfg: Mapping[str, Any], frame: pl.DataFrame, out: str | Path, table: str,
-                     threads: int | None = None, batch_size: int = 64, encoder=None) -> dict[str, Any]:
+                     threads: int | None = None, batch_size: int = 64, encoder=None,
+                     model_key: str = "text_embedding") -> dict[str, Any]:
     """Encode ``frame``'s ``text`` and write one row per ``post_id`` to ``out``.
 
     Args:
@@ -50,6 +51,7 @@ def write_embeddings(cfg: Mapping[str, Any], frame: pl.DataFrame, out: str | Pat
         threads: torch threads (the job's cores); None leaves torch's default.
         batch_size: texts per batch.
         encoder: a SentenceTransformer already loaded (on ``train.device``, fp32), else loaded here.
+        model_key: the ``models`` key of the sentence encoder (``text_embedding``).
 
     Returns:
         ``{"rows", "encoded", "truncated", "dim", "texts_per_s", "seconds"}``.
@@ -67,7 +69,7 @@ def write_embeddings(cfg: Mapping[str, Any], frame: pl.DataFrame, out: str | Pat
     where = place(cfg.get("train", {}).get("device", "auto"), "fp32", threads=threads, what="train.device")
     device = where.device
     if encoder is None:
-        encoder, prov = load_sbert(cfg, device, where.dtype)
+        encoder, prov = load_sbert(cfg, device, where.dtype, model_key)
     else:
         prov = {"preloaded": True}
     dim = sbert_dim(encoder)
@@ -95,7 +97,7 @@ def write_embeddings(cfg: Mapping[str, Any], frame: pl.DataFrame, out: str | Pat
 
 
 def dreaddit(cfg: Mapping[str, Any], posts_path: str | Path, out: str | Path, threads: int | None = None,
-             batch_size: int = 64) -> dict[str, Any]:
+             batch_size: int = 64, model_key: str = "text_embedding") -> dict[str, Any]:
     """Every Dreaddit post's text (the stress heads' text features); see :func:`write_embeddings`.
 
     Args:
@@ -104,12 +106,14 @@ def dreaddit(cfg: Mapping[str, Any], posts_path: str | Path, out: str | Path, th
         out: the output Parquet file.
         threads: torch threads.
         batch_size: texts per batch.
+        model_key: the ``models`` key of the encoder: ``text_embedding`` (modality ``text``) or
+            ``train.stress.text2_encoder``'s (modality ``text2``).
 
     Returns:
         :func:`write_embeddings`'s counts.
     """
     posts = pl.concat([pl.read_parquet(f, columns=["post_id", "text"]) for f in parquet_files(posts_path)])
-    return write_embeddings(cfg, posts, out, "dreaddit_text_embeddings", threads, batch_size)
+    return write_embeddings(cfg, posts, out, "dreaddit_text_embeddings", threads, batch_size, model_key=model_key)
 
 
 def captions(cfg: Mapping[str, Any], posts_path: str | Path, out: str | Path, threads: int | None = None,

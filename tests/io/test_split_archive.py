@@ -1,0 +1,134 @@
+"""Models shipped as a zip split over several PyPI packages: located through the installed
+distributions, read in place as one stream, extracted once with CRC checks."""
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from affectflow.io.split_archive import ConcatenatedFile, assemble_split_model, split_parts
+from affectflow.models import HFModel, ModelMissing, resolve
+
+
+def _zip(files: dict[str, bytes], compress=zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compress) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _install(site: Path, prefix: str, archive: bytes, parts: int, skip=(), stem="model") -> list[Path]:
+    """Fake installed distributions ``<prefix>-001``...: a package folder holding one byte range and
+    a dist-info whose RECORD lists it (what pip leaves behind)."""
+    cuts = np.linspace(0, len(archive), parts + 1).astype(int)
+    out = []
+    for i in range(1, parts + 1):
+        if i in skip:
+            continue
+        pkg = f"{prefix}_{i:03d}"
+        rel = f"{pkg}/input/{stem}.zip.{i:03d}"
+        (site / pkg / "input").mkdir(parents=True)
+        (site / rel).write_bytes(archive[cuts[i - 1]:cuts[i]])
+        info = site / f"{prefix.replace('-', '_')}_{i:03d}-0.0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {prefix}-{i:03d}\nVersion: 0.0.1\n")
+        (info / "RECORD").write_text(f"{rel},,\n{info.name}/METADATA,,\n{info.name}/RECORD,,\n")
+        out.append(site / rel)
+    return out
+
+
+MODEL = {"m/config.json": b'{"model_type": "bert"}', "m/modules.json": b"[]", "m/desktop.ini": b"junk",
+         "m/1_Pooling/config.json": b"{}", "m/model.safetensors": os.urandom(300_000)}
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    s = tmp_path / "site"
+    s.mkdir()
+    monkeypatch.syspath_prepend(str(s))
+    return s
+
+
+def test_concatenated_file_reads_and_seeks_like_the_joined_bytes(tmp_path):
+    rng = np.random.default_rng(0)
+    blobs = [rng.bytes(n) for n in (7, 1, 5000, 0, 33)]
+    paths = []
+    for i, b in enumerate(blobs):
+        paths.append(tmp_path / f"p{i}")
+        paths[-1].write_bytes(b)
+    whole = b"".join(blobs)
+    with ConcatenatedFile(paths) as f:
+        assert f.read() == whole
+        for _ in range(200):
+            a = int(rng.integers(0, len(whole) + 3))
+            n = int(rng.integers(0, 200))
+            f.seek(a)
+            assert f.read(n) == whole[a:a + n]
+        f.seek(-10, io.SEEK_END)
+        assert f.read() == whole[-10:] and f.tell() == len(whole)
+
+
+@pytest.mark.parametrize("parts", [1, 3, 5])
+@pytest.mark.parametrize("compress", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_parts_assemble_into_the_model_folder_once(site, tmp_path, parts, compress):
+    _install(site, "tiny-enc-pypi-part", _zip(MODEL, compress), parts)
+    assert [p.name for p in split_parts("tiny-enc-pypi-part")] == [f"model.zip.{i:03d}" for i in range(1, parts + 1)]
+    folder = assemble_split_model("tiny-enc-pypi-part", tmp_path / "store")
+    assert folder == tmp_path / "store/tiny-enc-pypi-part/m"
+    for name, data in MODEL.items():
+        if not name.endswith("desktop.ini"):
+            assert (folder.parent / name).read_bytes() == data
+    assert not (folder / "desktop.ini").exists()
+    marker = json.loads((folder.parent / ".complete").read_text())
+    assert marker["folder"] == "m" and len(marker["parts"]) == parts
+    assert not list((tmp_path / "store").glob(".*tmp*"))  # no temporary left behind
+    for p in split_parts("tiny-enc-pypi-part"):  # extracted once: later jobs need no parts
+        p.unlink()
+    assert assemble_split_model("tiny-enc-pypi-part", tmp_path / "store") == folder
+
+
+def test_pypi_scheme_resolves_a_split_model_under_models_dir(site, tmp_path):
+    _install(site, "tiny-enc-pypi-part", _zip(MODEL), 3)
+    cfg = {"models": {"dir": str(tmp_path / "models"), "enc": {"id": "pypi:tiny-enc-pypi-part-*"}}}
+    assert resolve(cfg, HFModel.from_config(cfg, "enc")) == tmp_path / "models/pypi/tiny-enc-pypi-part/m"
+
+
+@pytest.mark.parametrize("skip, match", [({2}, "tiny-enc-pypi-part-002 are not installed"),
+                                         ({1, 3}, "tiny-enc-pypi-part-001, tiny-enc-pypi-part-003 are not installed"),
+                                         ({4}, "do not form a zip.*last part missing"),
+                                         ({1, 2, 3, 4}, "no part is installed")])
+def test_missing_parts_are_named(site, tmp_path, skip, match):
+    _install(site, "tiny-enc-pypi-part", _zip(MODEL), 4, skip=skip)
+    with pytest.raises(ModelMissing, match=match):
+        assemble_split_model("tiny-enc-pypi-part", tmp_path / "store")
+    assert not (tmp_path / "store/tiny-enc-pypi-part").exists()
+
+
+def test_a_damaged_member_fails_its_crc_and_leaves_nothing(site, tmp_path):
+    archive = bytearray(_zip(MODEL, zipfile.ZIP_STORED))
+    at = bytes(archive).index(MODEL["m/model.safetensors"][:64]) + 1000
+    archive[at] ^= 0xFF
+    _install(site, "tiny-enc-pypi-part", bytes(archive), 3)
+    with pytest.raises(ModelMissing, match="model.safetensors is damaged"):
+        assemble_split_model("tiny-enc-pypi-part", tmp_path / "store")
+    assert not (tmp_path / "store/tiny-enc-pypi-part").exists()
+    assert not list((tmp_path / "store").glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("name", ["../evil/config.json", "/abs/config.json", "m/../../config.json"])
+def test_members_that_leave_the_folder_are_refused(site, tmp_path, name):
+    _install(site, "tiny-enc-pypi-part", _zip({**MODEL, name: b"{}"}), 2)
+    with pytest.raises(ModelMissing, match="would leave the model folder"):
+        assemble_split_model("tiny-enc-pypi-part", tmp_path / "store")
+    assert not (tmp_path / "evil").exists()
+
+
+def test_an_archive_without_a_model_folder_is_refused(site, tmp_path):
+    _install(site, "tiny-enc-pypi-part", _zip({"readme.txt": b"hello"}), 2)
+    with pytest.raises(ModelMissing, match="no config.json or modules.json"):
+        assemble_split_model("tiny-enc-pypi-part", tmp_path / "store")

@@ -184,7 +184,13 @@ def main() -> int:
     enc2 = None
     if args.text2_model:
         t, c = time.perf_counter(), cpu_seconds()
-        enc2 = embed("text2_embeddings", "text_embedding_2")
+        from affectflow.models import ModelMissing
+
+        try:
+            enc2 = embed("text2_embeddings", "text_embedding_2")
+        except ModelMissing as exc:
+            print(f"bench_stress_real: {exc}\n  (or run without the second encoder: --text2-model '')")
+            return 2
         print(f"text2 ({args.text2_model}): encoded {enc2['encoded']} texts ({enc2['truncated']} longer than the window) "
               f"at {enc2['texts_per_s']}/s")
         step("stress_text2_embeddings", t, c)

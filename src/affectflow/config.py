@@ -71,6 +71,9 @@ def _cross_checks(cfg: Mapping, has_models: bool) -> list[str]:
     uses = [m for m in stress.get("models", []) if "text2" in m.split("_")]
     if uses and not text2:
         out.append(f"train.stress.models: {uses} need the text2 modality; set train.stress.text2_encoder to a models key")
+    if text2 and text2 == stress.get("text_encoder"):
+        out.append(f"train.stress.text2_encoder: {text2!r} is already the text modality's encoder "
+                   "(train.stress.text_encoder); text2 must be another model")
     if text2 and has_models and text2 not in cfg["models"]:
         out.append(f"train.stress.text2_encoder: {text2!r} is not a key of models (one of "
                    f"{sorted(k for k in cfg['models'] if k != 'dir')})")

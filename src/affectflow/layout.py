@@ -102,9 +102,12 @@ def stress_text_used(cfg: Mapping) -> bool:
 
 def stress_text2_model(cfg: Mapping) -> list[str]:
     """The ``models.<key>`` of the stress heads' second sentence encoder (``train.stress.text2_encoder``:
-    modality ``text2``), as a list: empty when unset."""
-    key = cfg.get("train", {}).get("stress", {}).get("text2_encoder")
-    return [key] if key else []
+    modality ``text2``), as a list: empty when unset or when no model in ``train.stress.models``
+    reads ``text2`` (then nothing is encoded for it)."""
+    stress = cfg.get("train", {}).get("stress", {})
+    key = stress.get("text2_encoder")
+    used = any("text2" in m.split("_") for m in stress.get("models", ()))
+    return [key] if key and used else []
 
 
 def speech_used(cfg: Mapping) -> bool:

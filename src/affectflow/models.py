@@ -87,7 +87,8 @@ class ClipModel:
 
 
 def models_dir(cfg: Mapping) -> Path:
-    return Path(cfg["models"].get("dir", "models"))
+    """``models.dir`` (``~`` expanded), where fetched and assembled models live."""
+    return Path(cfg["models"].get("dir", "models")).expanduser()
 
 
 def hf_cache_path(root: Path, model: HFModel) -> Path:
@@ -118,7 +119,15 @@ def resolve(cfg: Mapping, model: HFModel) -> Path:
     if model.id.startswith("pypi:"):
         try:
             return _package_model(model.id, models_dir(cfg))
+        except ModelMissing as exc:
+            raise ModelMissing(f"models.{model.key}: {exc}") from None
         except ImportError as exc:
+            from .io.split_archive import split_part_of
+
+            whole = split_part_of(model.id.split(":", 1)[1])
+            if whole:
+                raise ModelMissing(f"models.{model.key}: {model.id} is one part of a model split over several "
+                                   f"packages: name them all with {whole}") from None
             raise ModelMissing(f"models.{model.key}: {model.id}: package not installed ({exc})") from None
     local = Path(model.id).expanduser()
     if local.is_dir():

@@ -77,7 +77,8 @@ def test_concatenated_file_reads_and_seeks_like_the_joined_bytes(tmp_path):
 @pytest.mark.parametrize("compress", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
 def test_parts_assemble_into_the_model_folder_once(site, tmp_path, parts, compress):
     _install(site, "tiny-enc-pypi-part", _zip(MODEL, compress), parts)
-    assert [p.name for p in split_parts("tiny-enc-pypi-part")] == [f"model.zip.{i:03d}" for i in range(1, parts + 1)]
+    assert [(p.name, v) for p, v in split_parts("tiny-enc-pypi-part")] == [
+        (f"model.zip.{i:03d}", "0.0.1") for i in range(1, parts + 1)]
     folder = assemble_split_model("tiny-enc-pypi-part", tmp_path / "store")
     assert folder == tmp_path / "store/tiny-enc-pypi-part/m"
     for name, data in MODEL.items():
@@ -87,7 +88,7 @@ def test_parts_assemble_into_the_model_folder_once(site, tmp_path, parts, compre
     marker = json.loads((folder.parent / ".complete").read_text())
     assert marker["folder"] == "m" and len(marker["parts"]) == parts
     assert not list((tmp_path / "store").glob(".*tmp*"))  # no temporary left behind
-    for p in split_parts("tiny-enc-pypi-part"):  # extracted once: later jobs need no parts
+    for p, _ in split_parts("tiny-enc-pypi-part"):  # extracted once: later jobs need no parts
         p.unlink()
     assert assemble_split_model("tiny-enc-pypi-part", tmp_path / "store") == folder
 
@@ -132,3 +133,69 @@ def test_an_archive_without_a_model_folder_is_refused(site, tmp_path):
     _install(site, "tiny-enc-pypi-part", _zip({"readme.txt": b"hello"}), 2)
     with pytest.raises(ModelMissing, match="no config.json or modules.json"):
         assemble_split_model("tiny-enc-pypi-part", tmp_path / "store")
+
+
+def test_upgraded_parts_are_extracted_again_and_removed_parts_keep_the_copy(site, tmp_path):
+    v1 = _install(site, "tiny-enc-pypi-part", _zip({**MODEL, "m/v.json": b'{"v": 1}'}), 3)
+    folder = assemble_split_model("tiny-enc-pypi-part", tmp_path / "store")
+    assert (folder / "v.json").read_bytes() == b'{"v": 1}'
+    for p in v1:  # pip uninstall, then a new release in two parts
+        p.unlink()
+    for info in site.glob("*.dist-info"):
+        for f in info.iterdir():
+            f.unlink()
+        info.rmdir()
+    assert assemble_split_model("tiny-enc-pypi-part", tmp_path / "store") == folder  # nothing installed: the copy
+    site2 = site / "v2"
+    site2.mkdir()
+    import sys
+
+    sys.path.insert(0, str(site2))
+    try:
+        _install(site2, "tiny-enc-pypi-part", _zip({**MODEL, "m/v.json": b'{"v": 2}'}), 2)
+        again = assemble_split_model("tiny-enc-pypi-part", tmp_path / "store")
+    finally:
+        sys.path.remove(str(site2))
+    assert again == folder and (again / "v.json").read_bytes() == b'{"v": 2}'
+    assert len(json.loads((folder.parent / ".complete").read_text())["parts"]) == 2
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["tiny-enc-pypi-part"]
+
+
+def test_leftovers_of_killed_extractions_are_swept_and_a_folder_without_marker_replaced(site, tmp_path):
+    _install(site, "tiny-enc-pypi-part", _zip(MODEL), 2)
+    store = tmp_path / "store"
+    import socket
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname().replace("/", "_")
+    gone = store / f".tiny-enc-pypi-part.tmp-{host}-{dead.pid}"
+    alive = store / f".tiny-enc-pypi-part.tmp-{host}-1"  # pid 1 is alive
+    (gone / "m").mkdir(parents=True)
+    alive.mkdir(parents=True)
+    (store / "tiny-enc-pypi-part" / "m").mkdir(parents=True)  # an interrupted replace: no marker
+    (store / "tiny-enc-pypi-part" / "m" / "half.bin").write_bytes(b"x")
+    folder = assemble_split_model("tiny-enc-pypi-part", store)
+    assert not gone.exists() and alive.exists()  # a live writer's temporary is left alone
+    assert not (folder / "half.bin").exists() and (folder / "config.json").is_file()
+
+
+def test_prefix_spellings_share_one_extraction_and_errors_name_the_config_key(site, tmp_path):
+    _install(site, "tiny-enc-pypi-part", _zip(MODEL), 2)
+    cfg = {"models": {"dir": str(tmp_path / "models"), "a": {"id": "pypi:tiny-enc-pypi-part-*"},
+                      "b": {"id": "pypi:Tiny_Enc.pypi_part-*"}, "c": {"id": "pypi:tiny-enc-pypi-part-001"},
+                      "d": {"id": "pypi:nothing-here-*"}}}
+    assert resolve(cfg, HFModel.from_config(cfg, "a")) == resolve(cfg, HFModel.from_config(cfg, "b"))
+    assert len(list((tmp_path / "models/pypi").iterdir())) == 1
+    with pytest.raises(ModelMissing, match=r"models.c: .*one part of a model split .*pypi:tiny-enc-pypi-part-\*"):
+        resolve(cfg, HFModel.from_config(cfg, "c"))
+    with pytest.raises(ModelMissing, match=r"^models.d: pypi:nothing-here-\*: no part is installed"):
+        resolve(cfg, HFModel.from_config(cfg, "d"))
+
+
+def test_an_unwritable_store_is_one_line_with_the_remedy(site, tmp_path):
+    _install(site, "tiny-enc-pypi-part", _zip(MODEL), 2)
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ModelMissing, match="cannot extract into .*make models.dir writable"):
+        assemble_split_model("tiny-enc-pypi-part", tmp_path / "file" / "pypi")

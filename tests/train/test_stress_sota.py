@@ -252,7 +252,9 @@ def test_final_ensemble_figure_is_a_mean_over_seeds(heads, tmp_path):
     m = final.score_final(FAST, "stress", heads / "sweep/selection.json", heads / "data/test",
                           heads / "data/dataset.json", tmp_path, val_dir=heads / "data/val")
     e = m["models"]["ensemble"]
-    assert e["seeds"] == len(FAST["train"]["seeds"]) == 2
+    assert e["seeds"] == FAST["train"]["seeds"] == [0, 1]
+    assert e["val"]["f1"]["std"] > 0 and len(e["val"]["f1"]["per_seed"]) == 2
+    assert np.mean(e["val"]["f1"]["per_seed"]) == pytest.approx(e["val"]["f1"]["mean"])
     assert "test_seed_average" in e and "f1" in e["test_seed_average"]
     preds = pl.read_parquet(tmp_path / "predictions.parquet").filter(pl.col("model") == "ensemble")
     assert sorted(preds["seed"].unique().to_list()) == [0, 1]
@@ -307,7 +309,11 @@ def test_text2_modality_joins_its_own_vectors(dd, tmp_path):
 @pytest.mark.parametrize("stress, models, match", [
     ({"models": ["text2"]}, {}, "need the text2 modality"),
     ({"models": ["text", "text_text2_lexical"]}, {}, "need the text2 modality"),
-    ({"models": ["text"], "text2_encoder": "nope"}, {"text_embedding": {"id": "a"}}, "'nope' is not a key of models"),
+    ({"models": ["text"], "text2_encoder": "nope"}, {"text_embedding": {"id": "a"}}, "text2_encoder"),
+    ({"models": ["text2"], "text2_encoder": "text_embedding_2"}, {"text_embedding": {"id": "a"}},
+     "'text_embedding_2' is not a key of models"),
+    ({"models": ["text2"], "text2_encoder": "text_embedding", "text_encoder": "text_embedding"}, {},
+     "already the text modality's encoder"),
 ])
 def test_text2_config_mistakes_are_refused_at_start_up(stress, models, match):
     from affectflow.config import ConfigError, validate
@@ -315,3 +321,33 @@ def test_text2_config_mistakes_are_refused_at_start_up(stress, models, match):
     cfg = {"train": {"stress": stress}, **({"models": models} if models else {})}
     with pytest.raises(ConfigError, match=match):
         validate(cfg)
+
+
+@pytest.mark.parametrize("bad, match", [(np.full(300, np.nan), "non-finite"), (np.zeros((0, 300)), "no seeds"),
+                                        (np.where(np.arange(300) == 7, np.inf, 0.5), "non-finite")])
+def test_ensemble_refuses_candidates_it_cannot_score(bad, match):
+    y = np.random.default_rng(0).integers(0, 2, 300)
+    with pytest.raises(ValueError, match=f"'broken'.*{match}|{match}.*"):
+        ensemble.choose_ensemble(y, {"ok": np.full(300, 0.6), "broken": bad}, "f1")
+
+
+def test_a_diverged_finetuning_is_refused_not_scored_as_no_stress(heads, tmp_path):
+    rows = open_split(heads / "data/test").rows(["post_id"])
+    seed = tmp_path / "seed-0"
+    seed.mkdir()
+    (seed / "result.json").write_text(json.dumps({"selected_on": "val", "seed": 0, "name": "text_embedding_finetune"}))
+    p = np.full(rows.height, 0.7)
+    p[3] = np.nan
+    rows.with_columns(pl.Series("prediction", p)).write_parquet(seed / "test_predictions.parquet")
+    with pytest.raises(DataError, match=r"1 non-finite test prediction.*diverged"):
+        final.load_finetune([seed], open_split(heads / "data/test"))
+
+
+def test_text2_is_encoded_only_when_a_model_reads_it():
+    from affectflow import layout
+
+    base = {"train": {"stress": {"text2_encoder": "text_embedding_2", "models": ["text", "lexical"]}}}
+    assert layout.jobs("stress_text2_embeddings", base) == []
+    base["train"]["stress"]["models"].append("text2_lexical")
+    assert layout.jobs("stress_text2_embeddings", base) == [{}]
+    assert layout.RULES["stress_text2_embeddings"].model_keys(base) == ["text_embedding_2"]

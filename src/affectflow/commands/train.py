@@ -63,11 +63,13 @@ def text(args):
     from ..train import text_features
 
     if args.kind == "captions":
+        if args.modality != "text":
+            raise SystemExit("train-text --kind captions: --modality text2 is for the Dreaddit texts only")
         print(text_features.captions(stage_config(args), args.posts, args.out, threads=args.threads,
                                      batch_size=args.batch_size))
     else:
         cfg = stage_config(args)
-        key = "text_embedding" if args.modality == "text" else cfg["train"]["stress"]["text2_encoder"]
+        key = "text_embedding" if args.modality == "text" else cfg.get("train", {}).get("stress", {}).get("text2_encoder")
         if not key:
             raise SystemExit("train-text --modality text2: train.stress.text2_encoder is not set")
         print(text_features.dreaddit(cfg, args.posts, args.out, threads=args.threads,

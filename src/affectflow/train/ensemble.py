@@ -85,9 +85,15 @@ def choose_ensemble(y_val: np.ndarray, val_probs: Mapping[str, np.ndarray], metr
         raise ValueError("no candidate models for the ensemble")
     y = np.asarray(y_val, np.int64)
     p = {n: np.atleast_2d(np.asarray(val_probs[n], np.float64)) for n in names}
+    bad = [n for n in names if p[n].ndim != 2 or p[n].shape[0] == 0]
+    if bad:
+        raise ValueError(f"candidates {bad} have no seeds (expected (rows,) or (seeds, rows) probabilities)")
     bad = [n for n in names if p[n].shape[1] != len(y)]
     if bad:
         raise ValueError(f"candidates {bad} have another number of val rows than the labels ({len(y)})")
+    bad = [n for n in names if not np.all(np.isfinite(p[n]))]
+    if bad:
+        raise ValueError(f"candidates {bad} have non-finite (NaN/inf) val probabilities")
     thr = THRESHOLDS if tune_threshold else np.array([0.5])
 
     def score(members, w, at):
@@ -113,7 +119,10 @@ def choose_ensemble(y_val: np.ndarray, val_probs: Mapping[str, np.ndarray], metr
         cands[n] = {"val_at_0_5": float(score([n], (1.0,), np.array([0.5]))[0]), "seeds": int(p[n].shape[0]),
                     "val_best": float(s.max()), "best_threshold": float(THRESHOLDS[int(np.argmax(s))])}
     members = [names[i] for i in combo]
+    per_seed = [float(scores_at_thresholds(y, s, np.array([t]), metric)[0])
+                for s in combine_seeds(p, {"members": members, "weights": w})]
     return {"members": members, "weights": list(w), "threshold": t, "val_score": best_score,
+            "val_per_seed": per_seed, "val_std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0,
             "val_score_at_0_5": float(score(members, w, np.array([0.5]))[0]),
             "seeds": int(max(p[m].shape[0] for m in members)),
             "select_metric": metric, "selected_on": "val", "threshold_tuned": bool(tune_threshold),

@@ -138,7 +138,12 @@ def load_finetune(paths: Sequence[str | Path], test: SplitData, split: str = "te
         if joined["prediction"].null_count():
             raise DataError(f"{p}: no fine-tuned prediction for {joined['prediction'].null_count()} {split} post(s), "
                             f"e.g. {joined.filter(pl.col('prediction').is_null())['post_id'].head(3).to_list()}")
-        preds.append(joined["prediction"].to_numpy())
+        p_ = joined["prediction"].to_numpy()
+        bad = ~np.isfinite(p_)
+        if bad.any():  # a NaN is not a null in polars: a diverged run must not score as "no stress"
+            raise DataError(f"{p}: {int(bad.sum())} non-finite {split} prediction(s) (NaN/inf), e.g. "
+                            f"{joined.filter(pl.Series(bad))['post_id'].head(3).to_list()}; the fine-tuning diverged")
+        preds.append(p_)
         results.append(res)
     return np.stack(preds), results
 
@@ -248,6 +253,7 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
     models: dict[str, Any] = {}
     mean_preds: dict[str, np.ndarray] = {}
     seed_preds: dict[str, np.ndarray] = {}
+    seed_ids: dict[str, list[int]] = {}
     pred_tables = []
     order = [m for m in head.models if m in selection["models"]] + [m for m in selection["models"] if m not in head.models]
     for name in order:
@@ -258,6 +264,8 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
             if meta["data_digests"] != selection["data_digests"]:
                 raise DataError(f"{t['checkpoint']}: trained on other data than the selection names")
             out = test.score(f"{name}/seed{t['seed']}", lambda d: predict(model, d, "cpu"))
+            if not np.all(np.isfinite(out[0])):
+                raise DataError(f"{t['checkpoint']}: non-finite test predictions ({int((~np.isfinite(out[0])).sum())} rows)")
             preds.append(out[0])
             if out[1] is not None:
                 weights.append(out[1].mean(axis=0))
@@ -279,6 +287,7 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
         if weights:
             models[name]["attention_mean"] = {m: round(float(w), 4) for m, w in zip(mods, np.mean(weights, axis=0))}
         mean_preds[name], seed_preds[name] = preds.mean(axis=0), preds
+        seed_ids[name] = [int(t["seed"]) for t in chosen["trials"]]
         pred_tables.append(_pred_table(rows, name, chosen["trials"], preds, kind))
 
     for name, paths in ft_groups.items():
@@ -297,6 +306,7 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
             "model": first.get("model"), "checkpoints": [r["checkpoint"] for r in ft_results],
         }
         mean_preds[name], seed_preds[name] = ft_preds.mean(axis=0), ft_preds
+        seed_ids[name] = [int(r["seed"]) for r in ft_results]
         pred_tables.append(_pred_table(rows, name, [{"seed": r["seed"]} for r in ft_results], ft_preds, kind))
 
     if ensemble is not None:
@@ -304,19 +314,22 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
         if missing:
             raise DataError(f"ensemble members {missing} have no test predictions")
         p_seeds = combine_seeds(seed_preds, ensemble)
+        # seed i combines every member's i-th seed: named by the seeds of the member with the most
+        ens_seeds = max((seed_ids[m] for m in ensemble["members"]), key=len)
         test.scored.append("ensemble")  # a combination of the members' test predictions, made once
         models["ensemble"] = {
             "members": ensemble["members"], "weights": ensemble["weights"], "threshold": ensemble["threshold"],
             "of": "per seed i: the weighted average of every member's seed-i P(stress) (a member with fewer "
                   "seeds reuses them in turn); the figure is the mean over seeds",
-            "val": {head.select_metric: {"mean": ensemble["val_score"], "std": 0.0}},
-            "seeds": int(p_seeds.shape[0]),
+            "val": {head.select_metric: {"mean": ensemble["val_score"], "std": ensemble["val_std"],
+                                         "per_seed": ensemble["val_per_seed"]}},
+            "seeds": ens_seeds,
             "test": summarise(p_seeds, ensemble["threshold"]),
             "test_seed_average": {k: v for k, v in summarise(combine(mean_preds, ensemble)[None],
                                                              ensemble["threshold"]).items() if k != "per_category"},
         }
         mean_preds["ensemble"] = p_seeds.mean(axis=0)
-        pred_tables.append(_pred_table(rows, "ensemble", [{"seed": i} for i in range(p_seeds.shape[0])], p_seeds,
+        pred_tables.append(_pred_table(rows, "ensemble", [{"seed": s} for s in ens_seeds], p_seeds,
                                        kind, ensemble["threshold"]))
 
     write_table(out_dir / "predictions.parquet", pa.concat_tables(pred_tables), tables.PREDICTIONS,
@@ -331,7 +344,8 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
                  "digests": {**selection["data_digests"], "test": test.data.digest},
                  "excluded": dataset.get("excluded", {})},
         "dataset": {k: dataset[k] for k in ("target", "split", "text_features", "text_overlap_train_test", "label_rate",
-                                            "feature_rows_absent", "group", "lexical") if k in dataset},
+                                            "feature_rows_absent", "group", "lexical", "text2_features")
+                    if k in dataset},
         "config_digest": config_digest(cfg.get("train", {})),
         "bootstrap": {"resamples": tc.bootstrap_resamples, "level": tc.bootstrap_level, "unit": unit,
                       "groups_in_test": int(len(set(rows["group"].to_list()))) if groups is not None else test.data.n,

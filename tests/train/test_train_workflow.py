@@ -41,7 +41,10 @@ def test_all_targets_write_both_metrics_and_the_report(run):
                                      "clip_finetune", "text_embedding_finetune", "ensemble"}
     assert stress["models"]["text_text2_lexical"]["modalities"] == ["text", "text2", "lexical"]
     t2 = pl.read_parquet(results / "models/stress/text2_embeddings.parquet")
-    assert len(t2["embedding"].drop_nulls()[0]) == 384 and (t2["status"] == "ok").all()
+    t1 = pl.read_parquet(results / "models/stress/text_embeddings.parquet")
+    assert len(t2["embedding"].drop_nulls()[0]) == 384 and (t2["status"] == "ok").sum() > 0.9 * t2.height
+    assert t2.select("post_id", "status").equals(t1.select("post_id", "status"))  # same rows, same faults
+    assert t2.filter(pl.col("status") == "ok")["embedding"].null_count() == 0
     assert open_split(results / "models/stress/data/test").modalities["text2"].dim == 384
     assert len(stress["models"]["clip_finetune"]["test"]["f1_weighted"]["per_seed"]) == 3
     assert stress["models"]["text_embedding_finetune"]["seeds"] == [0]

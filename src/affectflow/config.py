@@ -63,12 +63,19 @@ def validate(cfg: dict) -> dict:
     return cfg
 
 
+def text2_readers(stress: Mapping) -> list[str]:
+    """The models of a ``train.stress`` section that read the ``text2`` modality."""
+    from .train.config import MODEL_MODALITIES
+
+    return [m for m in stress.get("models", ()) if "text2" in MODEL_MODALITIES["stress"].get(m, ())]
+
+
 def _cross_checks(cfg: Mapping, has_models: bool) -> list[str]:
     """Facts the schema cannot state: keys that must name each other."""
     out = []
     stress = cfg.get("train", {}).get("stress", {})
     text2 = stress.get("text2_encoder")
-    uses = [m for m in stress.get("models", []) if "text2" in m.split("_")]
+    uses = text2_readers(stress)
     if uses and not text2:
         out.append(f"train.stress.models: {uses} need the text2 modality; set train.stress.text2_encoder to a models key")
     if text2 and text2 == stress.get("text_encoder"):

@@ -25,7 +25,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from .config import stage_params
+from .config import stage_params, text2_readers
 
 Wildcards = dict[str, str]
 
@@ -106,8 +106,7 @@ def stress_text2_model(cfg: Mapping) -> list[str]:
     reads ``text2`` (then nothing is encoded for it)."""
     stress = cfg.get("train", {}).get("stress", {})
     key = stress.get("text2_encoder")
-    used = any("text2" in m.split("_") for m in stress.get("models", ()))
-    return [key] if key and used else []
+    return [key] if key and text2_readers(stress) else []
 
 
 def speech_used(cfg: Mapping) -> bool:

@@ -11,18 +11,19 @@ folder is extracted with every member's CRC-32 checked.
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
 import os
 import re
 import shutil
-import socket
 import zipfile
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from ..models import ModelMissing
+from .parquet import _HOST, _writer_gone  # temporaries named and swept as the Parquet writers' are
 
 PART = re.compile(r"\.zip\.(\d{3})$")
 JUNK = ("desktop.ini", ".DS_Store", "Thumbs.db")
@@ -63,7 +64,7 @@ class ConcatenatedFile(io.RawIOBase):
         view = memoryview(buf).cast("B")
         done = 0
         while done < len(view) and self._pos < self._size:
-            i = max(k for k, s in enumerate(self._starts) if s <= self._pos)
+            i = bisect.bisect_right(self._starts, self._pos) - 1  # the last file starting at or before pos
             f = self._files[i]
             f.seek(self._pos - self._starts[i])
             n = f.readinto(view[done:done + min(len(view) - done, self._sizes[i] - (self._pos - self._starts[i]))])
@@ -149,8 +150,6 @@ def _fingerprint(parts: Sequence[tuple[Path, str]]) -> list[dict]:
 
 def _sweep(store: Path, prefix: str) -> None:
     """Remove temporaries of extractions whose process is gone (killed jobs) on this host."""
-    from .parquet import _writer_gone
-
     lead = f".{prefix}.tmp-"
     for stale in store.glob(lead + "*"):
         if _writer_gone(stale.name, lead):
@@ -195,7 +194,7 @@ def assemble_split_model(prefix: str, store: Path) -> Path:
     try:
         store.mkdir(parents=True, exist_ok=True)
         _sweep(store, key)
-        tmp = store / f".{key}.tmp-{socket.gethostname().replace('/', '_')}-{os.getpid()}"
+        tmp = store / f".{key}.tmp-{_HOST}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     except OSError as exc:

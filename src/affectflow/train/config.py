@@ -7,9 +7,25 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 
+# Which modalities each model kind reads: the one table (heads, dataset checks, config checks, layout).
+MODEL_MODALITIES = {
+    "engagement": {"text": ("text",), "image": ("image",), "metadata": ("metadata",),
+                   "fusion": ("text", "image", "metadata")},
+    "stress": {"text": ("text",), "image": ("image",), "fusion": ("text", "image"), "lexical": ("lexical",),
+               "text_lexical": ("text", "lexical"), "text2": ("text2",), "text_text2": ("text", "text2"),
+               "text2_lexical": ("text2", "lexical"), "text_text2_lexical": ("text", "text2", "lexical")},
+}
+
+
+def modalities_of(task: str, model: str) -> tuple[str, ...]:
+    """The modalities a model kind reads (``text_text2_lexical`` -> text, text2, lexical); ValueError if unknown."""
+    try:
+        return MODEL_MODALITIES[task][model]
+    except KeyError:
+        raise ValueError(f"unknown model {model!r} for task {task!r}: one of {sorted(MODEL_MODALITIES.get(task, {}))}") from None
+
+
 @dataclass(frozen=True)
-
-
 class SweepConfig:
     executor: str = "auto"
     trials_per_job: int = 8

@@ -96,11 +96,13 @@ def choose_ensemble(y_val: np.ndarray, val_probs: Mapping[str, np.ndarray], metr
         raise ValueError(f"candidates {bad} have non-finite (NaN/inf) val probabilities")
     thr = THRESHOLDS if tune_threshold else np.array([0.5])
 
-    def score(members, w, at):
-        stacks = combine_seeds(p, {"members": members, "weights": w})
-        return np.mean([scores_at_thresholds(y, s, at, metric) for s in stacks], axis=0)
+    def per_seed(members, w, at):  # (seeds, thresholds)
+        return np.stack([scores_at_thresholds(y, s, at, metric)
+                         for s in combine_seeds(p, {"members": members, "weights": w})])
 
-    mid = np.argmin(np.abs(thr - 0.5))
+    def score(members, w, at):  # (thresholds,): the mean over seeds
+        return per_seed(members, w, at).mean(axis=0)
+
     best: tuple | None = None
     tried = 0
     for k in range(1, min(max_members, len(names)) + 1):
@@ -111,18 +113,17 @@ def choose_ensemble(y_val: np.ndarray, val_probs: Mapping[str, np.ndarray], metr
                 j = int(np.lexsort((np.abs(thr - 0.5), -s))[0])  # best score, then nearest 0.5
                 key = (-s[j], k, abs(thr[j] - 0.5))
                 if best is None or key < best[0]:
-                    best = (key, combo, w, float(thr[j]), float(s[j]), float(s[mid]) if tune_threshold else float(s[j]))
-    _, combo, w, t, best_score, at_half = best
+                    best = (key, combo, w, float(thr[j]), float(s[j]))
+    _, combo, w, t, best_score = best
     cands = {}
     for n in names:
         s = score([n], (1.0,), THRESHOLDS)
         cands[n] = {"val_at_0_5": float(score([n], (1.0,), np.array([0.5]))[0]), "seeds": int(p[n].shape[0]),
                     "val_best": float(s.max()), "best_threshold": float(THRESHOLDS[int(np.argmax(s))])}
     members = [names[i] for i in combo]
-    per_seed = [float(scores_at_thresholds(y, s, np.array([t]), metric)[0])
-                for s in combine_seeds(p, {"members": members, "weights": w})]
+    seeds_val = [float(v) for v in per_seed(members, w, np.array([t]))[:, 0]]
     return {"members": members, "weights": list(w), "threshold": t, "val_score": best_score,
-            "val_per_seed": per_seed, "val_std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0,
+            "val_per_seed": seeds_val, "val_std": float(np.std(seeds_val, ddof=1)) if len(seeds_val) > 1 else 0.0,
             "val_score_at_0_5": float(score(members, w, np.array([0.5]))[0]),
             "seeds": int(max(p[m].shape[0] for m in members)),
             "select_metric": metric, "selected_on": "val", "threshold_tuned": bool(tune_threshold),

@@ -20,21 +20,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-MODEL_MODALITIES = {
-    "engagement": {"text": ("text",), "image": ("image",), "metadata": ("metadata",),
-                   "fusion": ("text", "image", "metadata")},
-    "stress": {"text": ("text",), "image": ("image",), "fusion": ("text", "image"), "lexical": ("lexical",),
-               "text_lexical": ("text", "lexical"), "text2": ("text2",), "text_text2": ("text", "text2"),
-               "text2_lexical": ("text2", "lexical"), "text_text2_lexical": ("text", "text2", "lexical")},
-}
-
-
-def modalities_of(task: str, model: str) -> tuple[str, ...]:
-    try:
-        return MODEL_MODALITIES[task][model]
-    except KeyError:
-        raise ValueError(f"unknown model {model!r} for task {task!r}: one of {sorted(MODEL_MODALITIES.get(task, {}))}") from None
-
+from .config import MODEL_MODALITIES, modalities_of  # noqa: F401  (one table, torch-free)
 
 class ModalityEncoder(nn.Module):
     """Standardise -> Linear -> GELU -> Dropout (``hidden`` 0: standardise only, for a linear head)."""

@@ -20,8 +20,7 @@ import pyarrow.parquet as pq
 from .. import status as S
 from ..io.parquet import parquet_files, write_json
 from .arrays import SPLITS, DataError, Modality, SplitWriter, embedding_dim, split_provenance, vectors
-from .config import TrainConfig
-from .models import modalities_of
+from .config import TrainConfig, modalities_of
 
 log = logging.getLogger(__name__)
 

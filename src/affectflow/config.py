@@ -84,6 +84,11 @@ def _cross_checks(cfg: Mapping, has_models: bool) -> list[str]:
     if text2 and has_models and text2 not in cfg["models"]:
         out.append(f"train.stress.text2_encoder: {text2!r} is not a key of models (one of "
                    f"{sorted(k for k in cfg['models'] if k != 'dir')})")
+    elif text2 and has_models and stress.get("text_encoder") == "text_embedding":
+        a, b = cfg["models"].get("text_embedding", {}), cfg["models"][text2]
+        if (a.get("id"), a.get("revision", "main")) == (b.get("id"), b.get("revision", "main")):
+            out.append(f"models.{text2}: the same model as models.text_embedding ({b.get('id')!r}); "
+                       "text2 must be another encoder")
     return out
 
 

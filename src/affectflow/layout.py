@@ -272,7 +272,7 @@ _TABLE: tuple[RuleLayout, ...] = (
     # train.smk
     _r("engagement_caption_embeddings", "train", {"shard": f"{_ENG}/caption_embeddings/shard-{{shard}}.parquet"},
        "train/caption_embeddings/shard-{shard}.log",
-       reads=("results", "train"), models=("text_embedding",), jobs=_caption_shards),
+       reads=("results", "train.device"), models=("text_embedding",), jobs=_caption_shards),
     _r("engagement_dataset", "train",
        {"train": f"{_ENG}/data/train", "val": f"{_ENG}/data/val", "test": f"{_ENG}/data/test",
         "summary": f"{_ENG}/data/dataset.json"},
@@ -287,10 +287,11 @@ _TABLE: tuple[RuleLayout, ...] = (
        "train/train_engagement.log", directories=frozenset({"checkpoints"}), paths={"out": _ENG},
        reads=("results", "train", "models")),  # models: the encoders the metrics name, the demo notice
     _r("stress_text_embeddings", "train", {"embeddings": f"{_STRESS}/text_embeddings.parquet"},
-       "train/stress_text_embeddings.log", reads=("results", "train"), models=("text_embedding",),
+       "train/stress_text_embeddings.log", reads=("results", "train.device"), models=("text_embedding",),
        jobs=_stress_text),
     _r("stress_text2_embeddings", "train", {"embeddings": f"{_STRESS}/text2_embeddings.parquet"},
-       "train/stress_text2_embeddings.log", reads=("results", "train"), models=stress_text2_model,
+       "train/stress_text2_embeddings.log", reads=("results", "train.device", "train.stress.text2_encoder"),
+       models=stress_text2_model,
        jobs=_stress_text2),
     _r("stress_dataset", "train",
        {"train": f"{_STRESS}/data/train", "val": f"{_STRESS}/data/val", "test": f"{_STRESS}/data/test",

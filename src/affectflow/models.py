@@ -97,6 +97,8 @@ def hf_cache_path(root: Path, model: HFModel) -> Path:
 
 def _package_model(spec: str, root: Path | None = None) -> Path:
     dist = spec.split(":", 1)[1]
+    if not dist.strip("-*"):
+        raise ModelMissing(f"{spec!r} names no package (pypi:<distribution> or pypi:<prefix>-*)")
     if dist.endswith("-*"):
         from .io.split_archive import assemble_split_model
 

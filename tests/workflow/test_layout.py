@@ -43,7 +43,7 @@ def run(sample_dir, tmp_path_factory):
                         "test": str(sample_dir / "dreaddit/dreaddit-test.csv"), "shards": 2},
            "cremad": {"root": str(sample_dir / "cremad"), "shards": 2, "audio": {"speech": True}},
            "models": {"speech": {"id": "facebook/wav2vec2-base"},  # every optional rule planned
-                      "text_embedding_2": {"id": "sentence-transformers/all-mpnet-base-v2"}},
+                      "text_embedding_2": {"id": "sentence-transformers/all-MiniLM-L12-v2"}},
            "train": {"stress": {"text_encoder": "text_embedding", "finetune_text": {"enabled": True},
                                 "text2_encoder": "text_embedding_2", "models": ["text", "text_text2_lexical"]}}}
     cfgfile = tmp / "config.yaml"

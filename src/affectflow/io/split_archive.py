@@ -95,15 +95,17 @@ def split_parts(prefix: str) -> list[tuple[Path, str]]:
         ``(file, version)`` per part: the ``*.zip.NNN`` files, ordered 001, 002, ...
 
     Raises:
-        ModelMissing: no part is installed, a part between the first and the last is missing, or a
-            distribution holds no ``*.zip.NNN`` file; the message names the pip command.
+        ModelMissing: no part is installed, a part between the first and the last is missing, the
+            parts are of different versions, or a distribution holds no ``*.zip.NNN`` file; the
+            message names the pip command. A part installed twice counts where Python would find
+            it first on ``sys.path``.
     """
     want = _norm(prefix)
     found: dict[int, tuple[Path, str]] = {}
     for dist in metadata.distributions():
         name = _norm(dist.metadata["Name"] or "")
         m = re.fullmatch(re.escape(want) + r"-(\d{3})", name)
-        if not m:
+        if not m or int(m.group(1)) in found:  # the first copy on sys.path is the one Python uses
             continue
         files = [f for f in (dist.files or []) if PART.search(str(f))]
         if len(files) != 1:
@@ -116,6 +118,10 @@ def split_parts(prefix: str) -> list[tuple[Path, str]]:
     if gaps:
         raise ModelMissing(f"pypi:{prefix}-*: parts {', '.join(f'{want}-{i:03d}' for i in gaps)} are not installed "
                            f"({install})")
+    versions = sorted({v for _, v in found.values()})
+    if len(versions) > 1:
+        raise ModelMissing(f"pypi:{prefix}-*: installed parts of different releases ({', '.join(versions)}); "
+                           f"reinstall all parts of one ({install})")
     missing = [str(p) for p, _ in found.values() if not p.is_file()]
     if missing:
         raise ModelMissing(f"pypi:{prefix}-*: files of installed parts are gone: {missing[:3]}; reinstall them")
@@ -136,11 +142,14 @@ def split_part_of(dist_name: str) -> str | None:
 
 def _model_folder(names: Sequence[str]) -> str:
     """The shallowest folder of the archive that holds ``config.json`` or ``modules.json``."""
-    hits = sorted((PurePosixPath(n).parent for n in names if PurePosixPath(n).name in ("config.json", "modules.json")),
-                  key=lambda p: (len(p.parts), str(p)))
+    hits = {PurePosixPath(n).parent for n in names if PurePosixPath(n).name in ("config.json", "modules.json")}
     if not hits:
         raise ModelMissing("the archive holds no config.json or modules.json: not a model folder")
-    return str(hits[0])
+    depth = min(len(h.parts) for h in hits)
+    top = sorted(str(h) for h in hits if len(h.parts) == depth)
+    if len(top) > 1:
+        raise ModelMissing(f"the archive holds several model folders {top[:3]}: which one is meant?")
+    return top[0]
 
 
 def _fingerprint(parts: Sequence[tuple[Path, str]]) -> list[dict]:
@@ -149,11 +158,26 @@ def _fingerprint(parts: Sequence[tuple[Path, str]]) -> list[dict]:
 
 
 def _sweep(store: Path, prefix: str) -> None:
-    """Remove temporaries of extractions whose process is gone (killed jobs) on this host."""
-    lead = f".{prefix}.tmp-"
-    for stale in store.glob(lead + "*"):
-        if _writer_gone(stale.name, lead):
-            shutil.rmtree(stale, ignore_errors=True)
+    """Remove temporaries and set-aside old copies of extractions whose process is gone (killed jobs)
+    on this host."""
+    for lead in (f".{prefix}.tmp-", f".{prefix}.old-"):
+        for stale in store.glob(lead + "*"):
+            if _writer_gone(stale.name, lead):
+                shutil.rmtree(stale, ignore_errors=True)
+
+
+def _read_marker(target: Path) -> dict | None:
+    """The ``.complete`` record of ``target`` when it is whole and names a folder inside it; None
+    otherwise (absent, unreadable or tampered with: the model is then extracted again)."""
+    try:
+        done = json.loads((target / ".complete").read_text())
+        folder = PurePosixPath(done["folder"])
+        parts = done["parts"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if folder.is_absolute() or ".." in folder.parts or not isinstance(parts, list):
+        return None
+    return done if (target / str(folder)).is_dir() else None
 
 
 def assemble_split_model(prefix: str, store: Path) -> Path:
@@ -179,10 +203,7 @@ def assemble_split_model(prefix: str, store: Path) -> Path:
     key = _norm(prefix)
     store = Path(store).expanduser()
     target = store / key
-    marker = target / ".complete"
-    done = json.loads(marker.read_text()) if marker.is_file() else None
-    if done and not (target / done["folder"]).is_dir():
-        done = None
+    done = _read_marker(target)
     try:
         parts = split_parts(prefix)
     except ModelMissing:
@@ -209,6 +230,9 @@ def assemble_split_model(prefix: str, store: Path) -> Path:
                                    "is the last part missing?") from None
             with zf:
                 names = [i.filename for i in zf.infolist() if not i.is_dir() and PurePosixPath(i.filename).name not in JUNK]
+                twice = sorted({n for n in names if names.count(n) > 1})
+                if twice:
+                    raise ModelMissing(f"pypi:{prefix}-*: members stored twice ({twice[:3]}): which is the model's?")
                 for n in names:
                     p = PurePosixPath(n)
                     if p.is_absolute() or ".." in p.parts:
@@ -217,23 +241,29 @@ def assemble_split_model(prefix: str, store: Path) -> Path:
                 for n in names:
                     try:
                         zf.extract(n, tmp)  # reads the member whole: a CRC-32 mismatch raises here
-                    except zipfile.BadZipFile as exc:
+                    except (zipfile.BadZipFile, EOFError) as exc:
                         raise ModelMissing(f"pypi:{prefix}-*: member {n} is damaged ({exc}); reinstall the parts") from None
+                    except OSError as exc:
+                        raise ModelMissing(f"pypi:{prefix}-*: reading member {n} failed ({exc}); a part changed "
+                                           "while it was read? run again, or reinstall the parts") from None
         (tmp / ".complete").write_text(json.dumps({"prefix": key, "folder": folder, "parts": _fingerprint(parts)}) + "\n")
-        now = json.loads(marker.read_text()) if marker.is_file() else None
-        if now and now.get("parts") == _fingerprint(parts) and (target / now["folder"]).is_dir():
+        now = _read_marker(target)
+        if now and now["parts"] == _fingerprint(parts):
             return target / now["folder"]  # another job extracted the same parts meanwhile: keep theirs
-        old = None
-        if target.exists():  # an older extraction (other parts), or one without its marker: replaced
-            old = store / f".{key}.old-{os.getpid()}"
+        old = store / f".{key}.old-{_HOST}-{os.getpid()}"
+        try:  # an older extraction (other parts), or one without a whole marker: set aside, then replaced
             os.replace(target, old)
+        except FileNotFoundError:  # none, or another job set it aside first
+            pass
         try:
             os.replace(tmp, target)
-        except OSError:  # another job extracted it first
-            if not marker.is_file():
+        except OSError:  # another job put its extraction there first
+            if _read_marker(target) is None:
                 raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target / json.loads(marker.read_text())["folder"]
+    done = _read_marker(target)
+    if done is None:
+        raise ModelMissing(f"pypi:{prefix}-*: {target} was changed while it was extracted; run again")
+    return target / done["folder"]

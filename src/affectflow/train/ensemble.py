@@ -83,17 +83,26 @@ def choose_ensemble(y_val: np.ndarray, val_probs: Mapping[str, np.ndarray], metr
     names = list(val_probs)
     if not names:
         raise ValueError("no candidate models for the ensemble")
-    y = np.asarray(y_val, np.int64)
     p = {n: np.atleast_2d(np.asarray(val_probs[n], np.float64)) for n in names}
     bad = [n for n in names if p[n].ndim != 2 or p[n].shape[0] == 0]
     if bad:
         raise ValueError(f"candidates {bad} have no seeds (expected (rows,) or (seeds, rows) probabilities)")
-    bad = [n for n in names if p[n].shape[1] != len(y)]
+    labels = np.asarray(y_val, np.float64)
+    bad = [n for n in names if p[n].shape[1] != len(labels)]
     if bad:
-        raise ValueError(f"candidates {bad} have another number of val rows than the labels ({len(y)})")
+        raise ValueError(f"candidates {bad} have another number of val rows than the labels ({len(labels)})")
     bad = [n for n in names if not np.all(np.isfinite(p[n]))]
     if bad:
         raise ValueError(f"candidates {bad} have non-finite (NaN/inf) val probabilities")
+    bad = [n for n in names if p[n].min() < 0 or p[n].max() > 1]
+    if bad:
+        raise ValueError(f"candidates {bad} have val scores outside [0, 1]: probabilities, not logits, are averaged")
+    if not np.all(np.isin(labels, (0, 1))):
+        raise ValueError("val labels must be 0/1 (a NaN or another class was given)")
+    if len(np.unique(labels)) < 2:
+        raise ValueError(f"val holds {len(labels)} row(s) of a single class: no ensemble or threshold can be "
+                         "chosen on it")
+    y = labels.astype(np.int64)
     thr = THRESHOLDS if tune_threshold else np.array([0.5])
 
     def per_seed(members, w, at):  # (seeds, thresholds)

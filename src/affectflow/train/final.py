@@ -134,6 +134,9 @@ def load_finetune(paths: Sequence[str | Path], test: SplitData, split: str = "te
         if res.get("selected_on") != "val":
             raise DataError(f"{p}: fine-tuning result was not selected on val ({res.get('selected_on')!r})")
         tp = pl.read_parquet(p / f"{split}_predictions.parquet", columns=["post_id", "prediction"])
+        if tp["post_id"].is_duplicated().any():
+            raise DataError(f"{p}: duplicate post_id values in {split}_predictions.parquet, e.g. "
+                            f"{tp.filter(pl.col('post_id').is_duplicated())['post_id'].head(3).to_list()}")
         joined = rows.join(tp, on="post_id", how="left", maintain_order="left")
         if joined["prediction"].null_count():
             raise DataError(f"{p}: no fine-tuned prediction for {joined['prediction'].null_count()} {split} post(s), "
@@ -143,6 +146,9 @@ def load_finetune(paths: Sequence[str | Path], test: SplitData, split: str = "te
         if bad.any():  # a NaN is not a null in polars: a diverged run must not score as "no stress"
             raise DataError(f"{p}: {int(bad.sum())} non-finite {split} prediction(s) (NaN/inf), e.g. "
                             f"{joined.filter(pl.Series(bad))['post_id'].head(3).to_list()}; the fine-tuning diverged")
+        if p_.min() < 0 or p_.max() > 1:
+            raise DataError(f"{p}: {split} predictions outside [0, 1] (min {p_.min():.3g}, max {p_.max():.3g}): "
+                            "P(stress) is expected, not logits")
         preds.append(p_)
         results.append(res)
     return np.stack(preds), results
@@ -232,11 +238,16 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
     ft_groups = _finetune_groups(finetune)
 
     # everything chosen on val is chosen before the test split is opened
-    ensemble = None
+    ensemble, ensemble_skipped = None, None
     if kind == "classification" and val_dir is not None and tc.ensemble.enabled:
         y_val, val_probs = _val_candidates(selection, val_dir, ft_groups)
-        ensemble = choose_ensemble(y_val, val_probs, head.select_metric, tc.ensemble.max_members,
-                                   tc.ensemble.weights, tc.ensemble.threshold)
+        if len(np.unique(y_val)) < 2:  # nothing to choose a threshold or members on: say so, score the rest
+            ensemble_skipped = f"val holds {len(y_val)} row(s) of a single class"
+            log.warning("no ensemble: %s", ensemble_skipped)
+        else:
+            ensemble = choose_ensemble(y_val, val_probs, head.select_metric, tc.ensemble.max_members,
+                                       tc.ensemble.weights, tc.ensemble.threshold)
+    if ensemble is not None:
         log.info("ensemble chosen on val: %s weights %s threshold %.2f, val %s %.4f", ensemble["members"],
                  ensemble["weights"], ensemble["threshold"], head.select_metric, ensemble["val_score"])
 
@@ -360,6 +371,8 @@ def score_final(cfg: Mapping[str, Any], task: str, selection_path: str | Path, t
     }
     if ensemble is not None:
         metrics["ensemble"] = {k: v for k, v in ensemble.items()}
+    elif ensemble_skipped:
+        metrics["ensemble_skipped"] = ensemble_skipped
     metrics["headline"] = _headline(models, head.select_metric)
     if task == "stress":
         metrics["anchors"] = STRESS_ANCHORS
